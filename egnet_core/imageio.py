@@ -1,0 +1,42 @@
+"""Reading and writing image files, RGB in memory (OpenCV's files are BGR on disk)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """H×W×3 uint8 RGB; a missing or undecodable file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {str(path)!r} does not exist")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"image {str(path)!r} could not be decoded as an image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_label(path: str | os.PathLike) -> np.ndarray:
+    """H×W uint8 label map (ids as stored in the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label {str(path)!r} does not exist")
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if label is None:
+        raise ValueError(f"label {str(path)!r} could not be decoded as an image")
+    if label.ndim != 2 or label.dtype != np.uint8:
+        raise ValueError(f"label {str(path)!r} must be a single-channel 8-bit image, got {label.dtype} {label.shape}")
+    return label
+
+
+def write_rgb(path: str | os.PathLike, image: np.ndarray) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    converted = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    if not cv2.imwrite(str(path), converted):
+        raise OSError(f"could not write image {str(path)!r}")
+    return path

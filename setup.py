@@ -1,0 +1,57 @@
+"""egnet: one distribution that pip installs and that colcon builds as the ament_python package egnet_ros."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "egnet_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Night-time semantic segmentation with the Exposure-Guided Network (EGNet) for ROS 2",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["egnet_core", "egnet_core.*", "egnet_ros", "egnet_ros.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+    ],
+    # torch is deliberately unpinned here: the registry's torchvision links the CUDA build of torch,
+    # and a pin that admits only the CPU-only wheel found on some machines leaves torchvision unimportable.
+    install_requires=[
+        "torch",
+        "torchvision",
+        "numpy",
+        "opencv-python-headless",
+        "pyyaml",
+        "cityscapesscripts",
+        "matplotlib",
+        "tqdm",
+    ],
+    extras_require={
+        # For machines without a ROS 2 distro: rclpy and the messages from the registry's ros-* wheels.
+        # Users with a sourced distro skip this extra and keep their own.
+        "ros": [
+            "ros-rclpy",
+            "ros-sensor-msgs",
+            "ros-std-msgs",
+            "ros-diagnostic-msgs",
+            "ros-rmw-fastrtps-cpp",
+        ],
+        "dev": [
+            "pytest",
+            "scikit-learn",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "egnet = egnet_core.cli:main",
+        ],
+    },
+    zip_safe=True,
+)
