@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 OUTPUT_STRIDES = (8, 16, 32)
@@ -72,3 +75,167 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+DATASETS = ("nightcity", "nightcity+", "nightcity-fine", "cityscapes", "cityscapes+nightcity")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "nightcity"
+    root: str = "data/NightCity"
+    cityscapes_root: str | None = None  # only for cityscapes+nightcity ("C + N")
+    crop_size: int = 300  # Section 5: 300×300 training crops
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    workers: int = 4
+    eval_size: tuple[int, int] | None = (900, 900)  # Section 5: tested at 900×900; None = native size
+    eval_limit: int | None = None  # validate on the first N val images only (None: all)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"data.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if self.dataset == "cityscapes+nightcity" and not self.cityscapes_root:
+            raise ValueError("data.cityscapes_root is required when data.dataset is 'cityscapes+nightcity'")
+        _require(self.crop_size >= 32, "data.crop_size", self.crop_size, "at least 32")
+        _require(0 < self.scale_min <= self.scale_max, "data.scale_min/scale_max", (self.scale_min, self.scale_max),
+                 "0 < scale_min <= scale_max")
+        _require(self.workers >= 0, "data.workers", self.workers, "0 or more")
+        if self.eval_size is not None:
+            object.__setattr__(self, "eval_size", tuple(self.eval_size))
+            _require(len(self.eval_size) == 2 and min(self.eval_size) >= 32, "data.eval_size", self.eval_size,
+                     "[width, height], each at least 32, or null")
+        if self.eval_limit is not None:
+            _require(self.eval_limit >= 1, "data.eval_limit", self.eval_limit, "at least 1, or null")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Section 5: SGD, batch 14, polynomial decay with power 0.9, 40,000 iterations, α = 1, β = 0.01."""
+
+    iterations: int = 40_000
+    batch_size: int = 14  # over all processes together
+    lr: float = 1e-5
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    alpha: float = 1.0
+    beta: float = 0.01
+
+    def __post_init__(self) -> None:
+        _require(self.iterations >= 1, "optim.iterations", self.iterations, "at least 1")
+        _require(self.batch_size >= 1, "optim.batch_size", self.batch_size, "at least 1")
+        _require(self.lr > 0, "optim.lr", self.lr, "positive")
+        _require(0 <= self.momentum < 1, "optim.momentum", self.momentum, "in [0, 1)")
+        _require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "0 or more")
+        _require(self.poly_power >= 0, "optim.poly_power", self.poly_power, "0 or more")
+        _require(self.alpha >= 0 and self.beta >= 0, "optim.alpha/beta", (self.alpha, self.beta), "0 or more")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    out_dir: str = "runs/egnet"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # mixed precision, CUDA only
+    channels_last: bool = True  # CUDA only
+    log_every: int = 20
+    val_every: int = 2000
+    checkpoint_every: int = 2000
+    keep_last: int = 3
+    init_from: str | None = None  # a full EGNet checkpoint to fine-tune from
+    stop_at: int | None = None  # checkpoint and stop after this iteration (time-limited jobs); schedule unchanged
+
+    def __post_init__(self) -> None:
+        for name in ("log_every", "val_every", "checkpoint_every", "keep_last"):
+            _require(getattr(self, name) >= 1, f"run.{name}", getattr(self, name), "at least 1")
+        if self.stop_at is not None:
+            _require(self.stop_at >= 1, "run.stop_at", self.stop_at, "at least 1, or null")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        unknown = sorted(set(values) - set(_SECTIONS))
+        if unknown:
+            raise ValueError(f"unknown config section(s) {', '.join(unknown)}; known: {', '.join(_SECTIONS)}")
+        built = {}
+        for name, section_cls in _SECTIONS.items():
+            section = values.get(name) or {}
+            if not isinstance(section, dict):
+                raise ValueError(f"config section {name!r} must be a mapping, got {section!r}")
+            built[name] = _build_section(section_cls, name, section)
+        return cls(**built)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+
+
+def load_train_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
+    """A TrainConfig from a YAML file (or the defaults) with ``section.field=value`` overrides applied."""
+    values = _read_yaml(Path(path)) if path is not None else {}
+    for override in overrides:
+        key, separator, text = override.partition("=")
+        section, dot, name = key.partition(".")
+        if not separator or not dot or section not in _SECTIONS:
+            raise ValueError(f"--set takes section.field=value with section one of {', '.join(_SECTIONS)}, got {override!r}")
+        values.setdefault(section, {})
+        values[section] = dict(values[section] or {}, **{name: yaml.safe_load(text)})
+    return TrainConfig.from_dict(values)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A config file's sections; ``extends: OTHER.yaml`` (relative to the file) is read first, then updated."""
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as error:
+        raise FileNotFoundError(f"config file {str(path)!r} cannot be read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of sections, got {type(values).__name__}")
+    base = values.pop("extends", None)
+    if base is None:
+        return values
+    merged = _read_yaml(path.parent / base)
+    for section, entries in values.items():
+        merged[section] = {**(merged.get(section) or {}), **(entries or {})}
+    return merged
+
+
+def _build_section(section_cls: type, name: str, values: dict[str, Any]):
+    known = {entry.name: entry for entry in fields(section_cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(f'{name}.{key}' for key in unknown)}; known: {', '.join(known)}")
+    for key, value in values.items():
+        expected = _FIELD_TYPES[known[key].type]
+        if value is not None and not isinstance(value, expected) or isinstance(value, bool) and bool not in expected:
+            raise ValueError(f"{name}.{key} must be {known[key].type}, got {value!r}")
+    return section_cls(**values)
+
+
+# What YAML may give for each annotated field type (annotations are strings under postponed evaluation).
+_FIELD_TYPES = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+    "str | None": (str, type(None)),
+    "int | None": (int, type(None)),
+    "tuple[int, int] | None": (list, tuple, type(None)),
+}
+
+
+def _require(condition: bool, field: str, value: Any, expectation: str) -> None:
+    if not condition:
+        raise ValueError(f"{field} must be {expectation}, got {value!r}")

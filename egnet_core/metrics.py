@@ -1,0 +1,213 @@
+"""Segmentation scores: IoU / mIoU / pixel accuracy and the exposure-aware F1 of Section 5 (Eq. 2, Table 2).
+
+Every labelled pixel falls into one exposure bin (``exposure.exposure_bins`` of the *input* image's V channel).
+``SegmentationEvaluator`` keeps one C×C confusion matrix per bin (rows = ground truth, columns = prediction),
+filled with a single ``torch.bincount`` per batch like torchvision's segmentation reference
+``ConfusionMatrix``. IoU and pixel accuracy come from the matrices summed over bins, i.e. they are data-set
+totals, not per-image averages.
+
+EF1 of bin g is Eq. (2), F_β = (1+β²)·P_g·R_g / (β²·P_g + R_g) with β = 1. The paper does not say how P_g and
+R_g are averaged over classes, so ``compute`` offers three averages:
+
+* ``"micro"`` (the default) pools every class's TP/FP/FN in the bin; for single-label pixels P_g = R_g = EF1_g
+  = the bin's pixel accuracy. It is the default because it reproduces the paper's magnitudes: Table 2 reports
+  EF1 of about 0.87-0.92 for models with an mIoU near 50, and 0.67 for SegNet at an mIoU of 17. Those are
+  per-pixel accuracies; a class-averaged F1 would sit near the mIoU.
+* ``"macro"``: unweighted mean of per-class precision and recall over the classes occurring in the bin's ground
+  truth or prediction (a class never predicted has precision 0, scikit-learn's ``zero_division=0``).
+* ``"weighted"``: as macro, with each class weighted by its ground-truth pixel count in the bin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .exposure import NUM_BINS, bin_names, exposure_bins
+from .labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+
+AVERAGES = ("micro", "macro", "weighted")
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentationScores:
+    """Scores over everything an evaluator accumulated. Arrays are read-only; NaN marks "no pixels to score"."""
+
+    iou: np.ndarray  # C, NaN for a class absent from both ground truth and prediction
+    # Mean IoU over the classes present in the ground truth or the prediction (nanmean of ``iou``).
+    miou: float
+    pixel_accuracy: float  # over all labelled pixels
+    precision: np.ndarray  # num_bins, P_g under ``average``
+    recall: np.ndarray  # num_bins, R_g under ``average``
+    ef1: np.ndarray  # num_bins, Eq. (2); NaN for a bin without labelled pixels
+    mef1: float  # mean EF1 over the non-empty bins
+    empty_bins: tuple[int, ...]
+    average: str
+
+    def to_dict(self, class_names: Sequence[str] = CLASS_NAMES) -> dict[str, object]:
+        """JSON-ready summary: IoU keyed by class name (index when the names do not fit), EF1 by bin name."""
+        if len(class_names) != len(self.iou):
+            class_names = [str(index) for index in range(len(self.iou))]
+        names = bin_names(len(self.ef1))
+        return {
+            "miou": _json_float(self.miou),
+            "mef1": _json_float(self.mef1),
+            "pixel_accuracy": _json_float(self.pixel_accuracy),
+            "average": self.average,
+            "iou": {name: _json_float(value) for name, value in zip(class_names, self.iou)},
+            "ef1": {name: _json_float(value) for name, value in zip(names, self.ef1)},
+            "empty_bins": [names[index] for index in self.empty_bins],
+        }
+
+
+class SegmentationEvaluator:
+    """Accumulates per-exposure-bin confusion matrices over batches; ``compute`` turns them into scores."""
+
+    def __init__(
+        self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX, num_bins: int = NUM_BINS
+    ) -> None:
+        if num_classes < 1 or num_bins < 1:
+            raise ValueError(f"num_classes and num_bins must be at least 1, got {num_classes} and {num_bins}")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.num_bins = num_bins
+        self.reset()
+
+    def reset(self) -> None:
+        # Allocated by the first update, on the device of its predictions.
+        self._confusion: torch.Tensor | None = None
+
+    @property
+    def confusion(self) -> torch.Tensor:
+        """num_bins×C×C int64 counts, [bin, ground truth, prediction]."""
+        if self._confusion is None:
+            return torch.zeros((self.num_bins, self.num_classes, self.num_classes), dtype=torch.int64)
+        return self._confusion
+
+    def update(self, pred, target, exposure) -> None:
+        """Add H×W or B×H×W integer ``pred`` and ``target`` with the input's exposure in [0, 1] at each pixel.
+
+        numpy arrays and tensors may be mixed; they are moved to the device of the accumulated confusion (of
+        ``pred`` on the first call). Pixels whose target is ``ignore_index`` or outside 0..C-1 are skipped;
+        every prediction, labelled pixel or not, must lie in 0..C-1.
+        """
+        pred = _as_tensor(pred, self._confusion.device if self._confusion is not None else None)
+        target = _as_tensor(target, pred.device)
+        exposure = _as_tensor(exposure, pred.device)
+        self._check_inputs(pred, target, exposure)
+        c, size = self.num_classes, self.num_bins * self.num_classes**2
+        labelled = (target >= 0) & (target < c)
+        if 0 <= self.ignore_index < c:  # an ignore index inside the class range is not caught by the bounds
+            labelled &= target != self.ignore_index
+        # The largest index, num_bins·C², fits int32 with room to spare; int32 halves the memory traffic of
+        # the index arithmetic and bincount compared with int64 (see benchmarks/bench_metrics.py).
+        bins = exposure_bins(exposure, self.num_bins).to(torch.int32)
+        index = bins.mul_(c).add_(target.to(torch.int32)).mul_(c).add_(pred.to(torch.int32))
+        # Unlabelled pixels go to one overflow slot that is dropped: cheaper than boolean-mask indexing.
+        index = torch.where(labelled, index, size)
+        counts = torch.bincount(index.flatten(), minlength=size + 1)[:size]
+        if self._confusion is None:
+            self._confusion = torch.zeros((self.num_bins, c, c), dtype=torch.int64, device=pred.device)
+        self._confusion += counts.view(self.num_bins, c, c)
+
+    def reduce_across_processes(self) -> None:
+        """Sum the confusion over all processes of an initialised ``torch.distributed`` group; else no-op.
+
+        Every process must have called ``update`` at least once, so that the matrices share a device.
+        """
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        self._confusion = self.confusion
+        torch.distributed.all_reduce(self._confusion)
+
+    def compute(self, average: str = "micro") -> SegmentationScores:
+        if average not in AVERAGES:
+            raise ValueError(f"unknown average {average!r}; expected one of {', '.join(AVERAGES)}")
+        confusion = self.confusion.cpu().numpy().astype(np.float64)  # num_bins×C×C
+        total = confusion.sum(axis=0)  # C×C
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tp, support, predicted = np.diag(total), total.sum(axis=1), total.sum(axis=0)
+            iou = tp / (support + predicted - tp)
+            pixel_accuracy = float(tp.sum() / total.sum())
+        precision, recall = _bin_precision_recall(confusion, average)
+        ef1 = _f1(precision, recall)
+        empty = confusion.sum(axis=(1, 2)) == 0
+        ef1[empty] = np.nan
+        return SegmentationScores(
+            iou=_read_only(iou),
+            miou=_nanmean(iou),
+            pixel_accuracy=pixel_accuracy,
+            precision=_read_only(precision),
+            recall=_read_only(recall),
+            ef1=_read_only(ef1),
+            mef1=_nanmean(ef1),
+            empty_bins=tuple(int(index) for index in np.flatnonzero(empty)),
+            average=average,
+        )
+
+    def _check_inputs(self, pred: torch.Tensor, target: torch.Tensor, exposure: torch.Tensor) -> None:
+        if pred.ndim not in (2, 3) or pred.shape != target.shape or pred.shape != exposure.shape:
+            raise ValueError(
+                "pred, target and exposure must share one H×W or B×H×W shape, got "
+                f"{tuple(pred.shape)}, {tuple(target.shape)} and {tuple(exposure.shape)}"
+            )
+        for name, labels in (("pred", pred), ("target", target)):
+            if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+                raise ValueError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
+        if pred.numel():
+            low, high = (int(value) for value in torch.aminmax(pred))
+            if low < 0 or high >= self.num_classes:
+                bad = low if low < 0 else high
+                raise ValueError(f"predictions must lie in 0..{self.num_classes - 1}, got {bad}")
+
+
+def _bin_precision_recall(confusion: np.ndarray, average: str) -> tuple[np.ndarray, np.ndarray]:
+    """num_bins×C×C counts -> (P_g, R_g), each of length num_bins; NaN for a bin without pixels."""
+    tp = np.diagonal(confusion, axis1=1, axis2=2)  # num_bins×C
+    support, predicted = confusion.sum(axis=2), confusion.sum(axis=1)  # num_bins×C each
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if average == "micro":
+            # Each pixel is one FP for its predicted class and one FN for its true class, so P = R.
+            accuracy = tp.sum(axis=1) / support.sum(axis=1)
+            return accuracy, accuracy.copy()
+        class_precision = np.where(predicted > 0, tp / predicted, 0.0)
+        class_recall = np.where(support > 0, tp / support, 0.0)
+        weights = (support + predicted > 0) if average == "macro" else support
+        weights = weights.astype(np.float64)
+        norm = weights.sum(axis=1)
+        return (class_precision * weights).sum(axis=1) / norm, (class_recall * weights).sum(axis=1) / norm
+
+
+def _f1(precision: np.ndarray, recall: np.ndarray, beta: float = 1.0) -> np.ndarray:
+    """Eq. (2); 0 where P + R = 0."""
+    numerator = (1 + beta**2) * precision * recall
+    denominator = beta**2 * precision + recall
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / denominator, 0.0)
+
+
+def _nanmean(values: np.ndarray) -> float:
+    present = ~np.isnan(values)
+    return float(values[present].mean()) if present.any() else float("nan")
+
+
+def _read_only(values: np.ndarray) -> np.ndarray:
+    values.setflags(write=False)
+    return values
+
+
+def _json_float(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def _as_tensor(values, device: torch.device | None) -> torch.Tensor:
+    if isinstance(values, torch.Tensor):
+        return values if device is None else values.to(device)
+    values = np.asarray(values)
+    if values.dtype.kind == "u" and values.dtype.itemsize > 1:
+        # torch has only partial support for uint16/32/64 (no aminmax); 16-bit label PNGs load as uint16.
+        values = values.astype(np.int64)
+    return torch.as_tensor(np.ascontiguousarray(values), device=device)
