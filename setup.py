@@ -32,6 +32,7 @@ setup(
         "cityscapesscripts",
         "matplotlib",
         "tqdm",
+        "tensorboard",
     ],
     extras_require={
         # For machines without a ROS 2 distro: rclpy and the messages from the registry's ros-* wheels.

@@ -1,0 +1,123 @@
+"""``egnet``: the project's one command-line program. Each subcommand parses its arguments here and
+calls the library; errors at this boundary are printed as one line naming the problem, exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .imageio import read_rgb, write_rgb
+from .inference import Segmenter
+from .labels import colorize
+from .visualize import exposure_picture
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` -> (width, height)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 1024x512, got {text!r}") from None
+    if width < 32 or height < 32:
+        raise argparse.ArgumentTypeError(f"size must be at least 32x32, got {text!r}")
+    return width, height
+
+
+def _predict(args: argparse.Namespace) -> int:
+    segmenter = Segmenter.from_checkpoint(args.checkpoint, device=args.device, input_size=args.input_size)
+    for image_path in args.images:
+        image = read_rgb(image_path)
+        result = segmenter.predict(image)
+        stem = Path(image_path).stem
+        written = [
+            write_rgb(args.out / f"{stem}_color.png", colorize(result.labels)),
+            write_rgb(args.out / f"{stem}_trainIds.png", result.labels),
+            write_rgb(args.out / f"{stem}_exposure.png", exposure_picture(result.exposure)),
+        ]
+        print(f"{image_path}: " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    report = run_demo(args.out, seed=args.seed)
+    print(f"demo report: {report.root}")
+    for name, path in report.pictures.items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def _synth_data(args: argparse.Namespace) -> int:
+    from .data.synthetic import write_nightcity
+
+    width, height = args.size
+    written = write_nightcity(args.out_dir, train=args.train, val=args.val, width=width, height=height, seed=args.seed)
+    print(f"wrote {written.train} train and {written.val} val night scenes ({width}x{height}) in NightCity's "
+          f"layout under {written.root}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_train_config
+    from .train import train
+
+    summary = train(load_train_config(args.config, args.set), resume=args.resume)
+    print(f"trained to iteration {summary.iteration}; last checkpoint {summary.last_checkpoint}; "
+          f"best val mIoU {summary.best_miou:.4f}")
+    return 0
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``egnet train``, which ``training/train.py`` takes too."""
+    parser.add_argument("--config", help="YAML config (default: built-in defaults, the paper's settings)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override one config field, e.g. --set optim.lr=0.01 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run.out_dir")
+    parser.set_defaults(run=_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="egnet", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    predict = commands.add_parser("predict", help="segment image files with a checkpoint")
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    predict.add_argument("--checkpoint", required=True, type=Path)
+    predict.add_argument("--out", required=True, type=Path, help="folder for the label and exposure pictures")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    predict.add_argument("--input-size", type=parse_size, help="network input WIDTHxHEIGHT (default: image size)")
+    predict.set_defaults(run=_predict)
+
+    synth = commands.add_parser("synth-data", help="write generated night scenes in NightCity's on-disk layout")
+    synth.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    synth.add_argument("--train", type=int, default=8, help="training images (default: 8)")
+    synth.add_argument("--val", type=int, default=4, help="validation images (default: 4)")
+    synth.add_argument("--size", type=parse_size, default=(1024, 512), help="WIDTHxHEIGHT (default: 1024x512)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(run=_synth_data)
+
+    add_train_arguments(commands.add_parser("train", help="train EGNet (the same as python training/train.py)"))
+
+    demo = commands.add_parser("demo", help="the end-to-end demo on generated night scenes")
+    demo.add_argument("--out", type=Path, default=Path("demo-output"), help="report folder (default: demo-output)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, OSError) as error:
+        print(f"egnet {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

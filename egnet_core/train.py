@@ -1,0 +1,276 @@
+"""The training engine behind ``training/train.py`` and ``egnet train``: config at the top, one loop.
+
+Checkpoints are plain dicts (model, optimizer, scheduler, scaler, iteration, RNG states, config) written
+atomically; ``resume`` continues from the newest one exactly where the run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from tqdm import tqdm
+
+from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data.cityscapes import Cityscapes
+from .data.nightcity import NightCity
+from .data.transforms import TrainTransform
+from .distributed import DistributedContext, cleanup_distributed, mean_across_processes, setup_distributed
+from .evaluation import evaluate
+from .inference import Segmenter
+from .labels import colorize
+from .losses import EGNetLoss
+from .model import EGNet, build_model
+from .sampling import IterationSampler, SeededSamples
+from .visualize import strip
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    out_dir: Path
+    iteration: int
+    last_checkpoint: Path
+    best_miou: float
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> TrainSummary:
+    context = setup_distributed(config.run.device)
+    try:
+        return _train(config, context, resume=resume)
+    finally:
+        cleanup_distributed()
+
+
+def _train(config: TrainConfig, context: DistributedContext, *, resume: bool) -> TrainSummary:
+    out = Path(config.run.out_dir)
+    run = _RunFiles(out, keep_last=config.run.keep_last, is_main=context.is_main)
+    device, cuda = context.device, context.device.type == "cuda"
+    torch.backends.cudnn.benchmark = cuda
+
+    torch.manual_seed(config.run.seed)
+    model = build_model(config.model)
+    if config.run.init_from:
+        load_pretrained(model, config.run.init_from)
+    model.to(device, memory_format=torch.channels_last if cuda and config.run.channels_last else torch.preserve_format)
+    optim = config.optim
+    optimizer = torch.optim.SGD(model.parameters(), lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: (1 - min(step, optim.iterations) / optim.iterations) ** optim.poly_power
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and config.run.amp)
+    start, best_miou = 0, float("-inf")
+    if resume:
+        start, best_miou = _restore(run.latest(), model, optimizer, scheduler, scaler, config)
+    trained = DistributedDataParallel(model) if context.world_size > 1 else model
+    criterion = EGNetLoss(alpha=optim.alpha, beta=optim.beta)
+    stop = min(config.run.stop_at or optim.iterations, optim.iterations)
+    batches = _loader(config, context, start, stop)
+    run.log(f"training {config.model.variant} ({config.model.backbone}) on {device} x{context.world_size}, "
+            f"iterations {start}..{stop} of {optim.iterations}")
+
+    progress = tqdm(total=stop, initial=start, disable=not context.is_main or None, desc="train", unit="it")
+    last_checkpoint, clock = None, time.perf_counter()
+    for iteration, sample in zip(range(start + 1, stop + 1), batches):
+        images = sample.image.to(device, non_blocking=True)
+        if cuda and config.run.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
+            output = trained(images)
+        parts = criterion(output._replace(logits=output.logits.float(), exposure=output.exposure.float()),
+                          sample.label.to(device), sample.exposure.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(parts.total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+
+        if iteration % config.run.log_every == 0 or iteration == stop:
+            losses = mean_across_processes(torch.stack([p.detach().float() for p in parts]))
+            rate = config.run.log_every * optim.batch_size / (time.perf_counter() - clock)
+            clock = time.perf_counter()
+            run.scalars(iteration, total=losses[0], ce=losses[1], l1=losses[2], lr=scheduler.get_last_lr()[0],
+                        images_per_s=rate)
+            progress.set_postfix(loss=f"{losses[0]:.3f}", ce=f"{losses[1]:.3f}", l1=f"{losses[2]:.3f}",
+                                 lr=f"{scheduler.get_last_lr()[0]:.2e}", img_s=f"{rate:.1f}")
+        if iteration % config.run.val_every == 0 or iteration == optim.iterations:
+            miou = _validate(model, config, context, run, iteration)
+            if miou > best_miou:
+                best_miou = miou
+                if context.is_main:
+                    save_checkpoint(out / "best.pt", model, iteration=iteration, best_miou=best_miou,
+                                    train_config=config.to_dict())
+            model.train()
+        if iteration % config.run.checkpoint_every == 0 or iteration == stop:
+            last_checkpoint = run.checkpoint(
+                model, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict(), iteration=iteration, best_miou=best_miou, rng=_rng_state(),
+                train_config=config.to_dict(),
+            )
+        progress.update(1)
+    progress.close()
+    run.close()
+    return TrainSummary(out_dir=out, iteration=stop, last_checkpoint=last_checkpoint or run.latest(),
+                        best_miou=best_miou)
+
+
+def load_pretrained(model: EGNet, path: str) -> None:
+    """Fine-tuning start: every weight of a full EGNet checkpoint, refusing any tensor of another shape."""
+    state = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    mismatched = [f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}"
+                  for key, value in state.items() if key in own and value.shape != own[key].shape]
+    if mismatched:
+        raise ValueError(f"checkpoint {path!r} does not fit this model (another number of classes or backbone?): "
+                         + "; ".join(mismatched[:5]))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {path!r} is another architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def build_train_dataset(config: TrainConfig) -> Dataset:
+    data = config.data
+    transform = TrainTransform(crop_size=(data.crop_size, data.crop_size), scale_range=(data.scale_min, data.scale_max))
+    if data.dataset == "cityscapes":
+        return Cityscapes(data.root, "train", transform=transform)
+    nightcity = NightCity(data.root, "train", version=data.dataset.replace("cityscapes+", ""), transform=transform)
+    if data.dataset == "cityscapes+nightcity":
+        return ConcatDataset([Cityscapes(data.cityscapes_root, "train", transform=transform), nightcity])
+    return nightcity
+
+
+def build_val_dataset(config: TrainConfig) -> Dataset:
+    data = config.data
+    if data.dataset == "cityscapes":
+        return Cityscapes(data.root, "val")
+    return NightCity(data.root, "val", version=data.dataset.replace("cityscapes+", ""))
+
+
+def _loader(config: TrainConfig, context: DistributedContext, start: int, stop: int) -> DataLoader:
+    dataset = build_train_dataset(config)
+    sampler = IterationSampler(len(dataset), batch_size=config.optim.batch_size, seed=config.run.seed, start=start,
+                               end=stop, rank=context.rank, world_size=context.world_size)
+    return DataLoader(SeededSamples(dataset), batch_size=sampler.per_process, sampler=sampler,
+                      num_workers=config.data.workers, pin_memory=context.device.type == "cuda")
+
+
+def _validate(model: EGNet, config: TrainConfig, context: DistributedContext, run: _RunFiles, iteration: int) -> float:
+    segmenter = Segmenter(model, device=context.device, input_size=config.data.eval_size)
+    result = evaluate(segmenter, build_val_dataset(config), limit=config.data.eval_limit,
+                      shard=(context.rank, context.world_size))
+    scores = result.scores
+    run.scalars(iteration, val_miou=scores.miou, val_mef1=scores.mef1, val_pixel_accuracy=scores.pixel_accuracy)
+    run.log(f"iteration {iteration}: val mIoU {scores.miou:.4f}, mEF1 {scores.mef1:.4f}, "
+            f"pixel accuracy {scores.pixel_accuracy:.4f} on {result.images} images")
+    run.images(iteration, result.examples)
+    return float(np.nan_to_num(scores.miou, nan=0.0))
+
+
+def _restore(path: Path, model, optimizer, scheduler, scaler, config: TrainConfig) -> tuple[int, float]:
+    state = load_checkpoint(path)
+    if checkpoint_config(state, path) != config.model:
+        raise ValueError(f"cannot resume from {str(path)!r}: it was trained with {checkpoint_config(state, path)}, "
+                         f"the config asks for {config.model}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+    log.info("resumed from %s at iteration %d", path, state["iteration"])
+    return state["iteration"], state["best_miou"]
+
+
+def _rng_state() -> dict:
+    numpy_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(state["python"])
+
+
+class _RunFiles:
+    """What a run leaves in its folder: checkpoints, train.log, scalars.jsonl and TensorBoard events.
+    Only the main process writes."""
+
+    def __init__(self, out: Path, *, keep_last: int, is_main: bool) -> None:
+        self.out, self.keep_last, self.is_main = out, keep_last, is_main
+        self.checkpoints = out / "checkpoints"
+        self.writer = None
+        if is_main:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            for stale in self.checkpoints.glob(".*.tmp"):  # left by a run killed mid-write
+                stale.unlink()
+            handler = logging.FileHandler(out / "train.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            package_log = logging.getLogger("egnet_core")
+            # The run's own log keeps INFO lines whatever the caller's logging set-up shows on the console.
+            self.previous_level = package_log.level
+            package_log.setLevel(min(package_log.getEffectiveLevel(), logging.INFO))
+            package_log.addHandler(handler)
+            self.handler = handler
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tensorboard"))
+
+    def latest(self) -> Path:
+        found = sorted(self.checkpoints.glob("iter_*.pt"))
+        if not found:
+            raise FileNotFoundError(f"--resume found no checkpoint in {str(self.checkpoints)!r}")
+        return found[-1]
+
+    def checkpoint(self, model: EGNet, **state) -> Path:
+        path = self.checkpoints / f"iter_{state['iteration']:07d}.pt"
+        if self.is_main:
+            save_checkpoint(path, model, **state)
+            for old in sorted(self.checkpoints.glob("iter_*.pt"))[: -self.keep_last]:
+                old.unlink()
+        return path
+
+    def log(self, message: str) -> None:
+        if self.is_main:
+            log.info(message)
+
+    def scalars(self, iteration: int, **values) -> None:
+        if not self.is_main:
+            return
+        values = {name: float(value) for name, value in values.items()}
+        with open(self.out / "scalars.jsonl", "a", encoding="utf-8") as file:
+            file.write(json.dumps({"iteration": iteration, **values}) + "\n")
+        for name, value in values.items():
+            self.writer.add_scalar(name.replace("_", "/", 1) if name.startswith("val_") else name, value, iteration)
+
+    def images(self, iteration: int, examples) -> None:
+        if self.is_main:
+            for index, example in enumerate(examples):
+                picture = strip([("input", example.image), ("ground truth", colorize(example.label)),
+                                 ("prediction", colorize(example.prediction))], height=128)
+                self.writer.add_image(f"val/example_{index}", picture, iteration, dataformats="HWC")
+
+    def close(self) -> None:
+        if self.is_main:
+            self.writer.close()
+            package_log = logging.getLogger("egnet_core")
+            package_log.removeHandler(self.handler)
+            package_log.setLevel(self.previous_level)
+            self.handler.close()

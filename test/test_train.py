@@ -1,0 +1,135 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from egnet_core.checkpoint import load_checkpoint, load_model, save_checkpoint
+from egnet_core.config import load_train_config
+from egnet_core.data.synthetic import write_nightcity
+from egnet_core.train import load_pretrained, train
+from helpers import tiny_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def night_data(tmp_path_factory):
+    return write_nightcity(tmp_path_factory.mktemp("nightcity"), train=6, val=2, width=128, height=64, seed=0).root
+
+
+def _config(data, out, *extra):
+    return load_train_config(None, [
+        f"data.root={data}", f"run.out_dir={out}", "model.backbone=resnet18", "model.output_stride=32",
+        "data.crop_size=64", "data.workers=0", "data.eval_size=null", "optim.batch_size=2", "optim.lr=0.01",
+        "run.log_every=1", "run.device=cpu", *extra,
+    ])
+
+
+def _losses(out: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (out / "scalars.jsonl").read_text().splitlines()]
+    return {row["iteration"]: row["total"] for row in rows if "total" in row}
+
+
+def test_a_short_run_lowers_the_loss_and_leaves_checkpoints(night_data, tmp_path):
+    summary = train(_config(night_data, tmp_path, "optim.iterations=30", "run.val_every=30",
+                            "run.checkpoint_every=10", "run.keep_last=2"))
+    losses = _losses(tmp_path)
+    assert len(losses) == 30
+    first, last = sum(losses[i] for i in range(1, 6)) / 5, sum(losses[i] for i in range(26, 31)) / 5
+    assert last < 0.8 * first, (first, last)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["iter_0000020.pt", "iter_0000030.pt"]
+    assert summary.last_checkpoint.name == "iter_0000030.pt"
+    assert load_model(tmp_path / "best.pt").config.backbone == "resnet18"  # usable by path alone
+    assert "val mIoU" in (tmp_path / "train.log").read_text()
+    assert any((tmp_path / "tensorboard").iterdir())
+
+
+def test_resume_reproduces_the_uninterrupted_loss_curve(night_data, tmp_path):
+    whole = _config(night_data, tmp_path / "whole", "optim.iterations=6", "run.val_every=100")
+    train(whole)
+    interrupted = _config(night_data, tmp_path / "parts", "optim.iterations=6", "run.val_every=100", "run.stop_at=3")
+    train(interrupted)
+    assert max(_losses(tmp_path / "parts")) == 3
+    resumed = _config(night_data, tmp_path / "parts", "optim.iterations=6", "run.val_every=100")
+    train(resumed, resume=True)
+    expected, got = _losses(tmp_path / "whole"), _losses(tmp_path / "parts")
+    assert sorted(got) == list(range(1, 7))
+    for iteration in range(1, 7):
+        assert got[iteration] == pytest.approx(expected[iteration], rel=1e-4, abs=1e-5), iteration
+    final = load_checkpoint(tmp_path / "parts" / "checkpoints" / "iter_0000006.pt")
+    reference = load_checkpoint(tmp_path / "whole" / "checkpoints" / "iter_0000006.pt")
+    for key, value in reference["model"].items():
+        torch.testing.assert_close(final["model"][key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_resume_without_a_checkpoint_or_with_another_model_is_refused(night_data, tmp_path):
+    with pytest.raises(FileNotFoundError, match="found no checkpoint"):
+        train(_config(night_data, tmp_path, "optim.iterations=2"), resume=True)
+    train(_config(night_data, tmp_path, "optim.iterations=2", "run.val_every=100"))
+    with pytest.raises(ValueError, match="cannot resume"):
+        train(_config(night_data, tmp_path, "optim.iterations=4", "model.variant=sum"), resume=True)
+
+
+def test_fine_tuning_refuses_a_checkpoint_with_another_number_of_classes(tmp_path):
+    path = save_checkpoint(tmp_path / "seven.pt", tiny_model(num_classes=7))
+    with pytest.raises(ValueError, match="segmentation_head.weight \\(7, 512, 1, 1\\) vs \\(19, 512, 1, 1\\)"):
+        load_pretrained(tiny_model(), str(path))
+    source = tiny_model(variant="egnet")
+    target = tiny_model(variant="egnet")
+    torch.nn.init.constant_(target.segmentation_head.bias, 3.0)
+    load_pretrained(target, str(save_checkpoint(tmp_path / "same.pt", source)))
+    torch.testing.assert_close(target.state_dict(), source.state_dict())
+
+
+_WRITER = """
+import sys, torch
+from egnet_core.checkpoint import save_checkpoint
+from egnet_core.model import EGNet
+model = EGNet(backbone="resnet50")
+save_checkpoint(sys.argv[1], model, generation=0)
+print("first", flush=True)
+generation = 1
+while True:
+    save_checkpoint(sys.argv[1], model, generation=generation)
+    generation += 1
+"""
+
+
+def test_sigkill_while_writing_leaves_the_previous_checkpoint_intact(tmp_path):
+    path = tmp_path / "model.pt"
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "first"
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".model.pt.*.tmp")):  # a later save is under way
+            assert time.monotonic() < deadline, "the writer never started a second checkpoint"
+            time.sleep(0.005)
+        writer.send_signal(signal.SIGKILL)
+    finally:
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL
+    assert load_checkpoint(path)["generation"] >= 0
+    assert load_model(path).config.backbone == "resnet50"
+
+
+def test_torchrun_with_two_processes_on_gloo(night_data, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    completed = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "training" / "train.py"),
+         "--set", f"data.root={night_data}", "--set", f"run.out_dir={tmp_path}", "--set", "model.backbone=resnet18",
+         "--set", "model.output_stride=32", "--set", "data.crop_size=64", "--set", "data.workers=0",
+         "--set", "data.eval_size=null", "--set", "optim.batch_size=4", "--set", "optim.iterations=3",
+         "--set", "run.log_every=1", "--set", "run.val_every=3", "--set", "run.device=cpu"],
+        capture_output=True, text=True, timeout=600, env=environment,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert sorted(_losses(tmp_path)) == [1, 2, 3]
+    assert load_model(tmp_path / "checkpoints" / "iter_0000003.pt").config.backbone == "resnet18"
+    assert "x2" in (tmp_path / "train.log").read_text()
