@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .config import DATASETS
 from .imageio import read_rgb, write_rgb
 from .inference import Segmenter
 from .labels import colorize
@@ -70,6 +71,41 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from .data.datasets import open_dataset
+    from .evaluation import evaluate
+    from .inference import SlidingWindow
+    from .report import write_report
+
+    window = SlidingWindow(size=args.sliding_window, stride=args.stride or args.sliding_window) if args.sliding_window else None
+    segmenter = Segmenter.from_checkpoint(
+        args.checkpoint, device=args.device, input_size=None if args.native_size else args.eval_size,
+        flip=args.flip, scales=tuple(args.scales), sliding_window=window,
+    )
+    dataset = open_dataset(args.dataset, args.data, args.split)
+    result = evaluate(segmenter, dataset, batch_size=args.batch, average=args.average, limit=args.limit, progress=True)
+    settings = {key: str(value) for key, value in vars(args).items() if key not in ("run", "command", "verbose")}
+    files = write_report(result, args.out, title=f"{args.dataset} {args.split}: {args.checkpoint.name}", config=settings)
+    scores = result.scores
+    print(f"{result.images} images: mIoU {scores.miou:.4f}, mEF1 {scores.mef1:.4f}, "
+          f"pixel accuracy {scores.pixel_accuracy:.4f} ({scores.average} EF1)")
+    print(f"report: {files.markdown}, metrics: {files.metrics}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .data.datasets import open_dataset
+    from .data.statistics import exposure_histogram, format_histogram_table, plot_exposure_histogram
+
+    histogram = exposure_histogram(open_dataset(args.dataset, args.data, args.split))
+    print(f"exposure of {histogram.images} {args.split} images in {args.data} (the paper's Figure 4)")
+    print(format_histogram_table(histogram))
+    out = args.out or Path(f"exposure_histogram_{args.split}.png")
+    plot_exposure_histogram(histogram, out, title=f"{args.dataset} {args.split}: pixels per image by exposure")
+    print(f"plot: {out}")
+    return 0
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``egnet train``, which ``training/train.py`` takes too."""
     parser.add_argument("--config", help="YAML config (default: built-in defaults, the paper's settings)")
@@ -101,6 +137,33 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(run=_synth_data)
 
     add_train_arguments(commands.add_parser("train", help="train EGNet (the same as python training/train.py)"))
+
+    evaluation = commands.add_parser("evaluate", help="score a checkpoint on a data set (mIoU, EF1, mEF1)")
+    evaluation.add_argument("--checkpoint", required=True, type=Path)
+    evaluation.add_argument("--data", required=True, type=Path, help="data set root")
+    evaluation.add_argument("--dataset", default="nightcity", choices=DATASETS)
+    evaluation.add_argument("--split", default="val", choices=("train", "val"))
+    evaluation.add_argument("--out", required=True, type=Path, help="report folder")
+    evaluation.add_argument("--eval-size", type=parse_size, default=(900, 900),
+                            help="network input WIDTHxHEIGHT, the paper's 900x900 by default")
+    evaluation.add_argument("--native-size", action="store_true", help="run at each image's own size")
+    evaluation.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
+    evaluation.add_argument("--scales", type=float, nargs="+", default=[1.0], help="multi-scale factors")
+    evaluation.add_argument("--sliding-window", type=parse_size, help="window WIDTHxHEIGHT (default: whole image)")
+    evaluation.add_argument("--stride", type=parse_size, help="window stride WIDTHxHEIGHT (default: the window)")
+    evaluation.add_argument("--average", default="micro", choices=("micro", "macro", "weighted"),
+                            help="how EF1 averages classes inside a bin (default: micro)")
+    evaluation.add_argument("--device", default="auto")
+    evaluation.add_argument("--batch", type=int, default=1)
+    evaluation.add_argument("--limit", type=int, help="only the first N images")
+    evaluation.set_defaults(run=_evaluate)
+
+    stats = commands.add_parser("stats", help="pixels per exposure bin, the paper's Figure 4")
+    stats.add_argument("--data", required=True, type=Path, help="data set root")
+    stats.add_argument("--dataset", default="nightcity", choices=DATASETS)
+    stats.add_argument("--split", default="train", choices=("train", "val"))
+    stats.add_argument("--out", type=Path, help="plot file (default: exposure_histogram_SPLIT.png)")
+    stats.set_defaults(run=_stats)
 
     demo = commands.add_parser("demo", help="the end-to-end demo on generated night scenes")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="report folder (default: demo-output)")

@@ -10,6 +10,7 @@ import yaml
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 OUTPUT_STRIDES = (8, 16, 32)
+DATASETS = ("nightcity", "nightcity+", "nightcity-fine", "cityscapes", "cityscapes+nightcity")
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-DATASETS = ("nightcity", "nightcity+", "nightcity-fine", "cityscapes", "cityscapes+nightcity")
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data.cityscapes import Cityscapes
-from .data.nightcity import NightCity
+from .data.datasets import open_dataset
 from .data.transforms import TrainTransform
 from .distributed import DistributedContext, cleanup_distributed, mean_across_processes, setup_distributed
 from .evaluation import evaluate
@@ -140,20 +139,8 @@ def load_pretrained(model: EGNet, path: str) -> None:
 
 def build_train_dataset(config: TrainConfig) -> Dataset:
     data = config.data
-    transform = TrainTransform(crop_size=(data.crop_size, data.crop_size), scale_range=(data.scale_min, data.scale_max))
-    if data.dataset == "cityscapes":
-        return Cityscapes(data.root, "train", transform=transform)
-    nightcity = NightCity(data.root, "train", version=data.dataset.replace("cityscapes+", ""), transform=transform)
-    if data.dataset == "cityscapes+nightcity":
-        return ConcatDataset([Cityscapes(data.cityscapes_root, "train", transform=transform), nightcity])
-    return nightcity
-
-
-def build_val_dataset(config: TrainConfig) -> Dataset:
-    data = config.data
-    if data.dataset == "cityscapes":
-        return Cityscapes(data.root, "val")
-    return NightCity(data.root, "val", version=data.dataset.replace("cityscapes+", ""))
+    transform = TrainTransform(crop_size=data.crop_size, scale_range=(data.scale_min, data.scale_max))
+    return open_dataset(data.dataset, data.root, "train", transform=transform, cityscapes_root=data.cityscapes_root)
 
 
 def _loader(config: TrainConfig, context: DistributedContext, start: int, stop: int) -> DataLoader:
@@ -166,7 +153,7 @@ def _loader(config: TrainConfig, context: DistributedContext, start: int, stop: 
 
 def _validate(model: EGNet, config: TrainConfig, context: DistributedContext, run: _RunFiles, iteration: int) -> float:
     segmenter = Segmenter(model, device=context.device, input_size=config.data.eval_size)
-    result = evaluate(segmenter, build_val_dataset(config), limit=config.data.eval_limit,
+    result = evaluate(segmenter, open_dataset(config.data.dataset, config.data.root, "val"), limit=config.data.eval_limit,
                       shard=(context.rank, context.world_size))
     scores = result.scores
     run.scalars(iteration, val_miou=scores.miou, val_mef1=scores.mef1, val_pixel_accuracy=scores.pixel_accuracy)
