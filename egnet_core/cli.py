@@ -44,10 +44,12 @@ def _predict(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    report = run_demo(args.out, seed=args.seed)
-    print(f"demo report: {report.root}")
+    report = run_demo(args.out, seed=args.seed, data=args.data, checkpoint=args.checkpoint, device=args.device)
+    print(f"model: {report.checkpoint}")
+    print(f"val mIoU {report.miou:.4f}, mEF1 {report.mef1:.4f}")
     for name, path in report.pictures.items():
         print(f"  {name}: {path}")
+    print(f"open {report.pictures['report']}")
     return 0
 
 
@@ -168,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the end-to-end demo on generated night scenes")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="report folder (default: demo-output)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--data", type=Path, help="a real NightCity root (with --checkpoint): skip the synthetic steps")
+    demo.add_argument("--checkpoint", type=Path, help="a trained checkpoint (with --data)")
+    demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -1,7 +1,21 @@
-"""The one predictor that the CLI, the evaluator, the bag tool and the ROS node share."""
+"""The one predictor that the CLI, the evaluator, the bag tool and the ROS node share.
+
+Test-time protocols are options of ``Segmenter``, all served by one path (``Segmenter._logits``):
+
+* the paper's (Section 6): resize the input to 900×900 (``input_size=PAPER_INPUT_SIZE``), predict, and scale the
+  prediction back to the label resolution (``output_size`` of ``predict_batch``);
+* ``flip``: average with the horizontally flipped image, flipped back;
+* ``scales``: multi-scale, each factor applied to the network input size;
+* ``sliding_window``: overlapping windows over the (resized) input, averaged where they overlap.
+
+Every view's logits are resized bilinearly to the output size and averaged there; the argmax comes last, so
+label ids are never interpolated. Logits rather than softmax probabilities are averaged so that the plain
+protocol is exactly the model's own output; the confidence threshold applies to the softmax of the average.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,13 +27,36 @@ import torch.nn.functional as F
 from .checkpoint import load_model
 from .config import ModelConfig
 from .labels import IGNORE_INDEX
-from .model import EGNet
+from .model import MIN_INPUT_SIZE, EGNet, EGNetOutput
+
+PAPER_INPUT_SIZE = (900, 900)  # (width, height) the paper resizes every test image to
 
 
 @dataclass(frozen=True)
 class Segmentation:
     labels: np.ndarray  # H×W uint8 train ids, IGNORE_INDEX where the model is below the confidence threshold
     exposure: np.ndarray  # H×W float32 predicted exposure in [0, 1]
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """Windows of ``size`` (width, height) placed every ``stride`` (width, height) pixels; the last window of a
+    row or column is moved back to end at the image border, so every pixel is covered."""
+
+    size: tuple[int, int]
+    stride: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        if len(self.size) != 2 or min(self.size) < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"sliding window size must be (width, height), each at least {MIN_INPUT_SIZE}, got {self.size!r}"
+            )
+        if len(self.stride) != 2 or min(self.stride) < 1:
+            raise ValueError(f"sliding window stride must be (width, height), each at least 1, got {self.stride!r}")
+        if self.stride[0] > self.size[0] or self.stride[1] > self.size[1]:
+            raise ValueError(
+                f"a sliding window stride larger than the window leaves gaps: stride {self.stride!r}, size {self.size!r}"
+            )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,8 +81,8 @@ class Segmenter:
     """Runs an EGNet on RGB uint8 frames and returns labels and exposure maps at each frame's own size.
 
     ``input_size`` (width, height) is the size the network sees (the paper tests at 900×900); ``None`` runs
-    at the frame's own size. Logits are resized back bilinearly before the argmax, so label ids are never
-    interpolated.
+    at the frame's own size. ``flip``, ``scales`` and ``sliding_window`` select the test-time protocol (see
+    the module docstring); the defaults are a single whole-image pass.
     """
 
     def __init__(
@@ -55,15 +92,26 @@ class Segmenter:
         device: torch.device | str = "cpu",
         input_size: tuple[int, int] | None = None,
         confidence_threshold: float | None = None,
+        flip: bool = False,
+        scales: Sequence[float] = (1.0,),
+        sliding_window: SlidingWindow | None = None,
     ) -> None:
-        if input_size is not None and (len(input_size) != 2 or min(input_size) < 32):
-            raise ValueError(f"input_size must be (width, height), each at least 32, got {input_size!r}")
+        if input_size is not None and (len(input_size) != 2 or min(input_size) < MIN_INPUT_SIZE):
+            raise ValueError(f"input_size must be (width, height), each at least {MIN_INPUT_SIZE}, got {input_size!r}")
         if confidence_threshold is not None and not 0.0 <= confidence_threshold <= 1.0:
             raise ValueError(f"confidence_threshold must lie in [0, 1], got {confidence_threshold!r}")
+        if not isinstance(flip, bool):
+            raise ValueError(f"flip must be True or False, got {flip!r}")
+        _check_scales(scales, input_size)
+        if sliding_window is not None and not isinstance(sliding_window, SlidingWindow):
+            raise ValueError(f"sliding_window must be a SlidingWindow or None, got {sliding_window!r}")
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
         self.input_size = tuple(input_size) if input_size is not None else None
         self.confidence_threshold = confidence_threshold
+        self.flip = flip
+        self.scales = tuple(float(scale) for scale in scales)
+        self.sliding_window = sliding_window
 
     @classmethod
     def from_checkpoint(
@@ -75,27 +123,94 @@ class Segmenter:
     def config(self) -> ModelConfig:
         return self.model.config
 
-    def predict(self, image: np.ndarray) -> Segmentation:
-        return self.predict_batch([image])[0]
+    def predict(self, image: np.ndarray, *, output_size: tuple[int, int] | None = None) -> Segmentation:
+        return self.predict_batch([image], output_size=output_size)[0]
 
     @torch.inference_mode()
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Segmentation]:
-        """Frames of one size, each H×W×3 uint8 RGB."""
+    def predict_batch(
+        self, images: Sequence[np.ndarray], *, output_size: tuple[int, int] | None = None
+    ) -> list[Segmentation]:
+        """Frames of one size, each H×W×3 uint8 RGB; results at ``output_size`` (width, height), by default
+        the frames' own size (NightCity+ labels are twice the size of its images)."""
         batch = _stack_frames(images)  # B×H×W×3 uint8
         height, width = batch.shape[1:3]
+        output_hw = (height, width) if output_size is None else _check_output_size(output_size)[::-1]
         x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255)  # B×3×H×W
-        if self.input_size is not None and self.input_size != (width, height):
-            x = F.interpolate(x, size=self.input_size[::-1], mode="bilinear", align_corners=False)
-        output = self.model(x)
-        logits = _resize(output.logits, (height, width))
-        exposure = _resize(output.exposure, (height, width)).clamp_(0, 1)[:, 0]  # B×H×W
-        probabilities = logits.softmax(dim=1) if self.confidence_threshold is not None else None
-        labels = logits.argmax(dim=1).to(torch.uint8)  # B×H×W
-        if probabilities is not None:
-            labels[probabilities.amax(dim=1) < self.confidence_threshold] = IGNORE_INDEX
+        output = self._logits(x, output_hw)
+        labels = output.logits.argmax(dim=1).to(torch.uint8)  # B×h×w
+        if self.confidence_threshold is not None:
+            labels[output.logits.softmax(dim=1).amax(dim=1) < self.confidence_threshold] = IGNORE_INDEX
         labels_np = labels.cpu().numpy()
-        exposure_np = exposure.float().cpu().numpy()
+        exposure_np = output.exposure.clamp_(0, 1)[:, 0].float().cpu().numpy()  # B×h×w
         return [Segmentation(labels=l, exposure=e) for l, e in zip(labels_np, exposure_np)]
+
+    def _logits(self, x: torch.Tensor, output_hw: tuple[int, int]) -> EGNetOutput:
+        """B×3×H×W RGB in [0, 1] -> logits and exposure at ``output_hw``, averaged over every scale and flip."""
+        base_w, base_h = self.input_size or (x.shape[-1], x.shape[-2])
+        logits = exposure = None
+        for scale in self.scales:
+            scaled = _resize(x, (round(base_h * scale), round(base_w * scale)))  # B×3×h_s×w_s
+            for flipped in (False, True) if self.flip else (False,):
+                view = self._forward(scaled.flip(-1) if flipped else scaled)
+                if flipped:
+                    view = EGNetOutput(view.logits.flip(-1), view.exposure.flip(-1))
+                view_logits, view_exposure = _resize(view.logits, output_hw), _resize(view.exposure, output_hw)
+                logits = view_logits if logits is None else logits.add_(view_logits)
+                exposure = view_exposure if exposure is None else exposure.add_(view_exposure)
+        views = len(self.scales) * (2 if self.flip else 1)
+        return EGNetOutput(logits=logits / views, exposure=exposure / views)
+
+    def _forward(self, x: torch.Tensor) -> EGNetOutput:
+        if self.sliding_window is None:
+            return self.model(x)
+        return _forward_windows(self.model, x, self.sliding_window)
+
+
+def _forward_windows(model: EGNet, x: torch.Tensor, window: SlidingWindow) -> EGNetOutput:
+    """The model over overlapping windows of B×3×H×W ``x``; outputs summed per pixel, divided by the count."""
+    batch, _, height, width = x.shape
+    logits = x.new_zeros((batch, model.config.num_classes, height, width))
+    exposure = x.new_zeros((batch, 1, height, width))
+    count = x.new_zeros((1, 1, height, width))
+    (window_w, window_h), (stride_w, stride_h) = window.size, window.stride
+    for top in _window_starts(height, window_h, stride_h):
+        for left in _window_starts(width, window_w, stride_w):
+            rows, columns = slice(top, top + window_h), slice(left, left + window_w)
+            output = model(x[:, :, rows, columns])
+            logits[:, :, rows, columns] += output.logits
+            exposure[:, :, rows, columns] += output.exposure
+            count[:, :, rows, columns] += 1
+    return EGNetOutput(logits=logits / count, exposure=exposure / count)
+
+
+def _window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Offsets of windows covering 0..length; a window longer than the image is clipped to it."""
+    if length <= window:
+        return [0]
+    return list(range(0, length - window, stride)) + [length - window]
+
+
+def _check_scales(scales: Sequence[float], input_size: tuple[int, int] | None) -> None:
+    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or len(scales) == 0:
+        raise ValueError(f"scales must be a non-empty sequence of positive factors, got {scales!r}")
+    for scale in scales:
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"scales must be positive finite numbers, got {scale!r} in {tuple(scales)!r}")
+        if input_size is not None and min(round(side * scale) for side in input_size) < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"scale {scale!r} shrinks input_size {tuple(input_size)!r} below the model's "
+                f"{MIN_INPUT_SIZE}×{MIN_INPUT_SIZE} minimum"
+            )
+
+
+def _check_output_size(output_size: tuple[int, int]) -> tuple[int, int]:
+    if (
+        len(output_size) != 2
+        or not all(isinstance(side, (int, np.integer)) and not isinstance(side, bool) for side in output_size)
+        or min(output_size) < 1
+    ):
+        raise ValueError(f"output_size must be (width, height), two positive integers, got {output_size!r}")
+    return int(output_size[0]), int(output_size[1])
 
 
 def _stack_frames(images: Sequence[np.ndarray]) -> np.ndarray:

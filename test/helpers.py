@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+import torch.nn.functional as F
 
 from egnet_core.model import EGNet
 
@@ -12,3 +15,17 @@ def tiny_model(**overrides) -> EGNet:
     torch.manual_seed(0)
     options = {"backbone": "resnet18", "output_stride": 32} | overrides
     return EGNet(**options).eval()
+
+
+def constant_model(class_id: int, num_classes: int = 19) -> EGNet:
+    """A real EGNet whose segmentation head ignores its features and always prefers ``class_id``."""
+    model = tiny_model()
+    with torch.no_grad():
+        model.segmentation_head.weight.zero_()
+        model.segmentation_head.bias.copy_(F.one_hot(torch.tensor(class_id), num_classes).float() * 10)
+    return model
+
+
+def snapshot(root: Path) -> dict[Path, tuple[int, bytes]]:
+    """Every file under ``root`` with its mtime and bytes, to prove that reading left the files untouched."""
+    return {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in sorted(root.rglob("*")) if path.is_file()}

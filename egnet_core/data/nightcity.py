@@ -1,0 +1,266 @@
+"""NightCity (Tan et al., TIP 2021) and its relabelled versions, read from their released folder layouts.
+
+``version="nightcity"``, the release (raw Cityscapes label ids, converted to train ids on load)::
+
+    root/NightCity-images/images/{train,val}/<City>_<NNNN>.png
+    root/NightCity-label/label/{train,val}/<City>_<NNNN>_labelIds.png    (the color/ sibling is not read)
+
+or a root holding ``images/`` and ``label/`` directly. ``version="nightcity+"`` swaps in the re-annotated val
+labels of NightCity+ (Gao et al., CVPR 2022), drawn at 2048×1024 for the 1024×512 images; they stay at that size
+because evaluation compares at the label's resolution. Its train split is NightCity's. ``version="nightcity-fine"``
+reads ``root/nightcity-fine/{train,val}/{img,lbl}/`` with ``<name>.png`` and ``<name>_trainIds.png``.
+
+The published lists hold 2,997 train / 1,300 val images (the paper says 2,998 / 1,299) and NightCity+'s val
+holds one train image (Dubai_0016), so no counts are asserted here; ``duplicates_between_splits`` finds such
+overlaps.
+
+``LabelledImageFolder`` is the pairing and loading shared with ``cityscapes.Cityscapes``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from egnet_core.imageio import read_label, read_rgb
+from egnet_core.labels import IGNORE_INDEX, NUM_CLASSES, label_id_to_train_id
+
+from .sample import RawSample
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val")
+VERSIONS = ("nightcity", "nightcity+", "nightcity-fine")
+LABEL_IDS, TRAIN_IDS = "labelIds", "trainIds"
+_SHOWN_FILES = 10  # how many offending files an error lists
+
+Transform = Callable[[RawSample], Any]
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """One image file and the label file it was paired with."""
+
+    name: str
+    image: Path
+    label: Path
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What a data set found on disk."""
+
+    dataset: str
+    split: str
+    images: int  # image/label pairs
+    skipped: int  # files in the two folders that are neither (README.txt, .DS_Store, colour labels, ...)
+    image_dir: Path
+    label_dir: Path
+    label_format: str  # LABEL_IDS or TRAIN_IDS
+
+    def __str__(self) -> str:
+        return (
+            f"{self.dataset} {self.split}: {self.images} images in {self.image_dir} with {self.label_format} "
+            f"labels in {self.label_dir} ({self.skipped} other files skipped)"
+        )
+
+
+class LabelledImageFolder(Dataset):
+    """Images paired by file name with label maps; ``__getitem__`` gives ``transform(RawSample)``.
+
+    An image ``<key><image_suffix>`` pairs with ``<key><label_suffix>``, where the key is the path below the
+    split folder. The label suffix is the first of ``label_suffixes`` that any file in ``label_dir`` carries;
+    it must end in ``_labelIds.png`` (raw Cityscapes ids, converted) or ``_trainIds.png`` (used as they are).
+    Label maps must have their image's size times one of ``label_scales``.
+    """
+
+    def __init__(
+        self,
+        image_dir: Path,
+        label_dir: Path,
+        *,
+        dataset: str,
+        split: str,
+        image_suffix: str,
+        label_suffixes: Sequence[str],
+        recursive: bool = False,
+        label_scales: Sequence[int] = (1,),
+        transform: Transform | None = None,
+    ) -> None:
+        image_files, skipped_images = _list_files(image_dir, (image_suffix,), recursive)
+        label_suffix, label_files, skipped_labels = _label_files(label_dir, label_suffixes, recursive)
+        if not image_files:
+            raise ValueError(f"no *{image_suffix} images found in {image_dir}")
+        self._pairs = _pair(
+            _by_key(image_dir, image_files, image_suffix),
+            _by_key(label_dir, label_files, label_suffix),
+            f"<name>{image_suffix} in {image_dir}",
+            f"<name>{label_suffix} in {label_dir}",
+        )
+        self._train_ids = label_suffix.endswith(f"_{TRAIN_IDS}.png")
+        self._label_scales = tuple(label_scales)
+        self.transform = transform
+        self.summary = DatasetSummary(
+            dataset=dataset,
+            split=split,
+            images=len(self._pairs),
+            skipped=len(skipped_images) + len(skipped_labels),
+            image_dir=image_dir,
+            label_dir=label_dir,
+            label_format=TRAIN_IDS if self._train_ids else LABEL_IDS,
+        )
+        logger.info("%s", self.summary)
+
+    @property
+    def names(self) -> list[str]:
+        """Sample names in loading order, which is sorted."""
+        return [pair.name for pair in self._pairs]
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __getitem__(self, index: int):
+        pair = self._pairs[index]
+        image, label = read_rgb(pair.image), read_label(pair.label)
+        self._check_size(pair, image, label)
+        sample = RawSample(image=image, label=self._to_train_ids(label), name=pair.name)
+        return sample if self.transform is None else self.transform(sample)
+
+    def _to_train_ids(self, label: np.ndarray) -> np.ndarray:
+        if self._train_ids:
+            return np.where(label < NUM_CLASSES, label, IGNORE_INDEX).astype(np.uint8)
+        return label_id_to_train_id(label)
+
+    def _check_size(self, pair: LabelledImage, image: np.ndarray, label: np.ndarray) -> None:
+        height, width = image.shape[:2]
+        if label.shape not in {(height * s, width * s) for s in self._label_scales}:
+            allowed = " or ".join(f"{width * s}×{height * s}" for s in self._label_scales)
+            raise ValueError(
+                f"label {str(pair.label)!r} is {label.shape[1]}×{label.shape[0]} but its image "
+                f"{str(pair.image)!r} is {width}×{height}; the label must be {allowed}"
+            )
+
+
+class NightCity(LabelledImageFolder):
+    """NightCity, NightCity+ or NightCity-fine, one split; see the module docstring for the layouts.
+
+    ``labels_root`` (NightCity+ only) is the folder of relabelled val label maps, by default
+    ``root/NightCity+/label/val``; it is not used for the train split, which NightCity+ shares with NightCity.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        *,
+        version: str = "nightcity",
+        labels_root: str | os.PathLike | None = None,
+        transform: Transform | None = None,
+    ) -> None:
+        root = Path(root)
+        check_split(split)
+        if version not in VERSIONS:
+            raise ValueError(f"unknown NightCity version {version!r}; choose one of {', '.join(VERSIONS)}")
+        if labels_root is not None and version != "nightcity+":
+            raise ValueError(f"labels_root={str(labels_root)!r} only applies to version='nightcity+', not {version!r}")
+        label_scales = (1,)
+        if version == "nightcity-fine":
+            image_dir, label_dir = _fine_folders(root, split)
+            layouts = f"{root}/nightcity-fine/{split}/{{img,lbl}} or {root}/{split}/{{img,lbl}}"
+        else:
+            image_dir, label_dir = _release_folders(root, split)
+            layouts = (
+                f"{root}/NightCity-images/images/{split} with {root}/NightCity-label/label/{split}, "
+                f"or {root}/images/{split} with {root}/label/{split}"
+            )
+            if version == "nightcity+" and split == "val":
+                label_dir = Path(labels_root) if labels_root is not None else root / "NightCity+" / "label" / "val"
+                layouts += "; NightCity+ val labels come from labels_root (default root/NightCity+/label/val)"
+                label_scales = (1, 2)  # relabelled at 2048×1024 for the 1024×512 images
+        require_folders(image_dir, label_dir, layouts)
+        super().__init__(
+            image_dir,
+            label_dir,
+            dataset=version,
+            split=split,
+            image_suffix=".png",
+            label_suffixes=(f"_{LABEL_IDS}.png", f"_{TRAIN_IDS}.png"),
+            label_scales=label_scales,
+            transform=transform,
+        )
+
+
+def duplicates_between_splits(train: LabelledImageFolder, val: LabelledImageFolder) -> list[str]:
+    """Sorted names found in both data sets (NightCity+'s val holds the train image Dubai_0016)."""
+    return sorted(set(train.names) & set(val.names))
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+
+
+def require_folders(image_dir: Path, label_dir: Path, layouts: str) -> None:
+    for kind, folder in (("image", image_dir), ("label", label_dir)):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{kind} folder {str(folder)!r} does not exist; layouts accepted: {layouts}")
+
+
+def _release_folders(root: Path, split: str) -> tuple[Path, Path]:
+    """The release's two archives unpacked side by side, or a root holding images/ and label/ directly."""
+    if (root / "NightCity-images" / "images").is_dir():
+        return root / "NightCity-images" / "images" / split, root / "NightCity-label" / "label" / split
+    return root / "images" / split, root / "label" / split
+
+
+def _fine_folders(root: Path, split: str) -> tuple[Path, Path]:
+    base = root / "nightcity-fine" if (root / "nightcity-fine").is_dir() else root
+    return base / split / "img", base / split / "lbl"
+
+
+def _list_files(folder: Path, suffixes: Sequence[str], recursive: bool) -> tuple[list[Path], list[Path]]:
+    """Files ending in one of ``suffixes``, and the others, which are logged and skipped.
+
+    Hidden files are skipped too: macOS leaves ``._<name>.png`` resource forks that are not images.
+    """
+    files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file())
+    is_wanted = [p.name.endswith(tuple(suffixes)) and not p.name.startswith(".") for p in files]
+    wanted = [p for p, keep in zip(files, is_wanted) if keep]
+    skipped = [p for p, keep in zip(files, is_wanted) if not keep]
+    if skipped:
+        shown = ", ".join(p.name for p in skipped[:_SHOWN_FILES])
+        logger.info("skipping %d files in %s that are not *%s: %s", len(skipped), folder, " / *".join(suffixes), shown)
+    return wanted, skipped
+
+
+def _label_files(folder: Path, suffixes: Sequence[str], recursive: bool) -> tuple[str, list[Path], list[Path]]:
+    """The first of ``suffixes`` that any file carries, the files carrying it, and the other files."""
+    files, skipped = _list_files(folder, suffixes, recursive)
+    suffix = next((s for s in suffixes if any(p.name.endswith(s) for p in files)), suffixes[0])
+    others = [p for p in files if not p.name.endswith(suffix)]
+    return suffix, [p for p in files if p.name.endswith(suffix)], skipped + others
+
+
+def _by_key(folder: Path, files: list[Path], suffix: str) -> dict[str, Path]:
+    """Path below ``folder`` without ``suffix`` (``aachen/aachen_000000_000019``) -> file."""
+    return {path.relative_to(folder).as_posix()[: -len(suffix)]: path for path in files}
+
+
+def _pair(images: dict[str, Path], labels: dict[str, Path], image_form: str, label_form: str) -> list[LabelledImage]:
+    unmatched = sorted(
+        [images[key] for key in images.keys() - labels.keys()] + [labels[key] for key in labels.keys() - images.keys()]
+    )
+    if unmatched:
+        shown = "\n  ".join(str(path) for path in unmatched[:_SHOWN_FILES])
+        raise ValueError(
+            f"files without a partner: {len(unmatched)} (images {image_form} pair with labels {label_form}); "
+            f"the first {min(len(unmatched), _SHOWN_FILES)}:\n  {shown}"
+        )
+    return [LabelledImage(name=Path(key).name, image=images[key], label=labels[key]) for key in sorted(images)]

@@ -1,0 +1,93 @@
+"""How a data set's pixels spread over the exposure bins: the paper's Figure 4 (average pixels per image per bin)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from torch.utils.data import Dataset
+
+from egnet_core.exposure import NUM_BINS, bin_names, exposure_bins, exposure_map
+
+from .sample import RawSample
+
+
+@dataclass(frozen=True)
+class ExposureHistogram:
+    """Pixel counts per exposure bin over a set of images."""
+
+    counts: np.ndarray  # (num_bins,) int64, pixels of all images in each bin
+    images: int
+    bin_names: tuple[str, ...]
+
+    @property
+    def mean_pixels_per_image(self) -> np.ndarray:
+        """(num_bins,) float64: Figure 4's bar heights."""
+        return self.counts / self.images
+
+    @property
+    def shares(self) -> np.ndarray:
+        """(num_bins,) float64 fraction of all pixels in each bin; sums to 1."""
+        return self.counts / self.counts.sum()
+
+
+def exposure_histogram(dataset_or_images: Dataset | Iterable, num_bins: int = NUM_BINS) -> ExposureHistogram:
+    """Count pixels per exposure bin over H×W×3 uint8 RGB images or the RawSamples of a data set.
+
+    Data sets must be built with ``transform=None``: a transformed sample is a random crop, not the image.
+    """
+    if num_bins < 1:
+        raise ValueError(f"num_bins must be at least 1, got {num_bins}")
+    counts = np.zeros(num_bins, dtype=np.int64)
+    images = 0
+    for image in _images(dataset_or_images):
+        counts += np.bincount(exposure_bins(exposure_map(image), num_bins).ravel(), minlength=num_bins)
+        images += 1
+    if images == 0:
+        raise ValueError("exposure_histogram got no images")
+    return ExposureHistogram(counts=counts, images=images, bin_names=tuple(bin_names(num_bins)))
+
+
+def plot_exposure_histogram(
+    histogram: ExposureHistogram, path: str | os.PathLike, *, title: str = "Exposure distribution"
+) -> Path:
+    """Write a Figure-4-style bar chart (x: exposure bins, y: average pixels per image) as a PNG; returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A bare Figure renders through Agg without pyplot, so no global backend is chosen or needed.
+    figure = Figure(figsize=(8, 4.5), layout="tight")
+    axes = figure.add_subplot()
+    axes.bar(range(len(histogram.counts)), histogram.mean_pixels_per_image, color="#4c72b0")
+    axes.set_xticks(range(len(histogram.counts)), histogram.bin_names, rotation=30)
+    axes.set_xlabel("Exposure level (V channel of HSV)")
+    axes.set_ylabel("Average number of pixels per image")
+    axes.set_title(f"{title} ({histogram.images} images)")
+    figure.savefig(path, format="png", dpi=100)
+    return path
+
+
+def format_histogram_table(histogram: ExposureHistogram) -> str:
+    """Markdown table: one row per exposure bin with the average pixels per image and the share of pixels."""
+    rows = ["| Exposure | Pixels per image | Share |", "|---|---:|---:|"]
+    for name, mean, share in zip(histogram.bin_names, histogram.mean_pixels_per_image, histogram.shares):
+        rows.append(f"| {name} | {mean:,.0f} | {share:.2%} |")
+    return "\n".join(rows)
+
+
+def _images(source: Dataset | Iterable) -> Iterator[np.ndarray]:
+    # Index a Dataset explicitly: torch's Dataset does not promise iteration.
+    items = (source[i] for i in range(len(source))) if isinstance(source, Dataset) else source
+    for item in items:
+        if isinstance(item, RawSample):
+            yield item.image
+        elif isinstance(item, np.ndarray):
+            yield item
+        else:
+            raise TypeError(
+                f"exposure_histogram needs H×W×3 uint8 images or RawSamples, got {type(item).__name__}; "
+                "build the data set with transform=None"
+            )

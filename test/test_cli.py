@@ -1,0 +1,86 @@
+"""The `egnet` command as a user runs it: real console script, real files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from egnet_core.data.synthetic import render_night_scene
+from egnet_core.demo import run_demo
+
+EGNET = str(Path(sys.executable).parent / "egnet")
+
+
+def _egnet(*args, check=True):
+    completed = subprocess.run([EGNET, *map(str, args)], capture_output=True, text=True, timeout=600)
+    if check:
+        assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
+def test_predict_writes_colour_labels_train_ids_and_exposure(tmp_path, tiny_checkpoint):
+    scene = render_night_scene(np.random.default_rng(0), width=160, height=96)
+    image_path = tmp_path / "night.png"
+    cv2.imwrite(str(image_path), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
+    before = image_path.read_bytes()
+    _egnet("predict", image_path, "--checkpoint", tiny_checkpoint, "--out", tmp_path / "out", "--device", "cpu")
+    colour = cv2.imread(str(tmp_path / "out" / "night_color.png"))
+    train_ids = cv2.imread(str(tmp_path / "out" / "night_trainIds.png"), cv2.IMREAD_UNCHANGED)
+    exposure = cv2.imread(str(tmp_path / "out" / "night_exposure.png"))
+    assert colour.shape == exposure.shape == (96, 160, 3)
+    assert train_ids.shape == (96, 160) and train_ids.max() < 19
+    assert image_path.read_bytes() == before  # the input is never modified
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["predict", "missing.png", "--checkpoint", "{ckpt}", "--out", "o"], "image 'missing.png' does not exist"),
+        (["predict", "x.png", "--checkpoint", "nowhere.pt", "--out", "o"], "checkpoint 'nowhere.pt' does not exist"),
+        (["predict", "x.png", "--checkpoint", "{ckpt}", "--out", "o", "--device", "tpu"], "got 'tpu'"),
+        (["train", "--set", "optim.lr=-1"], "optim.lr must be positive, got -1"),
+        (["synth-data", "{tmp}", "--size", "10x10"], "at least 32x32"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_problem(tmp_path, tiny_checkpoint, arguments, message):
+    arguments = [a.format(ckpt=tiny_checkpoint, tmp=tmp_path) for a in arguments]
+    completed = subprocess.run([EGNET, *arguments], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert completed.returncode == 2
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_synth_data_stats_and_evaluate_on_a_generated_data_set(tmp_path, tiny_checkpoint):
+    _egnet("synth-data", tmp_path / "data", "--train", 2, "--val", 2, "--size", "128x64", "--seed", 3)
+    assert len(list((tmp_path / "data" / "NightCity-images" / "images" / "val").glob("*.png"))) == 2
+    stats = _egnet("stats", "--data", tmp_path / "data", "--out", tmp_path / "figure4.png")
+    assert "[0.9, 1.0]" in stats.stdout and (tmp_path / "figure4.png").stat().st_size > 0
+    _egnet("evaluate", "--checkpoint", tiny_checkpoint, "--data", tmp_path / "data", "--out", tmp_path / "report",
+           "--eval-size", "96x96", "--device", "cpu")
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    for key in ("miou", "mef1", "pixel_accuracy", "iou", "ef1"):
+        assert key in metrics
+    assert set(metrics["iou"]) >= {"road", "car", "sky"}
+    assert len(metrics["ef1"]) == 10
+
+
+def test_training_script_and_cli_are_one_code_path(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "training" / "train.py"
+    completed = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0
+    assert completed.stdout == _egnet("train", "--help").stdout
+
+
+def test_the_demo_pipeline_at_a_tiny_size(tmp_path):
+    report = run_demo(tmp_path, size=(128, 64), iterations=2, device="cpu")
+    assert report.checkpoint.is_file()
+    assert 0.0 <= report.miou <= 1.0 and 0.0 <= report.mef1 <= 1.0
+    for path in report.pictures.values():
+        assert path.stat().st_size > 0
+    assert "mIoU" in report.pictures["report"].read_text()
+    strip = cv2.imread(str(report.pictures["strip"]))
+    assert strip.shape[0] == 3 * 192  # one row per example
