@@ -11,26 +11,24 @@ import numpy as np
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """H×W×3 uint8 RGB; a missing or undecodable file is an error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {str(path)!r} does not exist")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"image {str(path)!r} could not be decoded as an image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_read(Path(path), "image", cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def read_label(path: str | os.PathLike) -> np.ndarray:
     """H×W uint8 label map (ids as stored in the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label {str(path)!r} does not exist")
-    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label is None:
-        raise ValueError(f"label {str(path)!r} could not be decoded as an image")
+    label = _read(Path(path), "label", cv2.IMREAD_UNCHANGED)
     if label.ndim != 2 or label.dtype != np.uint8:
         raise ValueError(f"label {str(path)!r} must be a single-channel 8-bit image, got {label.dtype} {label.shape}")
     return label
+
+
+def _read(path: Path, kind: str, flags: int) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} {str(path)!r} does not exist")
+    pixels = cv2.imread(str(path), flags)
+    if pixels is None:
+        raise ValueError(f"{kind} {str(path)!r} could not be decoded as an image")
+    return pixels
 
 
 def write_rgb(path: str | os.PathLike, image: np.ndarray) -> Path:
