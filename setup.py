@@ -15,11 +15,13 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["egnet_core", "egnet_core.*", "egnet_ros", "egnet_ros.*"]),
+    # The console scripts load the Fast DDS profile from beside the module; launch uses the share/ copy.
+    package_data={PACKAGE: ["fastdds_profile.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml") + [f"{PACKAGE}/fastdds_profile.xml"]),
     ],
     # torch is deliberately unpinned here: the registry's torchvision links the CUDA build of torch,
     # and a pin that admits only the CPU-only wheel found on some machines leaves torchvision unimportable.
@@ -52,6 +54,9 @@ setup(
     entry_points={
         "console_scripts": [
             "egnet = egnet_core.cli:main",
+            # One main under two names: `ros2 run egnet_ros segment_node` on a ROS 2 distro, egnet-segment on PATH.
+            "segment_node = egnet_ros.segment_node:main",
+            "egnet-segment = egnet_ros.segment_node:main",
         ],
     },
     zip_safe=True,

@@ -82,7 +82,8 @@ class Segmenter:
 
     ``input_size`` (width, height) is the size the network sees (the paper tests at 900×900); ``None`` runs
     at the frame's own size. ``flip``, ``scales`` and ``sliding_window`` select the test-time protocol (see
-    the module docstring); the defaults are a single whole-image pass.
+    the module docstring); the defaults are a single whole-image pass. ``half`` runs the model in fp16
+    (CUDA only).
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class Segmenter:
         flip: bool = False,
         scales: Sequence[float] = (1.0,),
         sliding_window: SlidingWindow | None = None,
+        half: bool = False,
     ) -> None:
         if input_size is not None and (len(input_size) != 2 or min(input_size) < MIN_INPUT_SIZE):
             raise ValueError(f"input_size must be (width, height), each at least {MIN_INPUT_SIZE}, got {input_size!r}")
@@ -105,8 +107,14 @@ class Segmenter:
         _check_scales(scales, input_size)
         if sliding_window is not None and not isinstance(sliding_window, SlidingWindow):
             raise ValueError(f"sliding_window must be a SlidingWindow or None, got {sliding_window!r}")
+        if not isinstance(half, bool):
+            raise ValueError(f"half must be True or False, got {half!r}")
         self.device = resolve_device(device) if isinstance(device, str) else device
-        self.model = model.to(self.device).eval()
+        if half and self.device.type != "cuda":
+            raise ValueError(f"half precision needs a CUDA device, got {str(self.device)!r}")
+        # fp16 weights and inputs; logits and exposure go back to fp32 before they are averaged and resized.
+        self.dtype = torch.float16 if half else torch.float32
+        self.model = model.to(self.device, self.dtype).eval()
         self.input_size = tuple(input_size) if input_size is not None else None
         self.confidence_threshold = confidence_threshold
         self.flip = flip
@@ -161,9 +169,12 @@ class Segmenter:
         return EGNetOutput(logits=logits / views, exposure=exposure / views)
 
     def _forward(self, x: torch.Tensor) -> EGNetOutput:
+        x = x.to(self.dtype)
         if self.sliding_window is None:
-            return self.model(x)
-        return _forward_windows(self.model, x, self.sliding_window)
+            output = self.model(x)
+        else:
+            output = _forward_windows(self.model, x, self.sliding_window)
+        return EGNetOutput(logits=output.logits.float(), exposure=output.exposure.float())
 
 
 def _forward_windows(model: EGNet, x: torch.Tensor, window: SlidingWindow) -> EGNetOutput:

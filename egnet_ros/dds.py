@@ -1,0 +1,18 @@
+"""The Fast DDS profile that lets best-effort camera-sized images cross processes (see fastdds_profile.xml).
+
+Kept free of rclpy and torch imports so that the launch file can read the path cheaply.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+FASTDDS_PROFILE = Path(__file__).with_name("fastdds_profile.xml")
+FASTDDS_PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def use_fastdds_profile() -> None:
+    """Point Fast DDS at egnet's profile unless the user chose one. Fast DDS reads it when the process's first
+    participant is created, inside ``rclpy.init``, so call this before that."""
+    os.environ.setdefault(FASTDDS_PROFILE_ENV, str(FASTDDS_PROFILE))
