@@ -1,10 +1,21 @@
-"""Builders of real sensor_msgs messages for the tests, written independently of egnet_ros."""
+"""Builders of real sensor_msgs messages, written independently of egnet_ros, and a ROS graph of each test's own."""
 
 from __future__ import annotations
 
 import array
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -37,3 +48,106 @@ def make_image_msg(pixels: np.ndarray, encoding: str, *, step: int | None = None
     )
     msg.data = array.array("B", padded.tobytes())
     return msg
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A ROS graph of the test's own: one context on a domain no other test uses, discovery kept on this host.
+
+_DOMAIN_IDS = itertools.count(1 + (os.getpid() % 40) * 5)
+READY_LINE = "ready:"
+
+
+def next_domain_id() -> int:
+    return next(_DOMAIN_IDS) % 230 + 1
+
+
+def ros_environment(domain_id: int) -> dict[str, str]:
+    """The environment of a node process on ``domain_id``: this process's, so the same Fast DDS profile."""
+    return os.environ | {
+        "ROS_DOMAIN_ID": str(domain_id),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "PYTHONUNBUFFERED": "1",
+        "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
+    }
+
+
+class Peer:
+    """The test's side of the graph: publishers and recording subscriptions on one node, spun on demand."""
+
+    def __init__(self, domain_id: int, name: str = "egnet_test_peer") -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def publisher(self, msg_type, topic: str, qos: QoSProfile | int = 10):
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    def record(self, msg_type, topic: str, qos: QoSProfile | int = 10) -> list:
+        received: list = []
+        self.node.create_subscription(msg_type, topic, received.append, qos)
+        return received
+
+    def spin_until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def spin_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def wait_for_subscriber(self, publisher, timeout: float = 20.0) -> None:
+        self.spin_until(lambda: publisher.get_subscription_count() > 0, timeout, f"a subscriber on {publisher.topic_name}")
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+class NodeProcess:
+    """A console script run as its own process, its log in a file; stopped with a signal, as a user would."""
+
+    def __init__(self, script: str, args: list[str], domain_id: int, log: Path) -> None:
+        executable = Path(sys.executable).with_name(script)
+        if not executable.exists():
+            raise FileNotFoundError(f"console script {executable} is missing: install the project with pip install -e .")
+        self.log_path = log
+        self._log = open(log, "w")
+        self.process = subprocess.Popen(
+            [str(executable), *args], env=ros_environment(domain_id), stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_line(self, text: str, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if self.process.poll() is not None:
+                raise AssertionError(f"process exited with {self.process.returncode} before {text!r}:\n{self.output}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {text!r}:\n{self.output}")
+            time.sleep(0.1)
+
+    def wait(self, timeout: float = 90.0) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            self._log.close()
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.wait()

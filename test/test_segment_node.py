@@ -1,0 +1,348 @@
+"""The segmentation node as a user runs it: the console script in its own process, real DDS, real messages.
+
+Each test has its own ROS domain, so tests never hear each other; the test process publishes camera frames and
+records what the node publishes.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+
+from egnet_core.checkpoint import save_checkpoint
+from egnet_core.inference import Segmenter
+from egnet_core.labels import CLASS_NAMES, PALETTE
+from egnet_ros.segment_node import PARAMETERS, LatestFrame, ProblemThrottle
+from helpers import constant_model, tiny_model
+from helpers_ros import READY_LINE, NodeProcess, Peer, make_header, make_image_msg, next_domain_id
+
+ROOT = Path(__file__).resolve().parent.parent
+CAR = CLASS_NAMES.index("car")
+CAMERA = "/camera/image_raw"
+NODE = "/egnet_segment"
+RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
+
+def write_params(path: Path, **values) -> Path:
+    """The shipped config/segment.yaml with ``values`` put over it (``model.backbone`` for nested keys)."""
+    document = yaml.safe_load((ROOT / "config/segment.yaml").read_text())
+    parameters = document["/**"]["ros__parameters"]
+    for key, value in values.items():
+        section, _, name = key.rpartition(".")
+        (parameters[section] if section else parameters)[name] = value
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture
+def graph(request, tmp_path):
+    """Start node processes and one test peer on a fresh domain; everything is stopped at the end."""
+
+    class Graph:
+        domain_id = next_domain_id()
+        processes: list[NodeProcess] = []
+
+        def start(self, checkpoint: Path, *extra: str, wait: bool = True, **params) -> NodeProcess:
+            params_file = write_params(tmp_path / f"params{len(self.processes)}.yaml", checkpoint=str(checkpoint), **params)
+            node = NodeProcess(
+                "egnet-segment", ["--ros-args", "--params-file", str(params_file), "-r", f"image:={CAMERA}", *extra],
+                self.domain_id, tmp_path / f"node{len(self.processes)}.log",
+            )
+            self.processes.append(node)
+            if wait:
+                node.wait_for_line(READY_LINE)
+            return node
+
+    graph = Graph()
+    graph.peer = Peer(graph.domain_id)
+    yield graph
+    graph.peer.close()
+    for node in graph.processes:
+        node.kill()
+
+
+def stop_cleanly(node: NodeProcess, sig: int = signal.SIGINT) -> str:
+    """Stop the node with ``sig``; it must exit 0 without a traceback and log its summary."""
+    code = node.stop(sig)
+    output = node.output
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    assert "summary: received" in output, output
+    return output
+
+
+def night_frame(height: int = 512, width: int = 1024, seed: int = 0) -> np.ndarray:
+    """A dark RGB frame with a few saturated lamps."""
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 40, (height, width, 3), dtype=np.uint8)
+    for _ in range(4):
+        y, x = rng.integers(0, height), rng.integers(0, width)
+        cv2.circle(rgb, (int(x), int(y)), 12, (255, 250, 230), -1)
+    return rgb
+
+
+def stamped(msg, sec: int, nanosec: int = 5):
+    msg.header = make_header(frame_id="camera_front_optical", sec=sec, nanosec=nanosec)
+    return msg
+
+
+def by_stamp(messages) -> dict[tuple[int, int], object]:
+    return {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in messages}
+
+
+def as_array(msg: Image, dtype: str, channels: int = 1) -> np.ndarray:
+    array = np.frombuffer(bytes(msg.data), dtype=dtype).reshape(msg.height, msg.width, channels)
+    return array[..., 0] if channels == 1 else array
+
+
+def test_node_segments_1024x512_best_effort_frames_from_another_process(graph, tmp_path):
+    checkpoint = save_checkpoint(tmp_path / "car.pt", constant_model(CAR))
+    node = graph.start(checkpoint)
+    peer = graph.peer
+    camera = peer.publisher(Image, CAMERA, qos_profile_sensor_data)  # what camera drivers use
+    outputs = {name: peer.record(Image, f"{NODE}/{name}", RELIABLE) for name in ("labels", "exposure", "color", "overlay")}
+    class_info = peer.record(String, f"{NODE}/class_info", LATCHED)  # subscribed after the node published it
+    peer.wait_for_subscriber(camera)
+    for name in ("color", "overlay"):  # the pictures are made only for subscribers: let the node see them
+        peer.spin_until(lambda: peer.node.count_publishers(f"{NODE}/{name}") > 0, 20, f"{name} publisher")
+    peer.spin_for(1.0)
+
+    frames = {sec: night_frame(seed=sec) for sec in (101, 102, 103)}
+    for sec, rgb in frames.items():
+        camera.publish(stamped(make_image_msg(rgb[..., ::-1], "bgr8"), sec))
+        peer.spin_until(lambda: len(outputs["overlay"]) >= sec - 100, 30, f"the outputs of frame {sec}")
+    stop_cleanly(node)
+
+    expected_exposure = {sec: Segmenter(constant_model(CAR)).predict(rgb).exposure for sec, rgb in frames.items()}
+    for name, encoding in (("labels", "mono8"), ("exposure", "32FC1"), ("color", "rgb8"), ("overlay", "rgb8")):
+        received = by_stamp(outputs[name])
+        assert sorted(received) == [(sec, 5) for sec in frames], f"~/{name}: one message per frame, 3 of 3"
+        for (sec, _), msg in received.items():
+            assert msg.header.frame_id == "camera_front_optical"
+            assert (msg.width, msg.height, msg.encoding, msg.is_bigendian) == (1024, 512, encoding, 0)
+    for (sec, _), msg in by_stamp(outputs["labels"]).items():
+        assert msg.step == 1024
+        np.testing.assert_array_equal(as_array(msg, "u1"), np.full((512, 1024), CAR, np.uint8))
+    for (sec, _), msg in by_stamp(outputs["exposure"]).items():
+        exposure = as_array(msg, "<f4")
+        assert 0.0 <= exposure.min() and exposure.max() <= 1.0
+        np.testing.assert_allclose(exposure, expected_exposure[sec], atol=1e-4)
+    for msg in outputs["color"]:
+        np.testing.assert_array_equal(as_array(msg, "u1", 3), np.broadcast_to(PALETTE[CAR], (512, 1024, 3)))
+    for (sec, _), msg in by_stamp(outputs["overlay"]).items():
+        blend = 0.5 * frames[sec].astype(float) + 0.5 * PALETTE[CAR].astype(float)  # overlay_alpha 0.5
+        assert np.abs(as_array(msg, "u1", 3).astype(float) - blend).max() <= 1.0
+    table = json.loads(class_info[0].data)
+    assert table["names"] == list(CLASS_NAMES) and table["palette"] == PALETTE.tolist() and table["ignore"] == 255
+
+
+def encoded_frames() -> list[tuple[str, Image]]:
+    """One 64×48 frame per supported encoding, its bytes built here (any bytes are valid pixels)."""
+    rng = np.random.default_rng(7)
+    bytes_per_pixel = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "yuv422": 2, "uyvy": 2,
+                       "yuv422_yuy2": 2, "yuyv": 2, "bayer_rggb8": 1, "bayer_bggr8": 1, "bayer_gbrg8": 1,
+                       "bayer_grbg8": 1}
+    frames = [(name, make_image_msg(rng.integers(0, 256, (48, 64, size), dtype=np.uint8), name))
+              for name, size in bytes_per_pixel.items()]
+    mono16 = rng.integers(0, 65536, (48, 64), dtype=np.uint16)
+    frames += [("mono16 big-endian", make_image_msg(mono16, "mono16", bigendian=True)),
+               ("mono16 little-endian", make_image_msg(mono16, "mono16")),
+               ("bgr8 with padded rows", make_image_msg(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), "bgr8",
+                                                        step=64 * 3 + 13))]
+    return frames
+
+
+def test_every_input_encoding_is_segmented_at_the_input_size(graph, tiny_checkpoint):
+    node = graph.start(tiny_checkpoint)
+    peer = graph.peer
+    camera = peer.publisher(Image, CAMERA, qos_profile_sensor_data)
+    labels = peer.record(Image, f"{NODE}/labels", RELIABLE)
+    exposure = peer.record(Image, f"{NODE}/exposure", RELIABLE)
+    peer.wait_for_subscriber(camera)
+    peer.spin_for(1.0)
+
+    frames = encoded_frames()
+    for sec, (name, msg) in enumerate(frames, start=1):
+        camera.publish(stamped(msg, sec))
+        peer.spin_until(lambda: len(exposure) >= sec, 20, f"the outputs of the {name} frame")
+    stop_cleanly(node)
+
+    assert sorted(by_stamp(labels)) == sorted(by_stamp(exposure)) == [(sec, 5) for sec in range(1, len(frames) + 1)]
+    for msg in labels + exposure:
+        assert (msg.width, msg.height) == (64, 48)
+    assert max(as_array(msg, "u1").max() for msg in labels) < 19
+
+
+def bad_frames() -> list[tuple[str, Image]]:
+    good = make_image_msg(np.zeros((48, 64, 3), np.uint8), "bgr8")
+    short_step = make_image_msg(np.zeros((48, 64, 3), np.uint8), "bgr8")
+    short_step.step = 64 * 3 - 1
+    short_data = make_image_msg(np.zeros((48, 64, 3), np.uint8), "bgr8")
+    short_data.data = short_data.data[: 47 * 64 * 3]
+    zero = Image(height=0, width=0, encoding="bgr8", step=0)
+    unknown = make_image_msg(np.zeros((48, 64), np.float32), "32FC1")
+    # A header claiming 10000×10000 (3e8 bytes); the node must refuse it from the header, before any pixel.
+    huge = Image(height=10000, width=10000, encoding="bgr8", step=30000, data=bytes(64))
+    return [("step", short_step), ("data", short_data), ("zero size", zero), ("encoding", unknown),
+            ("10000×10000", huge)], good
+
+
+def diagnostics_value(array: DiagnosticArray, key: str) -> str:
+    (status,) = array.status
+    return {kv.key: kv.value for kv in status.values}[key]
+
+
+def test_bad_frames_are_dropped_with_a_clear_error_and_the_next_good_frame_is_processed(graph, tiny_checkpoint):
+    node = graph.start(tiny_checkpoint, input_reliability="reliable", input_qos_depth=10)
+    peer = graph.peer
+    camera = peer.publisher(Image, CAMERA, RELIABLE)
+    labels = peer.record(Image, f"{NODE}/labels", RELIABLE)
+    diagnostics = peer.record(DiagnosticArray, "/diagnostics", 10)
+    peer.wait_for_subscriber(camera)
+
+    bad, good = bad_frames()
+    for sec, (_, msg) in enumerate(bad, start=1):
+        camera.publish(stamped(msg, sec))
+        peer.spin_for(0.2)
+    camera.publish(stamped(good, 99))
+    peer.spin_until(lambda: labels, 30, "the good frame's labels")
+    peer.spin_until(lambda: diagnostics and [diagnostics_value(diagnostics[-1], key) for key in ("invalid", "processed")]
+                    == [str(len(bad)), "1"], 10, "diagnostics counting the bad frames and the good one")
+    output = stop_cleanly(node)
+
+    assert [m.header.stamp.sec for m in labels] == [99]
+    for text in ("step=191 is smaller than width*bytes_per_pixel", "data has 9024 bytes, fewer than height*step",
+                 "image has zero size: width=0, height=0", "unsupported image encoding '32FC1'",
+                 "width=10000 × height=10000 = 100000000 pixels exceeds max_pixels"):
+        assert text in output
+    assert "invalid 5" in output
+
+
+def test_compressed_jpeg_and_png_frames_are_segmented_and_a_corrupt_one_is_refused(graph, tiny_checkpoint):
+    node = graph.start(tiny_checkpoint, input_type="compressed", input_reliability="reliable")
+    peer = graph.peer
+    camera = peer.publisher(CompressedImage, CAMERA, RELIABLE)
+    labels = peer.record(Image, f"{NODE}/labels", RELIABLE)
+    peer.wait_for_subscriber(camera)
+
+    rgb = night_frame(96, 128)
+    messages = []
+    for sec, (fmt, extension) in enumerate((("jpeg", ".jpg"), ("png", ".png"), ("jpeg", None)), start=1):
+        data = b"\xff\xd8 not a jpeg at all" if extension is None else cv2.imencode(extension, rgb[..., ::-1])[1].tobytes()
+        messages.append(stamped(CompressedImage(format=fmt, data=data), sec))
+    for msg in messages:
+        camera.publish(msg)
+        peer.spin_for(0.5)
+    peer.spin_until(lambda: len(labels) >= 2, 30, "labels of the JPEG and PNG frames")
+    output = stop_cleanly(node)
+
+    assert sorted(m.header.stamp.sec for m in labels) == [1, 2]
+    assert all((m.width, m.height) == (128, 96) for m in labels)
+    assert "is neither a JPEG nor a PNG stream" in output
+
+
+def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
+    # A real model made slow by its input size: 512×256 frames run at 1024×512, several times a frame period.
+    checkpoint = save_checkpoint(tmp_path / "slow.pt", tiny_model(output_stride=8))
+    node = graph.start(checkpoint, input_width=1024, input_height=512)
+    peer = graph.peer
+    camera = peer.publisher(Image, CAMERA, qos_profile_sensor_data)
+    labels = peer.record(Image, f"{NODE}/labels", RELIABLE)
+    diagnostics = peer.record(DiagnosticArray, "/diagnostics", 10)
+    peer.wait_for_subscriber(camera)
+    peer.spin_for(1.0)
+
+    frame = make_image_msg(night_frame(256, 512), "bgr8")
+    published = 0
+    period, start = 1 / 30, peer.node.get_clock().now().nanoseconds / 1e9
+    while published < 90:  # 3 s at 30 Hz
+        camera.publish(stamped(frame, 1000 + published))
+        published += 1
+        peer.spin_for(max(0.0, start + published * period - peer.node.get_clock().now().nanoseconds / 1e9))
+    peer.spin_until(lambda: labels and labels[-1].header.stamp.sec >= 1000 + published - 3, 30,
+                    "the newest frame's labels")
+    peer.spin_for(1.5)  # one more diagnostics period after the last frame
+    stop_cleanly(node)
+
+    stamps = [m.header.stamp.sec for m in labels]
+    assert stamps == sorted(set(stamps)), "each frame at most once, in order"
+    status = {key: diagnostics_value(diagnostics[-1], key) for key in
+              ("received", "processed", "dropped (superseded)", "latency p50 (ms)", "inference p50 (ms)")}
+    received, processed = int(status["received"]), int(status["processed"])
+    dropped = int(status["dropped (superseded)"])
+    assert processed == len(labels) and 2 <= processed < 45
+    assert received == processed + dropped, status
+    assert received >= 0.8 * published, status
+    # Latency stays about one inference time: a frame waits at most for the one in flight, never for a queue.
+    assert float(status["latency p50 (ms)"]) <= 2.5 * float(status["inference p50 (ms)"]) + 50, status
+
+
+def test_sigterm_stops_the_node_cleanly_with_a_summary(graph, tiny_checkpoint):
+    node = graph.start(tiny_checkpoint)
+    output = stop_cleanly(node, signal.SIGTERM)
+    assert "received 0, processed 0" in output
+
+
+@pytest.mark.parametrize(
+    "problem, params, expected",
+    [
+        ("missing", {"checkpoint": "/nonexistent/best.pt"}, "parameter 'checkpoint': checkpoint '/nonexistent/best.pt' does not exist"),
+        ("not a checkpoint", {}, "is not a readable egnet checkpoint"),
+        ("other architecture", {"model.backbone": "resnet50"}, "backbone='resnet18' (expected 'resnet50')"),
+        ("bad value", {"input_type": "h264"}, "parameter 'input_type' must be raw or compressed, got 'h264'"),
+    ],
+)
+def test_the_node_refuses_to_start_naming_the_parameter(graph, tmp_path, tiny_checkpoint, problem, params, expected):
+    checkpoint = params.pop("checkpoint", tiny_checkpoint)
+    if problem == "not a checkpoint":
+        checkpoint = tmp_path / "notes.pt"
+        checkpoint.write_text("not a checkpoint")
+    node = graph.start(checkpoint, wait=False, **params)
+    assert node.wait() == 1
+    assert "cannot start:" in node.output and expected in node.output, node.output
+    assert "Traceback" not in node.output
+
+
+def test_the_params_file_holds_every_parameter_the_node_declares_with_its_default():
+    document = yaml.safe_load((ROOT / "config/segment.yaml").read_text())
+
+    def flatten(tree, prefix=""):
+        for key, value in tree.items():
+            yield from flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
+
+    shipped = dict(flatten(document["/**"]["ros__parameters"]))
+    declared = {name: default for name, (default, _) in PARAMETERS.items()}
+    assert shipped == declared
+    assert all(type(shipped[name]) is type(declared[name]) for name in declared), "ROS parameters are typed"
+
+
+def test_the_mailbox_keeps_only_the_newest_frame():
+    mailbox = LatestFrame()
+    assert mailbox.put("first") is False
+    assert mailbox.put("second") is True  # replaced a frame the worker never took: one dropped
+    assert mailbox.take() == "second"
+    mailbox.close()
+    assert mailbox.take() is None
+
+
+def test_the_problem_log_lets_each_kind_through_once_per_period():
+    throttle = ProblemThrottle(period_s=5.0)
+    assert throttle.allow("image has zero size: width=0, height=0", now=0.0)
+    assert not throttle.allow("image has zero size: width=0, height=0", now=1.0)
+    assert throttle.allow("unsupported image encoding '32FC1'", now=1.0)  # another kind: at once
+    assert not throttle.allow("unsupported image encoding 'bgr16'", now=2.0)  # same kind, other value
+    assert throttle.allow("image has zero size: width=0, height=0", now=5.5)
