@@ -255,6 +255,11 @@ def test_compressed_jpeg_and_png_frames_are_segmented_and_a_corrupt_one_is_refus
     assert "is neither a JPEG nor a PNG stream" in output
 
 
+def resident_mib(node: NodeProcess) -> float:
+    status = Path(f"/proc/{node.process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
+
+
 def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
     # A real model made slow by its input size: 512×256 frames run at 1024×512, several times a frame period.
     checkpoint = save_checkpoint(tmp_path / "slow.pt", tiny_model(output_stride=8))
@@ -267,16 +272,21 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
     peer.spin_for(1.0)
 
     frame = make_image_msg(night_frame(256, 512), "bgr8")
-    published = 0
+    published, rss = 0, []
     period, start = 1 / 30, peer.node.get_clock().now().nanoseconds / 1e9
     while published < 90:  # 3 s at 30 Hz
         camera.publish(stamped(frame, 1000 + published))
         published += 1
         peer.spin_for(max(0.0, start + published * period - peer.node.get_clock().now().nanoseconds / 1e9))
+        if labels and not rss:
+            rss.append(resident_mib(node))
     peer.spin_until(lambda: labels and labels[-1].header.stamp.sec >= 1000 + published - 3, 30,
                     "the newest frame's labels")
     peer.spin_for(1.5)  # one more diagnostics period after the last frame
+    rss.append(resident_mib(node))
     stop_cleanly(node)
+
+    assert rss[1] - rss[0] < 50, f"the node's memory grew from {rss[0]:.0f} to {rss[1]:.0f} MiB"
 
     stamps = [m.header.stamp.sec for m in labels]
     assert stamps == sorted(set(stamps)), "each frame at most once, in order"
