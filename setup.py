@@ -35,6 +35,7 @@ setup(
         "matplotlib",
         "tqdm",
         "tensorboard",
+        "rosbags",
     ],
     extras_require={
         # For machines without a ROS 2 distro: rclpy and the messages from the registry's ros-* wheels.

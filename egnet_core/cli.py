@@ -108,6 +108,38 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bag_segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from egnet_ros.bag_segment import segment_bag, total_frames
+
+    segmenter = Segmenter.from_checkpoint(args.checkpoint, device=args.device, input_size=args.input_size)
+    with tqdm(total=total_frames(args.in_bag, args.topic), desc="segmenting", unit="frame") as bar:
+        result = segment_bag(
+            args.in_bag, args.out_bag, segmenter, topics=args.topic, batch_size=args.batch, prefix=args.prefix,
+            color=args.color, copy_input=not args.no_input, storage=args.storage, overwrite=args.overwrite,
+            progress=bar.update,
+        )
+    print(f"{result.frames} frames segmented in {result.seconds:.1f} s ({result.frames_per_second:.2f} frames/s) "
+          f"on {segmenter.device}; output: {result.output}")
+    for reason, count in result.skipped.items():
+        print(f"  skipped {count}: {reason}")
+    if result.damage:
+        print(f"  input damaged: {result.damage}")
+    if result.exposure is not None:
+        from .data.statistics import format_histogram_table
+
+        print("exposure of the drive (the paper's Figure 4):")
+        print(format_histogram_table(result.exposure))
+    return 0 if result.frames else 1
+
+
+def _bag_play(args: argparse.Namespace) -> int:
+    from egnet_ros.bag_play import main as play
+
+    return play(args.bag, rate=args.rate, loop=args.loop, topics=args.topics, clock=args.clock, delay=args.delay)
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``egnet train``, which ``training/train.py`` takes too."""
     parser.add_argument("--config", help="YAML config (default: built-in defaults, the paper's settings)")
@@ -166,6 +198,33 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--split", default="train", choices=("train", "val"))
     stats.add_argument("--out", type=Path, help="plot file (default: exposure_histogram_SPLIT.png)")
     stats.set_defaults(run=_stats)
+
+    bag = commands.add_parser("bag", help="rosbag2 tools: segment a recorded drive, replay it").add_subparsers(
+        dest="bag_command", required=True, metavar="BAG_COMMAND")
+    segment = bag.add_parser("segment", help="segment every camera frame of a bag into a new bag")
+    segment.add_argument("in_bag", type=Path, metavar="IN_BAG", help="rosbag2 directory, .db3 or .mcap (only read)")
+    segment.add_argument("out_bag", type=Path, metavar="OUT_BAG", help="new rosbag2 directory")
+    segment.add_argument("--checkpoint", required=True, type=Path)
+    segment.add_argument("--topic", action="append", help="image topic to segment (repeatable; default: all)")
+    segment.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    segment.add_argument("--batch", type=int, default=1, help="frames per forward pass (default: 1)")
+    segment.add_argument("--input-size", type=parse_size, help="network input WIDTHxHEIGHT (default: frame size)")
+    segment.add_argument("--prefix", default="/egnet", help="output topics are PREFIX/TOPIC/{labels,exposure,color}")
+    segment.add_argument("--color", action="store_true", help="also write PREFIX/TOPIC/color (rgb8 palette)")
+    segment.add_argument("--no-input", action="store_true", help="leave the input frames out of the output bag")
+    segment.add_argument("--storage", choices=("sqlite3", "mcap"), help="output storage (default: the input's)")
+    segment.add_argument("--overwrite", action="store_true", help="replace OUT_BAG if it is an existing bag")
+    segment.set_defaults(run=_bag_segment)
+
+    play = bag.add_parser("play", help="publish a bag's messages with their recorded timing (needs rclpy)")
+    play.add_argument("bag", type=Path, metavar="BAG")
+    play.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default: 1)")
+    play.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
+    play.add_argument("--topics", nargs="+", help="topics to play (default: all image topics)")
+    play.add_argument("--clock", action="store_true", help="publish /clock from the bag's time, for use_sim_time")
+    play.add_argument("--delay", type=float, default=1.0,
+                      help="seconds to wait for subscribers to connect before the first message (default: 1)")
+    play.set_defaults(run=_bag_play)
 
     demo = commands.add_parser("demo", help="the end-to-end demo on generated night scenes")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="report folder (default: demo-output)")

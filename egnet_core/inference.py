@@ -131,6 +131,14 @@ class Segmenter:
     def config(self) -> ModelConfig:
         return self.model.config
 
+    def check_frame(self, image: np.ndarray) -> None:
+        """Raise ValueError, naming the size, where the network cannot run on this H×W×3 frame as configured."""
+        if self.input_size is None and min(image.shape[:2]) < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"image of width={image.shape[1]} × height={image.shape[0]} is below the network's "
+                f"{MIN_INPUT_SIZE}×{MIN_INPUT_SIZE} minimum; set an input size to run the network at a fixed size"
+            )
+
     def predict(self, image: np.ndarray, *, output_size: tuple[int, int] | None = None) -> Segmentation:
         return self.predict_batch([image], output_size=output_size)[0]
 

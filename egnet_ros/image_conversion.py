@@ -4,6 +4,10 @@ cv_bridge is not used because its PyPI port is broken with numpy 2, and the node
 three fixed encodings out. Every bad message raises :class:`ImageConversionError` naming the bad value,
 and every size is checked against the message's own metadata before any pixel memory is allocated.
 
+Decoding reads only the messages' fields, so rclpy's messages and rosbags' (the bag tool's) both work, and
+this module needs no ROS install until an rclpy message is built. Outputs are first ``ImageFields``, the
+fields of a ``sensor_msgs/Image`` but its header, from which each side builds its own message type.
+
 Copies: ``rgb8`` input comes back as a view into ``msg.data`` (rows with padding stay a strided view);
 every other encoding is converted by OpenCV or numpy into a new array. The outputs copy the array into
 the message.
@@ -15,10 +19,14 @@ import array
 import copy
 from typing import NamedTuple
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
-from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
+
+if TYPE_CHECKING:
+    from sensor_msgs.msg import CompressedImage, Image
+    from std_msgs.msg import Header
 
 DEFAULT_MAX_PIXELS = 8192 * 8192
 
@@ -101,22 +109,60 @@ def compressed_to_rgb(msg: CompressedImage, *, max_pixels: int = DEFAULT_MAX_PIX
     return rgb
 
 
-def labels_to_image(labels: np.ndarray, header: Header) -> Image:
-    """``mono8`` image of H×W uint8 train ids."""
+class ImageFields(NamedTuple):
+    """A ``sensor_msgs/Image`` but its header."""
+
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: np.ndarray  # height*step bytes, uint8, one dimension
+
+
+def labels_fields(labels: np.ndarray) -> ImageFields:
+    """``mono8`` of H×W uint8 train ids."""
     _check_array("labels", labels, channels=None, dtype=np.uint8)
-    return _to_image(labels, "mono8", header)
+    return _fields(labels, "mono8")
+
+
+def exposure_fields(exposure: np.ndarray) -> ImageFields:
+    """``32FC1``, little-endian, of an H×W float32 exposure map."""
+    _check_array("exposure", exposure, channels=None, dtype=np.float32)
+    return _fields(exposure.astype("<f4", copy=False), "32FC1")
+
+
+def rgb_fields(rgb: np.ndarray) -> ImageFields:
+    """``rgb8`` of an H×W×3 uint8 RGB array."""
+    _check_array("rgb", rgb, channels=3, dtype=np.uint8)
+    return _fields(rgb, "rgb8")
+
+
+def labels_to_image(labels: np.ndarray, header: Header) -> Image:
+    return to_image_msg(labels_fields(labels), header)
 
 
 def exposure_to_image(exposure: np.ndarray, header: Header) -> Image:
-    """``32FC1`` little-endian image of an H×W float32 exposure map."""
-    _check_array("exposure", exposure, channels=None, dtype=np.float32)
-    return _to_image(exposure.astype("<f4", copy=False), "32FC1", header)
+    return to_image_msg(exposure_fields(exposure), header)
 
 
 def rgb_to_image(rgb: np.ndarray, header: Header) -> Image:
-    """``rgb8`` image of an H×W×3 uint8 RGB array."""
-    _check_array("rgb", rgb, channels=3, dtype=np.uint8)
-    return _to_image(rgb, "rgb8", header)
+    return to_image_msg(rgb_fields(rgb), header)
+
+
+def to_image_msg(fields: ImageFields, header: Header) -> Image:
+    """An rclpy ``sensor_msgs/Image`` with a copy of ``header``."""
+    from sensor_msgs.msg import Image  # the one place that needs rclpy's messages; see the module docstring
+
+    msg = Image(header=copy.deepcopy(header), height=fields.height, width=fields.width, encoding=fields.encoding,
+                is_bigendian=fields.is_bigendian, step=fields.step)
+    # An array.array is the fastest value for the generated setter: with ROS_PYTHON_CHECK_FIELDS=1 it is kept
+    # as is, where bytes would be checked value by value in Python (about 200 ms for a 1024×512 float image);
+    # otherwise the setter copies it once more, costing the same as bytes.
+    data = array.array("B")
+    data.frombytes(fields.data.data)
+    msg.data = data
+    return msg
 
 
 class _Size(NamedTuple):
@@ -208,20 +254,7 @@ def _check_array(name: str, pixels: np.ndarray, *, channels: int | None, dtype: 
         )
 
 
-def _to_image(pixels: np.ndarray, encoding: str, header: Header) -> Image:
+def _fields(pixels: np.ndarray, encoding: str) -> ImageFields:
     pixels = np.ascontiguousarray(pixels)
-    # An array.array is the fastest value for the generated setter: with ROS_PYTHON_CHECK_FIELDS=1 it is kept
-    # as is, where bytes would be checked value by value in Python (about 200 ms for a 1024×512 float image);
-    # otherwise the setter copies it once more, costing the same as bytes.
-    data = array.array("B")
-    data.frombytes(pixels.data.cast("B"))
-    msg = Image(
-        header=copy.deepcopy(header),
-        height=pixels.shape[0],
-        width=pixels.shape[1],
-        encoding=encoding,
-        is_bigendian=0,
-        step=pixels.strides[0],
-    )
-    msg.data = data
-    return msg
+    return ImageFields(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding, is_bigendian=0,
+                       step=pixels.strides[0], data=pixels.reshape(-1).view(np.uint8))

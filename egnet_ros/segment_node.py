@@ -42,7 +42,6 @@ from egnet_core.visualize import overlay
 from .dds import use_fastdds_profile
 from .frame_stats import FrameCounts, FrameStats
 from .image_conversion import (
-    ImageConversionError,
     compressed_to_rgb,
     exposure_to_image,
     image_to_rgb,
@@ -278,7 +277,7 @@ class SegmentNode(Node):
     def _process(self, frame: Frame) -> None:
         try:
             rgb = self._to_rgb(frame.msg)
-        except ImageConversionError as error:
+        except ValueError as error:  # ImageConversionError, or a frame the network cannot take
             self._stats.count_invalid()
             self._log_problem(f"invalid frame on {self._subscription.topic_name} dropped: {error}")
             return
@@ -297,12 +296,7 @@ class SegmentNode(Node):
 
     def _to_rgb(self, msg: Image | CompressedImage) -> np.ndarray:
         rgb = compressed_to_rgb(msg) if self._compressed else image_to_rgb(msg)
-        if self._segmenter.input_size is None and min(rgb.shape[:2]) < MIN_INPUT_SIZE:
-            raise ImageConversionError(
-                f"image of width={rgb.shape[1]} × height={rgb.shape[0]} is below the network's "
-                f"{MIN_INPUT_SIZE}×{MIN_INPUT_SIZE} minimum; set input_width and input_height to run the "
-                "network at a fixed size"
-            )
+        self._segmenter.check_frame(rgb)
         return rgb
 
     def _publish(self, header: Header, rgb: np.ndarray, result: Segmentation) -> None:

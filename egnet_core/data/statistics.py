@@ -35,21 +35,37 @@ class ExposureHistogram:
         return self.counts / self.counts.sum()
 
 
+class ExposureCounter:
+    """Pixels per exposure bin, one image at a time: for streams (a bag) that are read once."""
+
+    def __init__(self, num_bins: int = NUM_BINS) -> None:
+        if num_bins < 1:
+            raise ValueError(f"num_bins must be at least 1, got {num_bins}")
+        self.counts = np.zeros(num_bins, dtype=np.int64)
+        self.images = 0
+
+    def add(self, image: np.ndarray) -> None:
+        """Count an H×W×3 uint8 RGB image."""
+        self.counts += np.bincount(exposure_bins(exposure_map(image), len(self.counts)).ravel(),
+                                   minlength=len(self.counts))
+        self.images += 1
+
+    def histogram(self) -> ExposureHistogram:
+        if self.images == 0:
+            raise ValueError("exposure_histogram got no images")
+        return ExposureHistogram(counts=self.counts.copy(), images=self.images,
+                                 bin_names=tuple(bin_names(len(self.counts))))
+
+
 def exposure_histogram(dataset_or_images: Dataset | Iterable, num_bins: int = NUM_BINS) -> ExposureHistogram:
     """Count pixels per exposure bin over H×W×3 uint8 RGB images or the RawSamples of a data set.
 
     Data sets must be built with ``transform=None``: a transformed sample is a random crop, not the image.
     """
-    if num_bins < 1:
-        raise ValueError(f"num_bins must be at least 1, got {num_bins}")
-    counts = np.zeros(num_bins, dtype=np.int64)
-    images = 0
+    counter = ExposureCounter(num_bins)
     for image in _images(dataset_or_images):
-        counts += np.bincount(exposure_bins(exposure_map(image), num_bins).ravel(), minlength=num_bins)
-        images += 1
-    if images == 0:
-        raise ValueError("exposure_histogram got no images")
-    return ExposureHistogram(counts=counts, images=images, bin_names=tuple(bin_names(num_bins)))
+        counter.add(image)
+    return counter.histogram()
 
 
 def plot_exposure_histogram(

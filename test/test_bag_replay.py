@@ -1,0 +1,76 @@
+"""A recorded night drive replayed into the live node: ``egnet bag play --clock`` and ``egnet-segment`` with
+``use_sim_time``, each in its own process, the node's outputs recorded into a bag."""
+
+from __future__ import annotations
+
+import numpy as np
+from rclpy.parameter import Parameter
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
+
+from egnet_core.data.synthetic import render_night_scene
+from egnet_ros.bag_record import BagRecorder
+from egnet_ros.bags import write_camera_bag
+from helpers_ros import READY_LINE, NodeProcess, Peer, next_domain_id
+
+TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
+FRAMES = 8
+OUTPUTS = {"/egnet_segment/labels": "mono8", "/egnet_segment/exposure": "32FC1"}
+
+
+def recorded(path) -> dict[str, list]:
+    messages: dict[str, list] = {}
+    with Reader(path) as reader:
+        for connection, log_time, data in reader.messages():
+            messages.setdefault(connection.topic, []).append((log_time, TYPESTORE.deserialize_cdr(data, connection.msgtype)))
+    return messages
+
+
+def stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path, tiny_checkpoint):
+    rng = np.random.default_rng(11)
+    frames = [render_night_scene(rng, width=160, height=96).image for _ in range(FRAMES)]
+    write_camera_bag(tmp_path / "drive", frames, storage="mcap", rate_hz=5.0)
+    with Reader(tmp_path / "drive") as reader:
+        input_stamps = {stamp_ns(TYPESTORE.deserialize_cdr(d, c.msgtype)) for c, _, d in reader.messages()}
+        bag_start, bag_end = reader.start_time, reader.end_time
+
+    domain_id = next_domain_id()
+    node = NodeProcess("egnet-segment", ["--ros-args", "-p", f"checkpoint:={tiny_checkpoint}", "-p", "use_sim_time:=true",
+                                         "-r", "image:=/camera/image_raw"], domain_id, tmp_path / "node.log")
+    peer = Peer(domain_id)
+    peer.node.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])  # record at bag time
+    try:
+        node.wait_for_line(READY_LINE)
+        recorder = BagRecorder(peer.node, tmp_path / "outputs", {**dict.fromkeys(OUTPUTS, "sensor_msgs/msg/Image"),
+                                                                 "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"})
+        player = NodeProcess("egnet", ["bag", "play", str(tmp_path / "drive"), "--clock", "--delay", "2"], domain_id,
+                             tmp_path / "play.log")
+        peer.spin_until(lambda: player.process.poll() is not None, 60, "the player to finish")
+        assert player.wait() == 0, player.output
+        assert f"played {FRAMES} messages" in player.output
+        peer.spin_for(2.0)  # the last frame's outputs
+        recorder.close()
+        assert node.stop() == 0
+    finally:
+        peer.close()
+        node.kill()
+
+    outputs = recorded(tmp_path / "outputs")
+    for topic, encoding in OUTPUTS.items():
+        stamps = [stamp_ns(msg) for _, msg in outputs[topic]]
+        assert len(stamps) >= FRAMES - 1, f"{topic}: {len(stamps)} of {FRAMES} frames (5 Hz, a tiny model)"
+        assert set(stamps) <= input_stamps, f"{topic}: every output carries an input frame's stamp"
+        assert len(set(stamps)) == len(stamps), f"{topic}: nothing published twice for a frame"
+        for _, msg in outputs[topic]:
+            assert (msg.width, msg.height, msg.encoding) == (160, 96, encoding)
+            assert msg.header.frame_id == "camera_optical"
+    # use_sim_time: the node's clock, and so its diagnostics' stamps, followed /clock through the bag's time.
+    diagnostics_stamps = [stamp_ns(msg) for _, msg in outputs["/diagnostics"]]
+    assert any(bag_start <= stamp <= bag_end for stamp in diagnostics_stamps), (diagnostics_stamps, bag_start, bag_end)
+    # The recorder ran on the bag's clock too: outputs are logged at bag time, after their frame's stamp.
+    for log_time, msg in outputs["/egnet_segment/labels"]:
+        assert stamp_ns(msg) <= log_time <= bag_end + 10**9

@@ -1,0 +1,207 @@
+"""``egnet bag segment`` on real rosbag2 bags (sqlite3 and MCAP) of generated night frames, good and damaged."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
+
+from egnet_core.checkpoint import save_checkpoint
+from egnet_core.cli import main
+from egnet_core.data.synthetic import render_night_scene
+from egnet_core.inference import Segmenter
+from egnet_ros.bags import BagWriter, write_camera_bag
+from helpers import snapshot, tiny_model
+
+TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)  # another distro's definitions than the tool's: they must agree
+CAMERA = "/camera/image_raw"
+FRAMES = 5
+RATE_HZ = 10.0
+
+
+@pytest.fixture(scope="module")
+def night_frames():
+    rng = np.random.default_rng(3)
+    return [render_night_scene(rng, width=128, height=64).image for _ in range(FRAMES)]
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    return save_checkpoint(tmp_path / "model.pt", tiny_model())
+
+
+def read_bag(path) -> dict[str, list]:
+    """topic -> [(log time, decoded message)], read with rosbags directly."""
+    messages: dict[str, list] = {}
+    with Reader(path) as reader:
+        for connection, log_time, data in reader.messages():
+            messages.setdefault(connection.topic, []).append(
+                (log_time, TYPESTORE.deserialize_cdr(data, connection.msgtype)))
+    return messages
+
+
+def pixels(msg, dtype: str, channels: int = 1) -> np.ndarray:
+    array = np.frombuffer(msg.data.tobytes(), dtype=dtype).reshape(msg.height, msg.width, channels)
+    return array[..., 0] if channels == 1 else array
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "jpeg"])
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_every_frame_is_segmented_into_a_new_bag_with_the_input_headers_and_log_times(
+    tmp_path, night_frames, checkpoint, storage, compressed, capsys
+):
+    source = tmp_path / "drive"
+    write_camera_bag(source, night_frames, storage=storage, compressed=compressed, rate_hz=RATE_HZ)
+    before = snapshot(source)
+
+    code = main(["bag", "segment", str(source), str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                 "--batch", "2", "--color", "--device", "cpu"])
+
+    assert code == 0
+    assert f"{FRAMES} frames segmented" in capsys.readouterr().out
+    assert snapshot(source) == before, "the input bag is only read"
+    inputs, outputs = read_bag(source)[CAMERA], read_bag(tmp_path / "out")
+    expected_topics = {CAMERA} | {f"/egnet{CAMERA}/{name}" for name in ("labels", "exposure", "color")}
+    assert set(outputs) == expected_topics
+    assert [t for t, _ in outputs[CAMERA]] == [t for t, _ in inputs], "the input frames are copied"
+    segmenter = Segmenter(tiny_model())
+    for name, encoding in (("labels", "mono8"), ("exposure", "32FC1"), ("color", "rgb8")):
+        written = outputs[f"/egnet{CAMERA}/{name}"]
+        assert [t for t, _ in written] == [t for t, _ in inputs], f"{name}: one message per frame, at its log time"
+        for (_, msg), (_, source_msg) in zip(written, inputs):
+            assert msg.header.stamp == source_msg.header.stamp and msg.header.frame_id == "camera_optical"
+            assert (msg.width, msg.height, msg.encoding) == (128, 64, encoding)
+    for (_, msg), (_, source_msg) in zip(outputs[f"/egnet{CAMERA}/labels"], inputs):
+        if compressed:
+            rgb = cv2.imdecode(source_msg.data, cv2.IMREAD_COLOR)[..., ::-1]
+        else:
+            rgb = pixels(source_msg, "u1", 3)[..., ::-1]
+        np.testing.assert_array_equal(pixels(msg, "u1"), segmenter.predict(np.ascontiguousarray(rgb)).labels)
+
+
+def test_the_output_metadata_is_what_ros2_bag_info_reads(tmp_path, night_frames, checkpoint):
+    write_camera_bag(tmp_path / "drive", night_frames, storage="mcap")
+    assert main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                 "--no-input", "--prefix", "/night"]) == 0
+
+    info = yaml.safe_load((tmp_path / "out/metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["version"] == 8 and info["storage_identifier"] == "mcap"
+    assert info["message_count"] == 2 * FRAMES
+    assert info["duration"]["nanoseconds"] == round((FRAMES - 1) * 1e9 / RATE_HZ)
+    for relative in info["relative_file_paths"]:
+        assert (tmp_path / "out" / relative).is_file()
+    topics = {t["topic_metadata"]["name"]: t for t in info["topics_with_message_count"]}
+    assert set(topics) == {f"/night{CAMERA}/labels", f"/night{CAMERA}/exposure"}
+    for topic in topics.values():
+        assert topic["message_count"] == FRAMES
+        assert topic["topic_metadata"]["type"] == "sensor_msgs/msg/Image"
+        assert topic["topic_metadata"]["serialization_format"] == "cdr"
+        assert topic["topic_metadata"]["type_description_hash"].startswith("RIHS01_")
+
+
+def test_an_existing_output_is_kept_unless_overwrite_and_never_a_non_bag(tmp_path, night_frames, checkpoint, capsys):
+    write_camera_bag(tmp_path / "drive", night_frames[:2])
+    command = ["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint)]
+    assert main(command) == 0
+    before = snapshot(tmp_path / "out")
+
+    assert main(command) == 2
+    assert "exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert snapshot(tmp_path / "out") == before
+    assert main(command + ["--overwrite"]) == 0
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes/todo.txt").write_text("keep me")
+    assert main(command[:3] + [str(tmp_path / "notes")] + command[4:] + ["--overwrite"]) == 2
+    assert "exists and is not a bag; refusing to replace it" in capsys.readouterr().err
+    assert (tmp_path / "notes/todo.txt").read_text() == "keep me"
+    assert main(command[:3] + [str(tmp_path / "drive/inner")] + command[4:]) == 2
+    assert "must not be the input bag" in capsys.readouterr().err
+
+
+def write_mixed_bag(path, frames) -> None:
+    """Good frames with an undecodable message, an unknown encoding and a too-small image after the second."""
+    write_camera_bag(path, frames)
+    with Reader(path) as reader:
+        messages = [(t, bytes(d)) for _, t, d in reader.messages()]
+    shutil.rmtree(path)
+    image_type, header_type = TYPESTORE.types["sensor_msgs/msg/Image"], TYPESTORE.types["std_msgs/msg/Header"]
+    header = header_type(stamp=TYPESTORE.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="camera")
+    depth = image_type(header=header, height=64, width=128, encoding="32FC1", is_bigendian=0, step=512,
+                       data=np.zeros(64 * 512, np.uint8))
+    tiny = image_type(header=header, height=8, width=8, encoding="mono8", is_bigendian=0, step=8,
+                      data=np.zeros(64, np.uint8))
+    after = messages[min(1, len(messages) - 1)][0] if messages else 0
+    messages += [(after + 1, b"\x00\x01\x00\x00garbage"),
+                 (after + 2, bytes(TYPESTORE.serialize_cdr(depth, "sensor_msgs/msg/Image"))),
+                 (after + 3, bytes(TYPESTORE.serialize_cdr(tiny, "sensor_msgs/msg/Image")))]
+    with BagWriter(path, "sqlite3") as writer:
+        for log_time, data in sorted(messages):
+            writer.write(CAMERA, "sensor_msgs/msg/Image", log_time, data)
+
+
+def test_bad_messages_are_skipped_with_their_reason_and_the_rest_is_segmented(tmp_path, night_frames, checkpoint, capsys):
+    write_mixed_bag(tmp_path / "drive", night_frames)
+
+    code = main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                 "--no-input"])  # the input's garbage message would be copied as it is
+
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"{FRAMES} frames segmented" in out
+    assert "skipped 1: /camera/image_raw: message of 11 bytes does not decode as sensor_msgs/msg/Image" in out
+    assert "skipped 1: /camera/image_raw: unsupported image encoding '32FC1'" in out
+    assert "skipped 1: /camera/image_raw: image of width=8 × height=8 is below the network's 32×32 minimum" in out
+    assert len(read_bag(tmp_path / "out")[f"/egnet{CAMERA}/labels"]) == FRAMES
+    assert "exposure of the drive" in out and "| [0.9, 1.0] |" in out
+
+
+def truncate(path, fraction: float) -> None:
+    (storage_file,) = [f for f in path.iterdir() if f.suffix in (".db3", ".mcap")]
+    data = storage_file.read_bytes()
+    storage_file.write_bytes(data[: int(len(data) * fraction)])
+
+
+def test_a_truncated_mcap_recording_is_segmented_up_to_the_cut(tmp_path, night_frames, checkpoint, capsys):
+    # Camera-sized frames, so that each fills an MCAP chunk of its own (rosbags closes chunks at 1 MiB).
+    frames = [cv2.resize(frame, (1024, 512), interpolation=cv2.INTER_NEAREST) for frame in night_frames]
+    write_camera_bag(tmp_path / "drive", frames, storage="mcap")
+    truncate(tmp_path / "drive", 0.7)  # a recorder killed mid-drive: no summary, no footer, a cut record
+
+    code = main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint)])
+
+    assert code == 0
+    out = capsys.readouterr().out
+    segmented = len(read_bag(tmp_path / "out")[f"/egnet{CAMERA}/labels"])
+    assert 1 <= segmented < FRAMES
+    assert f"{segmented} frames segmented" in out
+    assert f"is damaged after {segmented} message(s): Truncated record" in out
+
+
+def test_a_sqlite3_file_too_damaged_to_open_is_an_error_naming_it(tmp_path, night_frames, checkpoint, capsys):
+    write_camera_bag(tmp_path / "drive", night_frames)
+    truncate(tmp_path / "drive", 0.6)
+
+    code = main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint)])
+
+    assert code == 2
+    assert f"bag '{tmp_path / 'drive'}' cannot be read: " in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bag_with_nothing_to_segment_exits_non_zero(tmp_path, checkpoint, capsys):
+    write_mixed_bag(tmp_path / "drive", [])
+
+    assert main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint)]) == 1
+    assert "0 frames segmented" in capsys.readouterr().out
+
+
+def test_an_unknown_topic_is_an_error_listing_the_image_topics(tmp_path, night_frames, checkpoint, capsys):
+    write_camera_bag(tmp_path / "drive", night_frames[:1])
+    assert main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                 "--topic", "/front/image"]) == 2
+    assert "has no image topic '/front/image'; its image topics: ['/camera/image_raw']" in capsys.readouterr().err
