@@ -16,8 +16,6 @@ import os
 import re
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ from egnet_core.inference import Segmenter
 from egnet_core.model import EGNet
 from egnet_ros.dds import use_fastdds_profile
 from egnet_ros.image_conversion import exposure_to_image, image_to_rgb, labels_to_image
+from egnet_ros.live_replay import start_segment_node
 
 DOMAIN_ID = 77
 
@@ -52,20 +51,6 @@ def _frame_message(width: int, height: int) -> Image:
     msg = Image(height=height, width=width, encoding="bgr8", step=width * 3)
     msg.data = bgr.tobytes()
     return msg
-
-
-def _start_node(checkpoint: Path, log: Path) -> subprocess.Popen:
-    env = os.environ | {"ROS_DOMAIN_ID": str(DOMAIN_ID), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-                        "RCUTILS_LOGGING_BUFFERED_STREAM": "0"}
-    command = [str(Path(sys.executable).with_name("egnet-segment")), "--ros-args", "-p", f"checkpoint:={checkpoint}",
-               "-p", "device:=cpu"]
-    process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while "ready:" not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"egnet-segment did not start:\n{log.read_text()}")
-        time.sleep(0.1)
-    return process
 
 
 def _node_latencies_ms(msg: Image, frames: int) -> list[float]:
@@ -101,6 +86,7 @@ def main() -> None:
     parser.add_argument("--size", type=parse_size, default=(1024, 512))
     args = parser.parse_args()
     use_fastdds_profile()
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # this process and the node's
     width, height = args.size
     msg = _frame_message(width, height)
     model = EGNet(backbone="resnet18", output_stride=args.output_stride)
@@ -116,7 +102,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = save_checkpoint(Path(scratch) / "bench.pt", model)
         log = Path(scratch) / "node.log"
-        process = _start_node(checkpoint, log)
+        process = start_segment_node(["-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"], domain_id=DOMAIN_ID,
+                                     log_path=log)
         try:
             latencies = _node_latencies_ms(msg, args.frames)
         finally:

@@ -42,11 +42,19 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import os
+
     from .demo import run_demo
 
+    # The live replay's node and player find each other on this host only.
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     report = run_demo(args.out, seed=args.seed, data=args.data, checkpoint=args.checkpoint, device=args.device)
     print(f"model: {report.checkpoint}")
     print(f"val mIoU {report.miou:.4f}, mEF1 {report.mef1:.4f}")
+    print(f"night-drive bag: {report.offline.frames} frames segmented offline "
+          f"({report.offline.frames_per_second:.2f} frames/s) into {report.offline.output}; "
+          f"{report.live.played} replayed through the live node, outputs recorded: "
+          + ", ".join(f"{count} on {topic}" for topic, count in report.live.recorded.items()))
     for name, path in report.pictures.items():
         print(f"  {name}: {path}")
     print(f"open {report.pictures['report']}")

@@ -20,11 +20,13 @@ RECORD_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=
 
 class BagRecorder:
     """Records ``topics`` (topic -> message type, e.g. ``sensor_msgs/msg/Image``) from ``node`` into a bag at
-    ``path`` while the node is spun; ``close`` finishes the bag."""
+    ``path`` while the node is spun; ``close`` finishes the bag. A sqlite3 bag must be written from the thread
+    that made it: spin elsewhere only with ``storage="mcap"``."""
 
-    def __init__(self, node: Node, path: str | Path, topics: Mapping[str, str], *, storage: str = "sqlite3") -> None:
+    def __init__(self, node: Node, path: str | Path, topics: Mapping[str, str], *, storage: str = "sqlite3",
+                 overwrite: bool = False) -> None:
         self._node = node
-        self._writer = BagWriter(path, storage).__enter__()
+        self._writer = BagWriter(path, storage, overwrite=overwrite).__enter__()
         self.counts = dict.fromkeys(topics, 0)
         self._subscriptions = [
             node.create_subscription(message_class(msgtype), topic, self._writer_for(topic, msgtype), RECORD_QOS,

@@ -187,6 +187,7 @@ def write_camera_bag(
     rate_hz: float = 10.0,
     start_ns: int = 1_700_000_000_000_000_000,
     frame_id: str = "camera_optical",
+    overwrite: bool = False,
 ) -> int:
     """Record H×W×3 RGB ``frames`` as a camera driver would: ``bgr8`` Images (or JPEG CompressedImages) at
     ``rate_hz``, each stamped with its log time. Returns the number of frames written."""
@@ -194,7 +195,7 @@ def write_camera_bag(
         raise ValueError(f"rate_hz must be positive, got {rate_hz!r}")
     header_type, time_type = TYPESTORE.types["std_msgs/msg/Header"], TYPESTORE.types["builtin_interfaces/msg/Time"]
     count = 0
-    with BagWriter(path, storage) as writer:
+    with BagWriter(path, storage, overwrite=overwrite) as writer:
         for count, rgb in enumerate(frames, start=1):
             stamp = start_ns + round((count - 1) * 1e9 / rate_hz)
             header = header_type(stamp=time_type(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id=frame_id)

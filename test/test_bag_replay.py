@@ -7,6 +7,7 @@ import numpy as np
 from rclpy.parameter import Parameter
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
+from sensor_msgs.msg import Image
 
 from egnet_core.data.synthetic import render_night_scene
 from egnet_ros.bag_record import BagRecorder
@@ -74,3 +75,31 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
     # The recorder ran on the bag's clock too: outputs are logged at bag time, after their frame's stamp.
     for log_time, msg in outputs["/egnet_segment/labels"]:
         assert stamp_ns(msg) <= log_time <= bag_end + 10**9
+
+
+def test_play_loops_over_the_chosen_topics_until_ctrl_c(tmp_path):
+    rng = np.random.default_rng(5)
+    write_camera_bag(tmp_path / "drive", [render_night_scene(rng, width=64, height=48).image for _ in range(3)],
+                     rate_hz=20.0)
+    domain_id = next_domain_id()
+    peer = Peer(domain_id)
+    frames = peer.record(Image, "/camera/image_raw", 10)
+    player = NodeProcess("egnet", ["bag", "play", str(tmp_path / "drive"), "--loop", "--rate", "2",
+                                   "--topics", "/camera/image_raw", "--delay", "1"], domain_id, tmp_path / "play.log")
+    try:
+        peer.spin_until(lambda: len(frames) >= 9, 30, "three rounds of the three-frame bag")
+        assert player.stop() == 0
+    finally:
+        peer.close()
+        player.kill()
+    assert "Traceback" not in player.output
+    assert {msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec for msg in frames} == {
+        1_700_000_000_000_000_000 + i * 50_000_000 for i in range(3)}
+
+
+def test_play_names_a_topic_the_bag_does_not_have(tmp_path):
+    write_camera_bag(tmp_path / "drive", [np.zeros((48, 64, 3), np.uint8)])
+    player = NodeProcess("egnet", ["bag", "play", str(tmp_path / "drive"), "--topics", "/lidar/points"],
+                         next_domain_id(), tmp_path / "play.log")
+    assert player.wait() == 2
+    assert "has no topic '/lidar/points'; its topics: ['/camera/image_raw']" in player.output

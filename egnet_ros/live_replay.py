@@ -1,0 +1,90 @@
+"""A bag replayed through the live segmentation node, as a user does with ``ros2 bag play``, its outputs recorded.
+
+The node runs from its console script in its own process with ``use_sim_time``; this process plays the bag
+with ``/clock`` and records ``~/labels`` and ``~/exposure`` into a new bag, on a ROS domain of the caller's
+choosing so that the replay stays off the user's own graph.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+
+from .bag_play import play_bag
+from .bag_record import BagRecorder
+from .dds import use_fastdds_profile
+from .segment_node import NODE_NAME
+
+READY_LINE = "ready:"
+OUTPUTS = ("labels", "exposure")
+
+
+@dataclass(frozen=True)
+class LiveReplay:
+    played: int  # frames published from the bag
+    recorded: dict[str, int]  # output topic -> messages recorded
+    output: Path  # the bag of recorded outputs
+    node_log: Path
+
+
+def replay_through_node(
+    bag: str | Path, checkpoint: str | Path, output: str | Path, *, domain_id: int, topic: str = "/camera/image_raw",
+    device: str = "auto", start_timeout: float = 120.0, settle: float = 3.0, overwrite: bool = False,
+) -> LiveReplay:
+    """Start the node on ``domain_id``, play ``bag`` into it, record its outputs into ``output``."""
+    output = Path(output)
+    log_path = output.with_name(f"{output.name}_node.log")
+    use_fastdds_profile()
+    node_process = start_segment_node(
+        ["-p", f"checkpoint:={checkpoint}", "-p", f"device:={device}", "-p", "use_sim_time:=true", "-r", f"image:={topic}"],
+        domain_id=domain_id, log_path=log_path, timeout=start_timeout,
+    )
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    node = rclpy.create_node("egnet_replay", context=context,
+                             parameter_overrides=[Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    recorder = BagRecorder(node, output, {f"/{NODE_NAME}/{name}": "sensor_msgs/msg/Image" for name in OUTPUTS},
+                           storage="mcap", overwrite=overwrite)  # sqlite3 would tie it to this thread
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        played = play_bag(node, bag, clock=True, delay=2.0)
+        time.sleep(settle)  # the last frame's outputs are still on their way
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=10)
+        recorder.close()
+        node_process.send_signal(signal.SIGINT)
+        node_process.wait(timeout=60)
+    node.destroy_node()
+    rclpy.try_shutdown(context=context)
+    return LiveReplay(played=played, recorded=dict(recorder.counts), output=output, node_log=log_path)
+
+
+def start_segment_node(ros_args: list[str], *, domain_id: int, log_path: Path, timeout: float = 120.0):
+    """``egnet-segment --ros-args ROS_ARGS`` in its own process on ``domain_id``, its log in ``log_path``;
+    returns the process once the node is ready. Stop it with SIGINT."""
+    script = Path(sys.executable).with_name("egnet-segment")
+    env = os.environ | {"ROS_DOMAIN_ID": str(domain_id), "RCUTILS_LOGGING_BUFFERED_STREAM": "0"}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        process = subprocess.Popen([str(script), "--ros-args", *ros_args], env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while READY_LINE not in log_path.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the segmentation node did not start; its log, {log_path}:\n{log_path.read_text()}")
+        time.sleep(0.2)
+    return process
