@@ -8,9 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
+
 from .config import DATASETS
 from .imageio import read_rgb, write_rgb
-from .inference import Segmenter
+from .inference import PRECISIONS, Segmenter
 from .labels import colorize
 from .visualize import exposure_picture
 
@@ -26,8 +28,25 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how a checkpoint runs: the options every command that predicts shares."""
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
+                        help="fp32 (default), bf16 (CPUs with AVX-512 BF16 or AMX, CUDA) or fp16 (CUDA)")
+    parser.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
+
+
+def _segmenter(args: argparse.Namespace, **options) -> Segmenter:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    return Segmenter.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision, **options)
+
+
 def _predict(args: argparse.Namespace) -> int:
-    segmenter = Segmenter.from_checkpoint(args.checkpoint, device=args.device, input_size=args.input_size)
+    segmenter = _segmenter(args, input_size=args.input_size)
     for image_path in args.images:
         image = read_rgb(image_path)
         result = segmenter.predict(image)
@@ -88,8 +107,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .report import write_report
 
     window = SlidingWindow(size=args.sliding_window, stride=args.stride or args.sliding_window) if args.sliding_window else None
-    segmenter = Segmenter.from_checkpoint(
-        args.checkpoint, device=args.device, input_size=None if args.native_size else args.eval_size,
+    segmenter = _segmenter(
+        args, input_size=None if args.native_size else args.eval_size,
         flip=args.flip, scales=tuple(args.scales), sliding_window=window,
     )
     dataset = open_dataset(args.dataset, args.data, args.split)
@@ -121,7 +140,7 @@ def _bag_segment(args: argparse.Namespace) -> int:
 
     from egnet_ros.bag_segment import segment_bag, total_frames
 
-    segmenter = Segmenter.from_checkpoint(args.checkpoint, device=args.device, input_size=args.input_size)
+    segmenter = _segmenter(args, input_size=args.input_size)
     with tqdm(total=total_frames(args.in_bag, args.topic), desc="segmenting", unit="frame") as bar:
         result = segment_bag(
             args.in_bag, args.out_bag, segmenter, topics=args.topic, batch_size=args.batch, prefix=args.prefix,
@@ -164,9 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="segment image files with a checkpoint")
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    predict.add_argument("--checkpoint", required=True, type=Path)
+    add_inference_arguments(predict)
     predict.add_argument("--out", required=True, type=Path, help="folder for the label and exposure pictures")
-    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     predict.add_argument("--input-size", type=parse_size, help="network input WIDTHxHEIGHT (default: image size)")
     predict.set_defaults(run=_predict)
 
@@ -181,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(commands.add_parser("train", help="train EGNet (the same as python training/train.py)"))
 
     evaluation = commands.add_parser("evaluate", help="score a checkpoint on a data set (mIoU, EF1, mEF1)")
-    evaluation.add_argument("--checkpoint", required=True, type=Path)
+    add_inference_arguments(evaluation)
     evaluation.add_argument("--data", required=True, type=Path, help="data set root")
     evaluation.add_argument("--dataset", default="nightcity", choices=DATASETS)
     evaluation.add_argument("--split", default="val", choices=("train", "val"))
@@ -195,7 +213,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--stride", type=parse_size, help="window stride WIDTHxHEIGHT (default: the window)")
     evaluation.add_argument("--average", default="micro", choices=("micro", "macro", "weighted"),
                             help="how EF1 averages classes inside a bin (default: micro)")
-    evaluation.add_argument("--device", default="auto")
     evaluation.add_argument("--batch", type=int, default=1)
     evaluation.add_argument("--limit", type=int, help="only the first N images")
     evaluation.set_defaults(run=_evaluate)
@@ -212,9 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment = bag.add_parser("segment", help="segment every camera frame of a bag into a new bag")
     segment.add_argument("in_bag", type=Path, metavar="IN_BAG", help="rosbag2 directory, .db3 or .mcap (only read)")
     segment.add_argument("out_bag", type=Path, metavar="OUT_BAG", help="new rosbag2 directory")
-    segment.add_argument("--checkpoint", required=True, type=Path)
+    add_inference_arguments(segment)
     segment.add_argument("--topic", action="append", help="image topic to segment (repeatable; default: all)")
-    segment.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     segment.add_argument("--batch", type=int, default=1, help="frames per forward pass (default: 1)")
     segment.add_argument("--input-size", type=parse_size, help="network input WIDTHxHEIGHT (default: frame size)")
     segment.add_argument("--prefix", default="/egnet", help="output topics are PREFIX/TOPIC/{labels,exposure,color}")

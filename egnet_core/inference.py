@@ -15,6 +15,7 @@ protocol is exactly the model's own output; the confidence threshold applies to 
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Sequence
@@ -26,9 +27,11 @@ import torch.nn.functional as F
 
 from .checkpoint import load_model
 from .config import ModelConfig
+from .fusion import fuse_conv_bn
 from .labels import IGNORE_INDEX
 from .model import MIN_INPUT_SIZE, EGNet, EGNetOutput
 
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PAPER_INPUT_SIZE = (900, 900)  # (width, height) the paper resizes every test image to
 
 
@@ -82,8 +85,12 @@ class Segmenter:
 
     ``input_size`` (width, height) is the size the network sees (the paper tests at 900×900); ``None`` runs
     at the frame's own size. ``flip``, ``scales`` and ``sliding_window`` select the test-time protocol (see
-    the module docstring); the defaults are a single whole-image pass. ``half`` runs the model in fp16
-    (CUDA only).
+    the module docstring); the defaults are a single whole-image pass.
+
+    Speed: ``optimize`` (default) folds every BatchNorm into its convolution and keeps feature maps
+    channels-last, the same function computed faster; ``precision`` ``bf16`` (CPU with AVX-512 BF16 or AMX,
+    or CUDA) or ``fp16`` (CUDA) runs the model in half-width floats. Logits and exposure come back to fp32
+    before they are averaged, resized and turned into labels. The caller's ``model`` is never changed.
     """
 
     def __init__(
@@ -96,7 +103,8 @@ class Segmenter:
         flip: bool = False,
         scales: Sequence[float] = (1.0,),
         sliding_window: SlidingWindow | None = None,
-        half: bool = False,
+        precision: str = "fp32",
+        optimize: bool = True,
     ) -> None:
         if input_size is not None and (len(input_size) != 2 or min(input_size) < MIN_INPUT_SIZE):
             raise ValueError(f"input_size must be (width, height), each at least {MIN_INPUT_SIZE}, got {input_size!r}")
@@ -107,14 +115,18 @@ class Segmenter:
         _check_scales(scales, input_size)
         if sliding_window is not None and not isinstance(sliding_window, SlidingWindow):
             raise ValueError(f"sliding_window must be a SlidingWindow or None, got {sliding_window!r}")
-        if not isinstance(half, bool):
-            raise ValueError(f"half must be True or False, got {half!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if not isinstance(optimize, bool):
+            raise ValueError(f"optimize must be True or False, got {optimize!r}")
         self.device = resolve_device(device) if isinstance(device, str) else device
-        if half and self.device.type != "cuda":
-            raise ValueError(f"half precision needs a CUDA device, got {str(self.device)!r}")
-        # fp16 weights and inputs; logits and exposure go back to fp32 before they are averaged and resized.
-        self.dtype = torch.float16 if half else torch.float32
-        self.model = model.to(self.device, self.dtype).eval()
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError(f"fp16 precision needs a CUDA device, got {str(self.device)!r}; use bf16 on the CPU")
+        self.precision = precision
+        self.dtype = PRECISIONS[precision]
+        self.memory_format = torch.channels_last if optimize else torch.contiguous_format
+        model = fuse_conv_bn(model) if optimize else copy.deepcopy(model)
+        self.model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
         self.input_size = tuple(input_size) if input_size is not None else None
         self.confidence_threshold = confidence_threshold
         self.flip = flip
@@ -177,7 +189,7 @@ class Segmenter:
         return EGNetOutput(logits=logits / views, exposure=exposure / views)
 
     def _forward(self, x: torch.Tensor) -> EGNetOutput:
-        x = x.to(self.dtype)
+        x = x.to(self.dtype, memory_format=self.memory_format)
         if self.sliding_window is None:
             output = self.model(x)
         else:

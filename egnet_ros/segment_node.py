@@ -63,6 +63,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "model.num_classes": (0, "if non-zero, the checkpoint must predict this many classes"),
     "device": ("auto", "auto (CUDA when there is a GPU), cpu, cuda or cuda:N"),
     "half": (False, "fp16 inference; CUDA only, ignored with a warning on the CPU"),
+    "bf16": (False, "bf16 inference (CPUs with AVX-512 BF16 or AMX, and CUDA); half takes precedence on CUDA"),
+    "threads": (0, "CPU threads for inference; 0: torch's choice"),
     "input_width": (0, "width the network runs at; 0 with input_height 0: each frame's own size"),
     "input_height": (0, "height the network runs at; 0 with input_width 0: each frame's own size"),
     "confidence_threshold": (0.0, "pixels whose top softmax score is below this are labelled 255; 0 disables"),
@@ -91,7 +93,8 @@ class Settings:
     checkpoint: str
     expected_model: dict[str, object]  # the model.* parameters that were set, as ModelConfig fields
     device: torch.device
-    half: bool
+    precision: str  # fp32, fp16 or bf16
+    threads: int  # 0: torch's choice
     input_size: tuple[int, int] | None  # (width, height); None runs the network at each frame's size
     confidence_threshold: float | None
     overlay_alpha: float
@@ -162,6 +165,8 @@ class SegmentNode(Node):
         for name, (default, description) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
         settings = self._read_settings()
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
         self._segmenter = _load_segmenter(settings)
         self._compressed = settings.compressed
         self._overlay_alpha = settings.overlay_alpha
@@ -192,7 +197,7 @@ class SegmentNode(Node):
         config = self._segmenter.config
         self.get_logger().info(
             f"ready: {config.variant} {config.backbone} OS{config.output_stride} from {settings.checkpoint!r} on "
-            f"{self._segmenter.device}{' (fp16)' if settings.half else ''}, network input {self._input_text()}, "
+            f"{self._segmenter.device} ({settings.precision}), network input {self._input_text()}, "
             f"warm-up {warm_up_s:.2f} s; listening on {self._subscription.topic_name} "
             f"({'compressed' if settings.compressed else 'raw'}, {settings.input_qos.reliability.name.lower()})"
         )
@@ -211,6 +216,7 @@ class SegmentNode(Node):
                  "best_effort or reliable")
         for name in ("input_qos_depth", "output_qos_depth"):
             _require(value, name, value[name] >= 1, "at least 1")
+        _require(value, "threads", value["threads"] >= 0, "0 (torch's choice) or positive")
         for name in ("confidence_threshold", "overlay_alpha"):
             _require(value, name, 0.0 <= value[name] <= 1.0, "in [0, 1]")
         _require(value, "model.num_classes", value["model.num_classes"] >= 0, "0 (any) or positive")
@@ -227,11 +233,13 @@ class SegmentNode(Node):
             self.get_logger().warning(f"parameter 'half' is true but device is {device}: half precision needs "
                                       "CUDA, running in fp32")
             half = False
+        precision = "fp16" if half else "bf16" if value["bf16"] else "fp32"
         return Settings(
             checkpoint=value["checkpoint"],
             expected_model={name.removeprefix("model."): value[name] for name in MODEL_PARAMETERS if value[name]},
             device=device,
-            half=half,
+            precision=precision,
+            threads=value["threads"],
             input_size=None if size == (0, 0) else size,
             confidence_threshold=value["confidence_threshold"] or None,
             overlay_alpha=value["overlay_alpha"],
@@ -373,7 +381,7 @@ def _load_segmenter(settings: Settings) -> Segmenter:
         expect = _expected_config(settings)
         segmenter = Segmenter.from_checkpoint(
             settings.checkpoint, expect=expect, device=settings.device, input_size=settings.input_size,
-            confidence_threshold=settings.confidence_threshold, half=settings.half,
+            confidence_threshold=settings.confidence_threshold, precision=settings.precision,
         )
     except (FileNotFoundError, ValueError) as error:
         origin = ", ".join(f"model.{name}" for name in settings.expected_model)

@@ -26,7 +26,39 @@ def test_labels_are_the_argmax_of_the_model_at_native_size():
     frame = _frames(1)[0]
     with torch.no_grad():
         logits = model(torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255).logits
-    np.testing.assert_array_equal(Segmenter(model).predict(frame).labels, logits.argmax(1)[0].numpy())
+    np.testing.assert_array_equal(Segmenter(model, optimize=False).predict(frame).labels, logits.argmax(1)[0].numpy())
+
+
+def with_running_statistics(model):
+    """Non-trivial BatchNorm statistics, as a trained model has, so that folding them is put to the test."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+    return model
+
+
+def test_the_optimized_path_computes_the_same_function():
+    model = with_running_statistics(tiny_model())
+    frames = _frames(2, height=96, width=128)
+    plain = Segmenter(model, optimize=False).predict_batch(frames)
+    fast = Segmenter(model).predict_batch(frames)
+    for a, b in zip(plain, fast):
+        assert (a.labels == b.labels).mean() >= 0.999
+        np.testing.assert_allclose(a.exposure, b.exposure, atol=1e-4)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()), "the caller's model is not changed"
+
+
+def test_bf16_on_the_cpu_stays_close_to_fp32():
+    model = with_running_statistics(tiny_model())
+    frames = _frames(2, height=96, width=128)
+    fp32 = Segmenter(model).predict_batch(frames)
+    bf16 = Segmenter(model, precision="bf16").predict_batch(frames)
+    assert bf16[0].exposure.dtype == np.float32
+    for a, b in zip(fp32, bf16):
+        assert np.abs(a.exposure - b.exposure).mean() < 1e-2
+        assert (a.labels == b.labels).mean() >= 0.9  # random weights: many near-ties; the benchmark checks a trained model
 
 
 def test_confidence_threshold_marks_unsure_pixels_as_ignore():
@@ -47,6 +79,11 @@ def test_bad_frames_and_options_are_named():
         Segmenter(tiny_model(), input_size=(16, 16))
     with pytest.raises(ValueError, match="confidence_threshold must lie in \\[0, 1\\], got 2"):
         Segmenter(tiny_model(), confidence_threshold=2)
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16, got 'int8'"):
+        Segmenter(tiny_model(), precision="int8")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="fp16 precision needs a CUDA device, got 'cpu'; use bf16 on the CPU"):
+            Segmenter(tiny_model(), precision="fp16")
 
 
 def test_device_names():
