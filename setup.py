@@ -47,6 +47,13 @@ setup(
             "ros-diagnostic-msgs",
             "ros-rmw-fastrtps-cpp",
         ],
+        # `egnet export` and .onnx models in the node, the bag tool and the evaluator (ONNX Runtime on the CPU;
+        # install onnxruntime-gpu instead for CUDA).
+        "onnx": [
+            "onnx",
+            "onnxscript",
+            "onnxruntime",
+        ],
         "dev": [
             "pytest",
             "scikit-learn",

@@ -64,15 +64,10 @@ def checkpoint_config(state: dict[str, Any], path: str | os.PathLike) -> ModelCo
         raise ValueError(f"checkpoint {str(path)!r} carries no valid model config: {error}") from error
 
 
-def load_model(path: str | os.PathLike, *, expect: ModelConfig | None = None) -> EGNet:
-    """The EGNet stored at ``path``, on the CPU, in eval mode.
-
-    ``expect``: a config the caller requires; a checkpoint of another architecture is refused.
-    """
+def load_model(path: str | os.PathLike) -> EGNet:
+    """The EGNet stored at ``path``, on the CPU, in eval mode."""
     state = load_checkpoint(path)
     config = checkpoint_config(state, path)
-    if expect is not None:
-        _check_same_architecture(config, expect, path)
     # The weights come from the checkpoint: the backbone's ImageNet file is not needed again.
     model = build_model(dataclasses.replace(config, backbone_weights=None))
     try:
@@ -82,7 +77,8 @@ def load_model(path: str | os.PathLike, *, expect: ModelConfig | None = None) ->
     return model.eval()
 
 
-def _check_same_architecture(found: ModelConfig, expected: ModelConfig, path: str | os.PathLike) -> None:
+def check_same_architecture(found: ModelConfig, expected: ModelConfig, path: str | os.PathLike) -> None:
+    """ValueError listing every field (but the backbone weights file) in which ``found`` differs from ``expected``."""
     differences = [
         f"{field.name}={getattr(found, field.name)!r} (expected {getattr(expected, field.name)!r})"
         for field in dataclasses.fields(ModelConfig)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .config import DATASETS
+from .export import OPSET
 from .imageio import read_rgb, write_rgb
 from .inference import PRECISIONS, Segmenter
 from .labels import colorize
@@ -135,6 +136,23 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data.synthetic import render_night_scene
+    from .export import export_onnx
+
+    path = export_onnx(args.checkpoint, args.onnx, size=args.size, dynamic=args.dynamic, opset=args.opset)
+    # The exported graph against the checkpoint, on a generated night frame of the export size.
+    frame = render_night_scene(np.random.default_rng(0), width=args.size[0], height=args.size[1]).image
+    exported = Segmenter.from_checkpoint(path, input_size=args.size).predict(frame)
+    reference = Segmenter.from_checkpoint(args.checkpoint, optimize=False).predict(frame)
+    print(f"wrote {path} (opset {args.opset}, {'dynamic batch and size' if args.dynamic else 'batch 1, %dx%d' % args.size}); "
+          f"ONNX Runtime against PyTorch on a night frame: {(exported.labels == reference.labels).mean():.4%} of "
+          f"labels equal, exposure max difference {np.abs(exported.exposure - reference.exposure).max():.2e}")
+    return 0
+
+
 def _bag_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -223,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--split", default="train", choices=("train", "val"))
     stats.add_argument("--out", type=Path, help="plot file (default: exposure_histogram_SPLIT.png)")
     stats.set_defaults(run=_stats)
+
+    export = commands.add_parser("export", help="export a checkpoint to ONNX, for ONNX Runtime and TensorRT")
+    export.add_argument("--checkpoint", required=True, type=Path)
+    export.add_argument("--onnx", required=True, type=Path, help="the .onnx file to write")
+    export.add_argument("--size", type=parse_size, default=(1024, 512),
+                        help="input WIDTHxHEIGHT of a static graph; the tracing example of a dynamic one (default: 1024x512)")
+    export.add_argument("--dynamic", action="store_true", help="any batch and size of at least 32x32")
+    export.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default: {OPSET})")
+    export.set_defaults(run=_export)
 
     bag = commands.add_parser("bag", help="rosbag2 tools: segment a recorded drive, replay it").add_subparsers(
         dest="bag_command", required=True, metavar="BAG_COMMAND")

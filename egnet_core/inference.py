@@ -20,16 +20,18 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_model
+from .checkpoint import check_same_architecture, load_model
 from .config import ModelConfig
 from .fusion import fuse_conv_bn
 from .labels import IGNORE_INDEX
 from .model import MIN_INPUT_SIZE, EGNet, EGNetOutput
+from .onnx_runtime import OnnxNetwork
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PAPER_INPUT_SIZE = (900, 900)  # (width, height) the paper resizes every test image to
@@ -60,6 +62,10 @@ class SlidingWindow:
             raise ValueError(
                 f"a sliding window stride larger than the window leaves gaps: stride {self.stride!r}, size {self.size!r}"
             )
+
+
+def _as_device(device: torch.device | str) -> torch.device:
+    return resolve_device(device) if isinstance(device, str) else device
 
 
 def resolve_device(name: str) -> torch.device:
@@ -95,7 +101,7 @@ class Segmenter:
 
     def __init__(
         self,
-        model: EGNet,
+        model: EGNet | OnnxNetwork,
         *,
         device: torch.device | str = "cpu",
         input_size: tuple[int, int] | None = None,
@@ -119,14 +125,22 @@ class Segmenter:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if not isinstance(optimize, bool):
             raise ValueError(f"optimize must be True or False, got {optimize!r}")
-        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.device = _as_device(device)
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError(f"fp16 precision needs a CUDA device, got {str(self.device)!r}; use bf16 on the CPU")
         self.precision = precision
         self.dtype = PRECISIONS[precision]
-        self.memory_format = torch.channels_last if optimize else torch.contiguous_format
-        model = fuse_conv_bn(model) if optimize else copy.deepcopy(model)
-        self.model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
+        if isinstance(model, OnnxNetwork):
+            if precision != "fp32":
+                raise ValueError(f"an ONNX model runs in the precision it was exported in: precision must be fp32, "
+                                 f"got {precision!r}")
+            model.check_input_size(input_size)
+            self.memory_format = torch.contiguous_format
+            self.model = model
+        else:
+            self.memory_format = torch.channels_last if optimize else torch.contiguous_format
+            model = fuse_conv_bn(model) if optimize else copy.deepcopy(model)
+            self.model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
         self.input_size = tuple(input_size) if input_size is not None else None
         self.confidence_threshold = confidence_threshold
         self.flip = flip
@@ -134,10 +148,17 @@ class Segmenter:
         self.sliding_window = sliding_window
 
     @classmethod
-    def from_checkpoint(
-        cls, path: str | os.PathLike, *, expect: ModelConfig | None = None, **options
-    ) -> Segmenter:
-        return cls(load_model(path, expect=expect), **options)
+    def from_checkpoint(cls, path: str | os.PathLike, *, expect: ModelConfig | None = None, **options) -> Segmenter:
+        """A checkpoint (``.pt``) run by torch, or an exported ``.onnx`` run by ONNX Runtime. ``expect``: the
+        architecture the caller requires; another is refused with the fields that differ."""
+        if Path(path).suffix == ".onnx":
+            options["device"] = device = _as_device(options.get("device", "cpu"))
+            network = OnnxNetwork(path, device=device)
+        else:
+            network = load_model(path)
+        if expect is not None:
+            check_same_architecture(network.config, expect, path)
+        return cls(network, **options)
 
     @property
     def config(self) -> ModelConfig:

@@ -32,8 +32,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from egnet_core.checkpoint import checkpoint_config, load_checkpoint
-from egnet_core.config import ModelConfig
+from egnet_core.checkpoint import check_same_architecture
 from egnet_core.inference import Segmentation, Segmenter, resolve_device
 from egnet_core.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE, colorize
 from egnet_core.model import MIN_INPUT_SIZE
@@ -56,7 +55,7 @@ PROBLEM_LOG_PERIOD_S = 5.0  # each kind of bad frame is logged at most once in t
 
 # name: (default, description). Every parameter is read once at start-up, so all are read-only.
 PARAMETERS: dict[str, tuple[object, str]] = {
-    "checkpoint": ("", "EGNet checkpoint (.pt) written by egnet train; required"),
+    "checkpoint": ("", "EGNet checkpoint (.pt) from egnet train, or .onnx from egnet export (ONNX Runtime); required"),
     "model.backbone": ("", "if set, the checkpoint must have this backbone (resnet18|resnet34|resnet50|resnet101)"),
     "model.output_stride": (0, "if non-zero, the checkpoint must have this output stride (8|16|32)"),
     "model.variant": ("", "if set, the checkpoint must be this EGNet variant (egnet, no_egl, ...)"),
@@ -378,11 +377,12 @@ def class_info() -> String:
 
 def _load_segmenter(settings: Settings) -> Segmenter:
     try:
-        expect = _expected_config(settings)
         segmenter = Segmenter.from_checkpoint(
-            settings.checkpoint, expect=expect, device=settings.device, input_size=settings.input_size,
+            settings.checkpoint, device=settings.device, input_size=settings.input_size,
             confidence_threshold=settings.confidence_threshold, precision=settings.precision,
         )
+        expected = dataclasses.replace(segmenter.config, **settings.expected_model)
+        check_same_architecture(segmenter.config, expected, settings.checkpoint)
     except (FileNotFoundError, ValueError) as error:
         origin = ", ".join(f"model.{name}" for name in settings.expected_model)
         suffix = f" (expected by parameter(s) {origin})" if origin and "another architecture" in str(error) else ""
@@ -393,15 +393,6 @@ def _load_segmenter(settings: Settings) -> Segmenter:
             f"the node publishes the {NUM_CLASSES} Cityscapes classes of NightCity"
         )
     return segmenter
-
-
-def _expected_config(settings: Settings) -> ModelConfig | None:
-    """The checkpoint's own config with the model.* parameters that were set put over it, so that unset
-    ones accept what the checkpoint says; None when none was set. Reads the checkpoint once more for that."""
-    if not settings.expected_model:
-        return None
-    found = checkpoint_config(load_checkpoint(settings.checkpoint), settings.checkpoint)
-    return dataclasses.replace(found, **settings.expected_model)
 
 
 def _require(values: dict[str, object], name: str, condition: bool, expectation: str) -> None:

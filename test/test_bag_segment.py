@@ -14,6 +14,7 @@ from rosbags.typesys import Stores, get_typestore
 from egnet_core.checkpoint import save_checkpoint
 from egnet_core.cli import main
 from egnet_core.data.synthetic import render_night_scene
+from egnet_core.export import export_onnx
 from egnet_core.inference import Segmenter
 from egnet_ros.bags import BagWriter, write_camera_bag
 from helpers import snapshot, tiny_model
@@ -82,6 +83,17 @@ def test_every_frame_is_segmented_into_a_new_bag_with_the_input_headers_and_log_
         else:
             rgb = pixels(source_msg, "u1", 3)[..., ::-1]
         np.testing.assert_array_equal(pixels(msg, "u1"), segmenter.predict(np.ascontiguousarray(rgb)).labels)
+
+
+def test_an_exported_onnx_model_segments_a_bag_like_its_checkpoint(tmp_path, night_frames, checkpoint):
+    write_camera_bag(tmp_path / "drive", night_frames[:2])
+    exported = export_onnx(checkpoint, tmp_path / "model.onnx", size=(128, 64), dynamic=True)
+    for model, out in ((checkpoint, "from_pt"), (exported, "from_onnx")):
+        assert main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / out), "--checkpoint", str(model),
+                     "--no-input"]) == 0
+    labels = {out: read_bag(tmp_path / out)[f"/egnet{CAMERA}/labels"] for out in ("from_pt", "from_onnx")}
+    for (_, a), (_, b) in zip(labels["from_pt"], labels["from_onnx"]):
+        assert (pixels(a, "u1") == pixels(b, "u1")).mean() >= 0.999
 
 
 def test_the_output_metadata_is_what_ros2_bag_info_reads(tmp_path, night_frames, checkpoint):

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from egnet_core.checkpoint import load_checkpoint, load_model, save_checkpoint
+from egnet_core.checkpoint import check_same_architecture, load_checkpoint, load_model, save_checkpoint
 from egnet_core.config import ModelConfig
 from helpers import tiny_model
 
@@ -46,7 +46,7 @@ def test_missing_foreign_and_mismatched_checkpoints_are_named(tmp_path):
         load_model(tmp_path / "other.pt")
     path = save_checkpoint(tmp_path / "r18.pt", tiny_model())
     with pytest.raises(ValueError, match="another architecture: backbone='resnet18' \\(expected 'resnet101'\\)"):
-        load_model(path, expect=ModelConfig(output_stride=32))
+        check_same_architecture(load_model(path).config, ModelConfig(output_stride=32), path)
     state = load_checkpoint(path)
     state["model_config"]["num_classes"] = 7
     torch.save(state, tmp_path / "broken.pt")

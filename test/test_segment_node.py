@@ -20,6 +20,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from egnet_core.checkpoint import save_checkpoint
+from egnet_core.export import export_onnx
 from egnet_core.inference import Segmenter
 from egnet_core.labels import CLASS_NAMES, PALETTE
 from egnet_ros.segment_node import PARAMETERS, LatestFrame, ProblemThrottle
@@ -356,3 +357,20 @@ def test_the_problem_log_lets_each_kind_through_once_per_period():
     assert throttle.allow("unsupported image encoding '32FC1'", now=1.0)  # another kind: at once
     assert not throttle.allow("unsupported image encoding 'bgr16'", now=2.0)  # same kind, other value
     assert throttle.allow("image has zero size: width=0, height=0", now=5.5)
+
+
+def test_the_node_runs_an_exported_onnx_model_with_onnx_runtime(graph, tmp_path):
+    checkpoint = save_checkpoint(tmp_path / "car.pt", constant_model(CAR))
+    exported = export_onnx(checkpoint, tmp_path / "car.onnx", size=(64, 48), dynamic=True)
+    node = graph.start(exported)
+    peer = graph.peer
+    camera = peer.publisher(Image, CAMERA, qos_profile_sensor_data)
+    labels = peer.record(Image, f"{NODE}/labels", RELIABLE)
+    peer.wait_for_subscriber(camera)
+    peer.spin_for(0.5)
+    camera.publish(stamped(make_image_msg(night_frame(96, 160)[..., ::-1], "bgr8"), 7))
+    peer.spin_until(lambda: labels, 30, "labels from the ONNX model")
+    output = stop_cleanly(node)
+
+    assert "car.onnx" in output
+    np.testing.assert_array_equal(as_array(labels[0], "u1"), np.full((96, 160), CAR, np.uint8))

@@ -1,0 +1,80 @@
+"""ONNX export of an EGNet checkpoint, for ONNX Runtime and TensorRT (``trtexec --onnx=...``) deployments.
+
+The graph takes ``images`` (B×3×H×W float32 RGB in [0, 1]; ImageNet normalisation is inside) and returns
+``logits`` (B×C×H×W) and ``exposure`` (B×1×H×W in [0, 1]). BatchNorm is folded into the convolutions first.
+A static graph has batch 1 and one input size; a dynamic one takes any batch and any size of at least
+32×32. The model config travels in the file's metadata (``egnet_model_config``), so the node, the bag tool
+and ``egnet evaluate`` load an ``.onnx`` file by its path alone, as they load a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_model
+from .config import ModelConfig
+from .fusion import fuse_conv_bn
+from .model import MIN_INPUT_SIZE
+
+log = logging.getLogger(__name__)
+
+OPSET = 18  # supported by ONNX Runtime 1.14+ and TensorRT 8.6+
+CONFIG_KEY = "egnet_model_config"
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("logits", "exposure")
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike, path: str | os.PathLike, *, size: tuple[int, int] = (1024, 512),
+    dynamic: bool = False, opset: int = OPSET,
+) -> Path:
+    """Write the checkpoint's model as ONNX to ``path``; ``size`` (width, height) is the static graph's input
+    size and the example the dynamic one is traced with."""
+    onnx = _require_onnx()
+    width, height = size
+    if min(size) < MIN_INPUT_SIZE:
+        raise ValueError(f"size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, got {width}x{height}")
+    model = fuse_conv_bn(load_model(checkpoint))
+    example = torch.rand(1, 3, height, width)
+    shapes = None
+    if dynamic:
+        shapes = ({0: torch.export.Dim("batch", min=1, max=64), 2: torch.export.Dim("height", min=MIN_INPUT_SIZE),
+                   3: torch.export.Dim("width", min=MIN_INPUT_SIZE)},)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=[INPUT_NAME],
+                      output_names=list(OUTPUT_NAMES), dynamic_shapes=shapes, opset_version=opset,
+                      external_data=False)
+    graph = onnx.load(str(path))
+    config = dataclasses.replace(model.config, backbone_weights=None)
+    onnx.helper.set_model_props(graph, {CONFIG_KEY: json.dumps(config.to_dict())})
+    onnx.save(graph, str(path))
+    log.info("exported %s to %s (opset %d, %s)", checkpoint, path, opset,
+             "dynamic batch and size" if dynamic else f"batch 1, {width}x{height}")
+    return path
+
+
+def onnx_model_config(path: str | os.PathLike, metadata: dict[str, str]) -> ModelConfig:
+    """The model config an exported file carries; ValueError naming the file when it carries none."""
+    if CONFIG_KEY not in metadata:
+        raise ValueError(f"ONNX file {str(path)!r} carries no {CONFIG_KEY!r}: export it with `egnet export`")
+    try:
+        return ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"ONNX file {str(path)!r} carries an invalid model config: {error}") from error
+
+
+def _require_onnx():
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+    except ImportError as error:
+        raise ValueError(f"ONNX export needs the onnx and onnxscript packages ({error}); "
+                         "install them with pip install 'egnet_ros[onnx]'") from None
+    return onnx

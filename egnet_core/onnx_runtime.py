@@ -1,0 +1,68 @@
+"""ONNX Runtime as the Segmenter's network: an exported EGNet (``egnet export``) run by ONNX Runtime instead of
+torch, for CPU-only vehicles and edge boxes. It is called like the EGNet module it replaces."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .export import INPUT_NAME, OUTPUT_NAMES, onnx_model_config
+from .model import EGNetOutput
+
+
+class OnnxNetwork:
+    """An exported EGNet in an ONNX Runtime session on ``device`` (the CPU, or CUDA with onnxruntime-gpu)."""
+
+    def __init__(self, path: str | os.PathLike, *, device: torch.device, threads: int | None = None) -> None:
+        ort = _require_onnxruntime()
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model {str(path)!r} does not exist")
+        provider = "CPUExecutionProvider" if device.type == "cpu" else "CUDAExecutionProvider"
+        if provider not in ort.get_available_providers():
+            raise ValueError(f"ONNX Runtime here has no {provider} for device {str(device)!r} (it has "
+                             f"{ort.get_available_providers()}); install onnxruntime-gpu or use device cpu")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        provider_options = [{"device_id": device.index or 0}] if device.type == "cuda" else [{}]
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=[provider],
+                                                provider_options=provider_options)
+        except Exception as error:  # ONNX Runtime raises its own exception types for a bad file
+            raise ValueError(f"ONNX model {str(path)!r} cannot be loaded by ONNX Runtime: {error}") from error
+        self.path = path
+        self.config = onnx_model_config(path, self.session.get_modelmeta().custom_metadata_map)
+        batch, _, height, width = self.session.get_inputs()[0].shape
+        # Dynamic axes come back as names (str), fixed ones as ints.
+        self.fixed_batch = batch if isinstance(batch, int) else None
+        self.fixed_size = (width, height) if isinstance(width, int) and isinstance(height, int) else None
+
+    def check_input_size(self, input_size: tuple[int, int] | None) -> None:
+        """A static graph runs at its own size only: the Segmenter must resize every frame to it."""
+        if self.fixed_size is not None and tuple(input_size or ()) != self.fixed_size:
+            width, height = self.fixed_size
+            raise ValueError(
+                f"ONNX model {str(self.path)!r} has a static input of {width}x{height}; set the input size to "
+                f"{width}x{height} (got {input_size!r}) or export it with --dynamic"
+            )
+
+    def __call__(self, images: torch.Tensor) -> EGNetOutput:
+        """B×3×H×W float32 RGB in [0, 1] -> logits and exposure, on the images' device."""
+        batch = images.detach().float().cpu().numpy()
+        chunks = [batch[i : i + 1] for i in range(len(batch))] if self.fixed_batch == 1 else [batch]
+        outputs = [self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(chunk)}) for chunk in chunks]
+        logits, exposure = (np.concatenate(parts) for parts in zip(*outputs))
+        return EGNetOutput(logits=torch.from_numpy(logits).to(images.device),
+                           exposure=torch.from_numpy(exposure).to(images.device))
+
+
+def _require_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ValueError(f"running an .onnx model needs ONNX Runtime ({error}); install it with "
+                         "pip install 'egnet_ros[onnx]' (or onnxruntime-gpu)") from None
+    return onnxruntime

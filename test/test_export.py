@@ -1,0 +1,106 @@
+"""``egnet export --onnx`` and ONNX Runtime as the Segmenter's network, against PyTorch on the same frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from egnet_core.checkpoint import save_checkpoint
+from egnet_core.cli import main
+from egnet_core.config import ModelConfig
+from egnet_core.export import OPSET, export_onnx
+from egnet_core.inference import Segmenter
+from egnet_core.onnx_runtime import OnnxNetwork
+from helpers import tiny_model
+from test_inference import with_running_statistics
+
+
+@pytest.fixture(scope="module")
+def model():
+    return with_running_statistics(tiny_model())
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    """A checkpoint and its static (128×64) and dynamic exports."""
+    root = tmp_path_factory.mktemp("export")
+    checkpoint = save_checkpoint(root / "model.pt", model)
+    return {
+        "checkpoint": checkpoint,
+        "static": export_onnx(checkpoint, root / "static.onnx", size=(128, 64)),
+        "dynamic": export_onnx(checkpoint, root / "dynamic.onnx", size=(128, 64), dynamic=True),
+    }
+
+
+def frames(count: int, height: int, width: int) -> list[np.ndarray]:
+    return [np.random.default_rng(i).integers(0, 256, (height, width, 3), dtype=np.uint8) for i in range(count)]
+
+
+def test_the_graph_has_both_outputs_the_stated_opset_and_the_model_config(exported, model):
+    graph = onnx.load(str(exported["dynamic"]))
+    onnx.checker.check_model(graph)
+    assert [o.name for o in graph.graph.output] == ["logits", "exposure"]
+    assert [i.name for i in graph.graph.input] == ["images"]
+    assert {o.domain: o.version for o in graph.opset_import}[""] == OPSET
+    network = OnnxNetwork(exported["dynamic"], device=torch.device("cpu"))
+    assert network.config == ModelConfig(backbone="resnet18", output_stride=32)
+    assert network.fixed_size is None and network.fixed_batch is None
+    static = OnnxNetwork(exported["static"], device=torch.device("cpu"))
+    assert static.fixed_size == (128, 64) and static.fixed_batch == 1
+
+
+@pytest.mark.parametrize("kind, size", [("dynamic", (96, 160)), ("dynamic", (64, 128)), ("static", (64, 128))])
+def test_onnx_runtime_gives_pytorchs_outputs(exported, model, kind, size):
+    height, width = size
+    network = OnnxNetwork(exported[kind], device=torch.device("cpu"))
+    images = torch.rand(2, 3, height, width)
+    with torch.no_grad():
+        expected = model.eval()(images)
+    got = network(images)
+    torch.testing.assert_close(got.logits, expected.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got.exposure, expected.exposure, atol=1e-5, rtol=1e-5)
+
+
+def test_the_segmenter_runs_an_onnx_file_like_a_checkpoint(exported):
+    batch = frames(3, 70, 110)
+    reference = Segmenter.from_checkpoint(exported["checkpoint"], input_size=(128, 64)).predict_batch(batch)
+    for kind in ("dynamic", "static"):
+        results = Segmenter.from_checkpoint(exported[kind], input_size=(128, 64)).predict_batch(batch)
+        for a, b in zip(reference, results):
+            assert a.labels.shape == (70, 110)
+            assert (a.labels == b.labels).mean() >= 0.999
+            np.testing.assert_allclose(a.exposure, b.exposure, atol=1e-4)
+
+
+def test_a_static_graph_needs_its_own_input_size_and_fp32(exported):
+    with pytest.raises(ValueError, match=r"static input of 128x64; set the input size to 128x64 \(got None\)"):
+        Segmenter.from_checkpoint(exported["static"])
+    with pytest.raises(ValueError, match="precision must be fp32, got 'bf16'"):
+        Segmenter.from_checkpoint(exported["dynamic"], precision="bf16")
+    with pytest.raises(ValueError, match="another architecture: backbone='resnet18'"):
+        Segmenter.from_checkpoint(exported["dynamic"], expect=ModelConfig())
+
+
+def test_bad_onnx_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.onnx' does not exist"):
+        Segmenter.from_checkpoint(tmp_path / "missing.onnx")
+    (tmp_path / "notes.onnx").write_text("not a graph")
+    with pytest.raises(ValueError, match="notes.onnx' cannot be loaded by ONNX Runtime"):
+        Segmenter.from_checkpoint(tmp_path / "notes.onnx")
+
+
+def test_a_foreign_onnx_graph_without_the_config_is_refused(tmp_path):
+    torch.onnx.export(torch.nn.Conv2d(3, 1, 1), (torch.rand(1, 3, 32, 32),), str(tmp_path / "foreign.onnx"), dynamo=True)
+    with pytest.raises(ValueError, match="carries no 'egnet_model_config': export it with `egnet export`"):
+        Segmenter.from_checkpoint(tmp_path / "foreign.onnx")
+
+
+def test_the_export_command_checks_its_graph_against_pytorch(tmp_path, capsys):
+    checkpoint = save_checkpoint(tmp_path / "model.pt", tiny_model())
+    assert main(["export", "--checkpoint", str(checkpoint), "--onnx", str(tmp_path / "m.onnx"), "--size", "128x64"]) == 0
+    out = capsys.readouterr().out
+    assert f"opset {OPSET}, batch 1, 128x64" in out
+    agreement = float(out.split("PyTorch on a night frame: ")[1].split("%")[0])
+    assert agreement >= 99.9
