@@ -153,6 +153,19 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .benchmark import format_benchmark, run_benchmark, write_benchmark
+    from .inference import resolve_device
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    result = run_benchmark(device=resolve_device(args.device), quick=args.quick, checkpoint=args.checkpoint)
+    json_path, markdown = write_benchmark(result, args.out)
+    print(format_benchmark(result))
+    print(f"written: {json_path}, {markdown}")
+    return 0
+
+
 def _bag_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -250,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--dynamic", action="store_true", help="any batch and size of at least 32x32")
     export.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default: {OPSET})")
     export.set_defaults(run=_export)
+
+    bench = commands.add_parser("bench", help="every inference path side by side at 1024x512: JSON and Markdown")
+    bench.add_argument("--out", required=True, type=Path, help="folder for bench.json and bench.md")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions and batch sizes (minutes on a CPU)")
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    bench.add_argument("--checkpoint", type=Path, help="also a trained checkpoint, whose label agreement counts")
+    bench.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    bench.set_defaults(run=_bench)
 
     bag = commands.add_parser("bag", help="rosbag2 tools: segment a recorded drive, replay it").add_subparsers(
         dest="bag_command", required=True, metavar="BAG_COMMAND")

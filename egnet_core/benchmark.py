@@ -1,0 +1,253 @@
+"""``egnet bench``: every inference path side by side in one run, as ratios to eager fp32, beside the machine's peak.
+
+For each configuration (the paper's EGNet-ResNet101 OS8, the real-time EGNet-ResNet18 OS16, and a trained
+checkpoint when one is given) and each path of the shared Segmenter (eager fp32, the default folded +
+channels-last fp32, bf16 or fp16, ONNX Runtime), at 1024×512 on generated night frames: latency median / p90 /
+p99 and frames/s at batch 1, the best frames/s over batch sizes, peak memory, achieved GFLOP/s (the model's
+FLOPs counted once with ``torch.utils.flop_counter``) over the GEMM peak measured in the same run, and the
+accuracy guard against eager fp32 (labels equal on at least 99.5% of pixels, exposure within 1e-2 mean
+absolute difference). torchvision's DeepLabV3-ResNet101 and FCN-ResNet101 are timed as references.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+from .checkpoint import load_model, save_checkpoint
+from .data.synthetic import render_night_scene
+from .export import export_onnx
+from .inference import Segmentation, Segmenter
+from .model import EGNet
+
+log = logging.getLogger(__name__)
+
+SIZE = (1024, 512)  # (width, height)
+LABEL_AGREEMENT_FLOOR = 0.995
+EXPOSURE_MAD_CEILING = 1e-2
+GEMM_SIDE = 4096
+
+
+@dataclass(frozen=True)
+class PathResult:
+    config: str
+    path: str
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    fps: float  # batch 1
+    best_fps: float  # over the batch sizes tried
+    best_batch: int
+    peak_memory_mib: float  # resident set (CPU) or allocated (CUDA) high-water mark while this path ran
+    gflops: float  # achieved: the model's FLOPs per frame over the median latency
+    share_of_peak: float  # gflops over the GEMM peak of the path's precision
+    speedup: float  # eager fp32 median over this median
+    label_agreement: float  # share of pixels whose label equals eager fp32's
+    exposure_mad: float  # mean absolute difference of the exposure map from eager fp32's
+    guard_passed: bool
+
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    model: str
+    median_ms: float
+    ratio_to_paper_egnet: float  # this model's median over eager fp32 EGNet-ResNet101's
+
+
+def run_benchmark(*, device: torch.device, quick: bool = False, checkpoint: Path | None = None) -> dict:
+    """The whole suite; a JSON-ready dict (see ``write_benchmark``)."""
+    repeats, batches = (2, (1, 2)) if quick else (5, (1, 2, 4))
+    rng = np.random.default_rng(0)
+    frames = [render_night_scene(rng, width=SIZE[0], height=SIZE[1]).image for _ in range(max(batches))]
+    peaks = gemm_peaks(device)
+    log.info("GEMM peak on %s: %s GFLOP/s", device, {k: round(v) for k, v in peaks.items()})
+    configs = {"EGNet-ResNet101 OS8 (paper)": EGNet(backbone="resnet101", output_stride=8),
+               "EGNet-ResNet18 OS16 (real-time)": EGNet(backbone="resnet18", output_stride=16)}
+    if checkpoint is not None:
+        model = load_model(checkpoint)
+        configs[f"{checkpoint.name} ({model.config.backbone} OS{model.config.output_stride}, trained)"] = model
+    rows: list[PathResult] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, model in configs.items():
+            # The paper's configuration runs at batch 1 only in quick mode: each frame takes seconds on a CPU.
+            sizes = (1,) if quick and "ResNet101" in name else batches
+            rows += _bench_config(name, model, frames, device, repeats, sizes, peaks, Path(scratch))
+    paper = next(r.median_ms for r in rows if r.path == "eager fp32")
+    references = [ReferenceResult(model=name, median_ms=median, ratio_to_paper_egnet=median / paper)
+                  for name, median in _reference_medians(frames[0], device, repeats).items()]
+    return {
+        "date": time.strftime("%Y-%m-%d"), "device": _device_name(device), "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "size": list(SIZE), "quick": quick, "repeats": repeats,
+        "gemm_peak_gflops": peaks, "paths": [asdict(r) for r in rows], "references": [asdict(r) for r in references],
+    }
+
+
+def gemm_peaks(device: torch.device) -> dict[str, float]:
+    """GFLOP/s of a 4096×4096 matmul in each precision the paths use, best of a few."""
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if device.type == "cuda":
+        dtypes["fp16"] = torch.float16
+    peaks = {}
+    for name, dtype in dtypes.items():
+        a = torch.rand(GEMM_SIDE, GEMM_SIDE, device=device).to(dtype)
+        b = torch.rand(GEMM_SIDE, GEMM_SIDE, device=device).to(dtype)
+        seconds = _timed(lambda: _synchronized(a @ b, device), 4)
+        peaks[name] = 2 * GEMM_SIDE**3 / min(seconds) / 1e9
+    return peaks
+
+
+def model_gflop(model: torch.nn.Module) -> float:
+    """FLOPs of one 1024×512 frame, counted on the meta device (shapes only, no arithmetic)."""
+    counter = FlopCounterMode(display=False)
+    meta = copy.deepcopy(model).to("meta").eval()
+    with counter, torch.no_grad():
+        meta(torch.empty(1, 3, SIZE[1], SIZE[0], device="meta"))
+    return counter.get_total_flops() / 1e9
+
+
+def _paths(device: torch.device) -> dict[str, dict]:
+    """Segmenter options of each path; ``onnx`` marks the ONNX Runtime one."""
+    paths = {"eager fp32": {"optimize": False}, "folded + channels-last fp32": {}}
+    if device.type == "cuda":
+        paths["fp16"] = {"precision": "fp16"}
+    paths["bf16"] = {"precision": "bf16"}
+    paths["onnxruntime fp32"] = {"onnx": True}
+    return paths
+
+
+def _bench_config(name, model, frames, device, repeats, batches, peaks, scratch) -> list[PathResult]:
+    gflop = model_gflop(model)
+    rows: list[PathResult] = []
+    reference: Segmentation | None = None
+    for path, options in _paths(device).items():
+        try:
+            segmenter = _segmenter(model, options, device, scratch)
+        except ValueError as error:  # an ONNX Runtime without this device's provider, for one
+            log.warning("%s / %s skipped: %s", name, path, error)
+            continue
+        _reset_peak_memory(device)
+        outputs: list[Segmentation] = []
+        seconds = _timed(lambda: outputs.append(segmenter.predict(frames[0])), repeats, warm_up=True)
+        median = statistics.median(seconds)
+        best_fps, best_batch = 1 / median, 1
+        for batch in (b for b in batches if b > 1):
+            fps = batch / min(_timed(lambda: segmenter.predict_batch(frames[:batch]), 1, warm_up=True))
+            best_fps, best_batch = max((best_fps, best_batch), (fps, batch))
+        reference = reference or outputs[-1]
+        agreement = float((reference.labels == outputs[-1].labels).mean())
+        mad = float(np.abs(reference.exposure - outputs[-1].exposure).mean())
+        p90, p99 = np.percentile(seconds, [90, 99])
+        precision = "bf16" if "bf16" in path else "fp16" if "fp16" in path else "fp32"
+        rows.append(PathResult(
+            config=name, path=path, median_ms=median * 1e3, p90_ms=p90 * 1e3, p99_ms=p99 * 1e3, fps=1 / median,
+            best_fps=best_fps, best_batch=best_batch, peak_memory_mib=_peak_memory_mib(device),
+            gflops=gflop / median, share_of_peak=gflop / median / peaks[precision],
+            speedup=(rows[0].median_ms / 1e3 if rows else median) / median, label_agreement=agreement,
+            exposure_mad=mad, guard_passed=agreement >= LABEL_AGREEMENT_FLOOR and mad <= EXPOSURE_MAD_CEILING,
+        ))
+        log.info("%s / %s: %.1f ms, ×%.2f, %.0f GFLOP/s, labels %.4f", name, path, median * 1e3,
+                 rows[-1].speedup, gflop / median, agreement)
+    return rows
+
+
+def _segmenter(model: EGNet, options: dict, device: torch.device, scratch: Path) -> Segmenter:
+    if not options.get("onnx"):
+        return Segmenter(model, device=device, **options)
+    checkpoint = save_checkpoint(scratch / "bench.pt", model)
+    exported = export_onnx(checkpoint, scratch / "bench.onnx", size=SIZE)
+    return Segmenter.from_checkpoint(exported, device=device, input_size=SIZE)
+
+
+def _reference_medians(frame: np.ndarray, device: torch.device, repeats: int) -> dict[str, float]:
+    """torchvision's segmentation networks, eager fp32 on the same input: milliseconds per frame."""
+    builders = {"DeepLabV3-ResNet101 (torchvision)": torchvision.models.segmentation.deeplabv3_resnet101,
+                "FCN-ResNet101 (torchvision)": torchvision.models.segmentation.fcn_resnet101}
+    images = torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float().div(255)
+    medians = {}
+    for name, build in builders.items():
+        model = build(weights=None, weights_backbone=None, num_classes=19, aux_loss=False).to(device).eval()
+        with torch.inference_mode():
+            medians[name] = statistics.median(
+                _timed(lambda: _synchronized(model(images)["out"], device), repeats, warm_up=True)) * 1e3
+    return medians
+
+
+def _timed(function, repeats: int, warm_up: bool = False) -> list[float]:
+    if warm_up:
+        function()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def _synchronized(value, device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return value
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    else:  # Linux: writing 5 to clear_refs resets the process's resident high-water mark (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "CPU")
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def write_benchmark(result: dict, out: Path) -> tuple[Path, Path]:
+    """``bench.json`` and ``bench.md`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "bench.md").write_text(format_benchmark(result))
+    return out / "bench.json", out / "bench.md"
+
+
+def format_benchmark(result: dict) -> str:
+    peaks = ", ".join(f"{name} {value:.0f}" for name, value in result["gemm_peak_gflops"].items())
+    lines = [
+        f"# egnet bench — {result['date']}, {result['device']}, torch {result['torch']}"
+        + (" (quick)" if result["quick"] else ""), "",
+        f"{result['size'][0]}×{result['size'][1]}, generated night frames, {result['repeats']} timed runs per "
+        f"path after a warm-up. GEMM peak ({GEMM_SIDE}×{GEMM_SIDE} matmul, GFLOP/s): {peaks}. Guard: labels "
+        f"equal to eager fp32 on ≥ {LABEL_AGREEMENT_FLOOR:.1%} of pixels and exposure MAD ≤ {EXPOSURE_MAD_CEILING}.",
+        "", "| configuration | path | median ms | p90 ms | p99 ms | frames/s | best frames/s (batch) | × eager fp32 | "
+        "GFLOP/s | × GEMM peak | peak MiB | labels equal | exposure MAD | guard |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in result["paths"]:
+        lines.append(
+            f"| {r['config']} | {r['path']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['fps']:.2f} | {r['best_fps']:.2f} ({r['best_batch']}) | {r['speedup']:.2f} | {r['gflops']:.0f} | "
+            f"{r['share_of_peak']:.2f} | {r['peak_memory_mib']:.0f} | {r['label_agreement']:.4f} | "
+            f"{r['exposure_mad']:.4f} | {'pass' if r['guard_passed'] else 'FAIL'} |")
+    lines += ["", "| reference (eager fp32) | median ms | × EGNet-ResNet101 eager fp32 |", "|---|---:|---:|"]
+    lines += [f"| {r['model']} | {r['median_ms']:.1f} | {r['ratio_to_paper_egnet']:.2f} |" for r in result["references"]]
+    return "\n".join(lines) + "\n"
