@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from .checkpoint import check_same_architecture, load_model
 from .config import ModelConfig
 from .fusion import fuse_conv_bn
-from .labels import IGNORE_INDEX
+from .cuda_graphs import CudaGraphNetwork
+from .labels import IGNORE_INDEX, NUM_CLASSES, PALETTE
 from .model import MIN_INPUT_SIZE, EGNet, EGNetOutput
 from .onnx_runtime import OnnxNetwork
 
@@ -41,6 +42,7 @@ PAPER_INPUT_SIZE = (900, 900)  # (width, height) the paper resizes every test im
 class Segmentation:
     labels: np.ndarray  # H×W uint8 train ids, IGNORE_INDEX where the model is below the confidence threshold
     exposure: np.ndarray  # H×W float32 predicted exposure in [0, 1]
+    color: np.ndarray | None = None  # H×W×3 uint8 labels in the Cityscapes palette, when asked for
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,10 @@ class Segmenter:
     Speed: ``optimize`` (default) folds every BatchNorm into its convolution and keeps feature maps
     channels-last, the same function computed faster; ``precision`` ``bf16`` (CPU with AVX-512 BF16 or AMX,
     or CUDA) or ``fp16`` (CUDA) runs the model in half-width floats. Logits and exposure come back to fp32
-    before they are averaged, resized and turned into labels. The caller's ``model`` is never changed.
+    before they are averaged, resized and turned into labels. ``compile`` runs the network through
+    ``torch.compile``; ``cuda_graphs`` (CUDA) replays a captured CUDA graph per input shape, and with
+    ``compile`` too, torch.compile's own CUDA graphs are used. On CUDA, frames go up as uint8 through a pinned
+    buffer and only labels, exposure (and colours) come back. The caller's ``model`` is never changed.
     """
 
     def __init__(
@@ -111,6 +116,8 @@ class Segmenter:
         sliding_window: SlidingWindow | None = None,
         precision: str = "fp32",
         optimize: bool = True,
+        compile: bool = False,
+        cuda_graphs: bool = False,
     ) -> None:
         if input_size is not None and (len(input_size) != 2 or min(input_size) < MIN_INPUT_SIZE):
             raise ValueError(f"input_size must be (width, height), each at least {MIN_INPUT_SIZE}, got {input_size!r}")
@@ -123,24 +130,32 @@ class Segmenter:
             raise ValueError(f"sliding_window must be a SlidingWindow or None, got {sliding_window!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if not isinstance(optimize, bool):
-            raise ValueError(f"optimize must be True or False, got {optimize!r}")
+        for name, flag in (("optimize", optimize), ("compile", compile), ("cuda_graphs", cuda_graphs)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
         self.device = _as_device(device)
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError(f"fp16 precision needs a CUDA device, got {str(self.device)!r}; use bf16 on the CPU")
+        if cuda_graphs and self.device.type != "cuda":
+            raise ValueError(f"cuda_graphs needs a CUDA device, got {str(self.device)!r}")
         self.precision = precision
         self.dtype = PRECISIONS[precision]
         if isinstance(model, OnnxNetwork):
-            if precision != "fp32":
-                raise ValueError(f"an ONNX model runs in the precision it was exported in: precision must be fp32, "
-                                 f"got {precision!r}")
+            if precision != "fp32" or compile or cuda_graphs:
+                raise ValueError("an ONNX model runs as ONNX Runtime built it: precision must be fp32 and compile and "
+                                 f"cuda_graphs off, got {precision!r}, compile={compile}, cuda_graphs={cuda_graphs}")
             model.check_input_size(input_size)
             self.memory_format = torch.contiguous_format
             self.model = model
         else:
             self.memory_format = torch.channels_last if optimize else torch.contiguous_format
             model = fuse_conv_bn(model) if optimize else copy.deepcopy(model)
-            self.model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
+            model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
+            self.model = _accelerated(model, compile=compile, cuda_graphs=cuda_graphs)
+        self._staging: dict[tuple[int, ...], torch.Tensor] = {}  # pinned host buffers by batch shape (CUDA)
+        self._palette = torch.zeros(256, 3, dtype=torch.uint8)
+        self._palette[:NUM_CLASSES] = torch.from_numpy(PALETTE)
+        self._palette = self._palette.to(self.device)
         self.input_size = tuple(input_size) if input_size is not None else None
         self.confidence_threshold = confidence_threshold
         self.flip = flip
@@ -172,26 +187,41 @@ class Segmenter:
                 f"{MIN_INPUT_SIZE}×{MIN_INPUT_SIZE} minimum; set an input size to run the network at a fixed size"
             )
 
-    def predict(self, image: np.ndarray, *, output_size: tuple[int, int] | None = None) -> Segmentation:
-        return self.predict_batch([image], output_size=output_size)[0]
+    def predict(
+        self, image: np.ndarray, *, output_size: tuple[int, int] | None = None, color: bool = False
+    ) -> Segmentation:
+        return self.predict_batch([image], output_size=output_size, color=color)[0]
 
     @torch.inference_mode()
     def predict_batch(
-        self, images: Sequence[np.ndarray], *, output_size: tuple[int, int] | None = None
+        self, images: Sequence[np.ndarray], *, output_size: tuple[int, int] | None = None, color: bool = False
     ) -> list[Segmentation]:
         """Frames of one size, each H×W×3 uint8 RGB; results at ``output_size`` (width, height), by default
-        the frames' own size (NightCity+ labels are twice the size of its images)."""
+        the frames' own size (NightCity+ labels are twice the size of its images). ``color`` adds the labels
+        in the Cityscapes palette, looked up on the device."""
         batch = _stack_frames(images)  # B×H×W×3 uint8
         height, width = batch.shape[1:3]
         output_hw = (height, width) if output_size is None else _check_output_size(output_size)[::-1]
-        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255)  # B×3×H×W
+        x = self._upload(batch).permute(0, 3, 1, 2).float().div_(255)  # B×3×H×W
         output = self._logits(x, output_hw)
         labels = output.logits.argmax(dim=1).to(torch.uint8)  # B×h×w
         if self.confidence_threshold is not None:
             labels[output.logits.softmax(dim=1).amax(dim=1) < self.confidence_threshold] = IGNORE_INDEX
+        colors = self._palette[labels.long()].cpu().numpy() if color else [None] * len(labels)  # B×h×w×3
         labels_np = labels.cpu().numpy()
         exposure_np = output.exposure.clamp_(0, 1)[:, 0].float().cpu().numpy()  # B×h×w
-        return [Segmentation(labels=l, exposure=e) for l, e in zip(labels_np, exposure_np)]
+        return [Segmentation(labels=l, exposure=e, color=c) for l, e, c in zip(labels_np, exposure_np, colors)]
+
+    def _upload(self, batch: np.ndarray) -> torch.Tensor:
+        """B×H×W×3 uint8 on the device; on CUDA through a pinned buffer, without blocking the host."""
+        frames = torch.from_numpy(batch)
+        if self.device.type != "cuda":
+            return frames
+        if batch.shape not in self._staging:
+            self._staging[batch.shape] = torch.empty(batch.shape, dtype=torch.uint8, pin_memory=True)
+        # Safe to reuse: the previous call's results were copied back, which waited for its upload.
+        staging = self._staging[batch.shape].copy_(frames)
+        return staging.to(self.device, non_blocking=True)
 
     def _logits(self, x: torch.Tensor, output_hw: tuple[int, int]) -> EGNetOutput:
         """B×3×H×W RGB in [0, 1] -> logits and exposure at ``output_hw``, averaged over every scale and flip."""
@@ -216,6 +246,12 @@ class Segmenter:
         else:
             output = _forward_windows(self.model, x, self.sliding_window)
         return EGNetOutput(logits=output.logits.float(), exposure=output.exposure.float())
+
+
+def _accelerated(model: EGNet, *, compile: bool, cuda_graphs: bool):
+    if compile:
+        return torch.compile(model, mode="reduce-overhead" if cuda_graphs else None, dynamic=False)
+    return CudaGraphNetwork(model) if cuda_graphs else model
 
 
 def _forward_windows(model: EGNet, x: torch.Tensor, window: SlidingWindow) -> EGNetOutput:

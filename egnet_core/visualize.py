@@ -16,9 +16,10 @@ def exposure_picture(exposure: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(levels, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """The label palette blended over an RGB image; ignored pixels keep the image."""
-    colours = colorize(labels)
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5, colours: np.ndarray | None = None) -> np.ndarray:
+    """The label palette blended over an RGB image; ignored pixels keep the image. ``colours``: the labels
+    already in the palette (the Segmenter's ``color``), to save the lookup."""
+    colours = colorize(labels) if colours is None else colours
     blended = cv2.addWeighted(image, 1.0 - alpha, colours, alpha, 0.0)
     return np.where((labels == 255)[..., None], image, blended)
 

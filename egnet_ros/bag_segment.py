@@ -18,7 +18,6 @@ import numpy as np
 
 from egnet_core.data.statistics import ExposureCounter, ExposureHistogram
 from egnet_core.inference import Segmenter
-from egnet_core.labels import colorize
 
 from .bags import (
     COMPRESSED_IMAGE,
@@ -99,11 +98,11 @@ class _Segmenting:
     def flush(self) -> None:
         if not self.pending:
             return
-        results = self.segmenter.predict_batch([frame.rgb for frame in self.pending])
+        results = self.segmenter.predict_batch([frame.rgb for frame in self.pending], color=self.color)
         for frame, result in zip(self.pending, results):
             outputs = {"labels": labels_fields(result.labels), "exposure": exposure_fields(result.exposure)}
             if self.color:
-                outputs["color"] = rgb_fields(colorize(result.labels))
+                outputs["color"] = rgb_fields(result.color)
             for name, fields in outputs.items():
                 topic = output_topic(self.prefix, frame.topic, name)
                 self.writer.write(topic, IMAGE, frame.log_time, serialize_image(fields, frame.header))

@@ -34,7 +34,7 @@ from std_msgs.msg import Header, String
 
 from egnet_core.checkpoint import check_same_architecture
 from egnet_core.inference import Segmentation, Segmenter, resolve_device
-from egnet_core.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE, colorize
+from egnet_core.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE
 from egnet_core.model import MIN_INPUT_SIZE
 from egnet_core.visualize import overlay
 
@@ -85,6 +85,10 @@ LATCHED = QoSProfile(
 
 class ParameterError(ValueError):
     """A parameter the node cannot start with; the text names the parameter and its value."""
+
+
+class WarmUpError(RuntimeError):
+    """The model failed on its first, warm-up frame (out of device memory at this input size, for one)."""
 
 
 @dataclass(frozen=True)
@@ -182,10 +186,14 @@ class SegmentNode(Node):
         self._class_info_pub = self.create_publisher(String, "~/class_info", LATCHED)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        warm_up_s = self._warm_up()
-        self._class_info_pub.publish(class_info())
+        self._warm_up_s: float | None = None  # set by the worker once it has warmed up
+        self._worker_ready = threading.Event()
         self._worker = threading.Thread(target=self._run, name=f"{NODE_NAME}_worker", daemon=True)
         self._worker.start()
+        self._worker_ready.wait()
+        if self._warm_up_s is None:
+            raise WarmUpError(f"the model could not run once on {self._segmenter.device} (warm-up); see the log above")
+        self._class_info_pub.publish(class_info())
         self._subscription = self.create_subscription(
             CompressedImage if settings.compressed else Image, settings.image_topic, self._on_image,
             settings.input_qos,
@@ -197,7 +205,7 @@ class SegmentNode(Node):
         self.get_logger().info(
             f"ready: {config.variant} {config.backbone} OS{config.output_stride} from {settings.checkpoint!r} on "
             f"{self._segmenter.device} ({settings.precision}), network input {self._input_text()}, "
-            f"warm-up {warm_up_s:.2f} s; listening on {self._subscription.topic_name} "
+            f"warm-up {self._warm_up_s:.2f} s; listening on {self._subscription.topic_name} "
             f"({'compressed' if settings.compressed else 'raw'}, {settings.input_qos.reliability.name.lower()})"
         )
 
@@ -269,6 +277,15 @@ class SegmentNode(Node):
             self._stats.count_dropped()
 
     def _run(self) -> None:
+        # The warm-up runs on this thread, so that the allocator arenas and thread pools that frames will use
+        # are the ones it sets up.
+        try:
+            self._warm_up_s = self._warm_up()
+        except Exception:
+            self.get_logger().fatal(f"warm-up failed:\n{traceback.format_exc()}")
+            return
+        finally:
+            self._worker_ready.set()
         while (frame := self._mailbox.take()) is not None:
             try:
                 self._process(frame)
@@ -288,9 +305,11 @@ class SegmentNode(Node):
             self._stats.count_invalid()
             self._log_problem(f"invalid frame on {self._subscription.topic_name} dropped: {error}")
             return
+        # The pictures cost a palette lookup and a blend per frame: made only while someone looks at them.
+        pictures = self._color_pub.get_subscription_count() + self._overlay_pub.get_subscription_count() > 0
         start = time.perf_counter()
         try:
-            result = self._segmenter.predict(rgb)
+            result = self._segmenter.predict(rgb, color=pictures)
         except RuntimeError as error:  # torch's device errors, torch.cuda.OutOfMemoryError included
             self._stats.count_failed()
             self._log_problem(f"inference on {self._segmenter.device} failed, frame skipped: {error}")
@@ -309,11 +328,13 @@ class SegmentNode(Node):
     def _publish(self, header: Header, rgb: np.ndarray, result: Segmentation) -> None:
         self._labels_pub.publish(labels_to_image(result.labels, header))
         self._exposure_pub.publish(exposure_to_image(result.exposure, header))
-        # The pictures cost a palette lookup and a blend per frame: made only while someone looks at them.
+        if result.color is None:
+            return
         if self._color_pub.get_subscription_count():
-            self._color_pub.publish(rgb_to_image(colorize(result.labels), header))
+            self._color_pub.publish(rgb_to_image(result.color, header))
         if self._overlay_pub.get_subscription_count():
-            self._overlay_pub.publish(rgb_to_image(overlay(rgb, result.labels, self._overlay_alpha), header))
+            blended = overlay(rgb, result.labels, self._overlay_alpha, colours=result.color)
+            self._overlay_pub.publish(rgb_to_image(blended, header))
 
     def _log_problem(self, text: str) -> None:
         if self._throttle.allow(text, time.monotonic()):
@@ -407,7 +428,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         node = SegmentNode()
         rclpy.spin(node)
-    except (ParameterError, ParameterException, NameValidationException) as error:
+    except (ParameterError, ParameterException, NameValidationException, WarmUpError) as error:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {error}")
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -77,7 +77,7 @@ def test_the_segmenter_runs_an_onnx_file_like_a_checkpoint(exported):
 def test_a_static_graph_needs_its_own_input_size_and_fp32(exported):
     with pytest.raises(ValueError, match=r"static input of 128x64; set the input size to 128x64 \(got None\)"):
         Segmenter.from_checkpoint(exported["static"])
-    with pytest.raises(ValueError, match="precision must be fp32, got 'bf16'"):
+    with pytest.raises(ValueError, match="precision must be fp32 and compile and cuda_graphs off, got 'bf16'"):
         Segmenter.from_checkpoint(exported["dynamic"], precision="bf16")
     with pytest.raises(ValueError, match="another architecture: backbone='resnet18'"):
         Segmenter.from_checkpoint(exported["dynamic"], expect=ModelConfig())

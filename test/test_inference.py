@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from egnet_core.inference import Segmenter, resolve_device
+from egnet_core.labels import PALETTE
 from helpers import tiny_model
 
 
@@ -94,3 +95,44 @@ def test_device_names():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+def test_colours_are_the_labels_in_the_cityscapes_palette():
+    frame = _frames(1)[0]
+    result = Segmenter(tiny_model(), confidence_threshold=0.2).predict(frame, color=True)
+    expected = np.zeros(frame.shape, np.uint8)
+    known = result.labels < 19
+    expected[known] = PALETTE[result.labels[known]]  # ignored pixels stay black
+    np.testing.assert_array_equal(result.color, expected)
+    assert Segmenter(tiny_model()).predict(frame).color is None
+
+
+def test_torch_compile_computes_the_same_function():
+    model = with_running_statistics(tiny_model())
+    frames = _frames(2, height=64, width=96)
+    plain = Segmenter(model).predict_batch(frames)
+    compiled = Segmenter(model, compile=True).predict_batch(frames)
+    for a, b in zip(plain, compiled):
+        assert (a.labels == b.labels).mean() >= 0.999
+        np.testing.assert_allclose(a.exposure, b.exposure, atol=1e-4)
+
+
+def test_cuda_only_options_are_refused_on_the_cpu_by_name():
+    with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device, got 'cpu'"):
+        Segmenter(tiny_model(), cuda_graphs=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("options", [{}, {"precision": "fp16"}, {"precision": "bf16"}, {"cuda_graphs": True},
+                                     {"precision": "fp16", "cuda_graphs": True}], ids=str)
+def test_cuda_paths_agree_with_the_cpu(options):
+    model = with_running_statistics(tiny_model())
+    frames = _frames(2, height=96, width=128)
+    reference = Segmenter(model).predict_batch(frames, color=True)
+    segmenter = Segmenter(model, device="cuda", **options)
+    for _ in range(2):  # the second call replays the captured graph and reuses the pinned buffer
+        results = segmenter.predict_batch(frames, color=True)
+    for a, b in zip(reference, results):
+        assert (a.labels == b.labels).mean() >= 0.99
+        assert np.abs(a.exposure - b.exposure).mean() < 1e-2
+        np.testing.assert_array_equal(b.color[b.labels < 19], PALETTE[b.labels[b.labels < 19]])
