@@ -294,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
     play.add_argument("--topics", nargs="+", help="topics to play (default: all image topics)")
     play.add_argument("--clock", action="store_true", help="publish /clock from the bag's time, for use_sim_time")
-    play.add_argument("--delay", type=float, default=1.0,
-                      help="seconds to wait for subscribers to connect before the first message (default: 1)")
+    play.add_argument("--delay", type=float, default=5.0,
+                      help="wait up to this many seconds for every topic to have a subscriber (default: 5)")
     play.set_defaults(run=_bag_play)
 
     demo = commands.add_parser("demo", help="the end-to-end demo on generated night scenes")

@@ -43,21 +43,30 @@ def play_bag(
     loop: bool = False,
     topics: Sequence[str] | None = None,
     clock: bool = False,
-    delay: float = 1.0,
+    delay: float = 5.0,
 ) -> int:
-    """Publish the bag's image topics (or ``topics``, of any installed type) from ``node``; the messages sent."""
+    """Publish the bag's image topics (or ``topics``, of any installed type) from ``node``, once every topic
+    has a subscriber or after ``delay`` seconds; the messages sent."""
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate!r}")
     with open_bag(path) as reader:
         connections = _connections(reader, topics, path)
         publishers = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic, PLAY_QOS) for c in connections}
         clock_publisher = node.create_publisher(Clock, "/clock", PLAY_QOS) if clock else None
-        time.sleep(delay)  # let subscribers discover the publishers: DDS sends nothing to peers it has not met
+        _wait_for_subscribers(list(publishers.values()), delay)
         sent = 0
         while True:
             sent += _play_once(reader, connections, path, publishers, clock_publisher, rate)
             if not loop:
                 return sent
+
+
+def _wait_for_subscribers(publishers: list, timeout: float) -> None:
+    """Until every publisher has a subscriber, at most ``timeout`` seconds: DDS sends nothing to peers it has
+    not discovered yet, so frames published before discovery would be lost."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(p.get_subscription_count() for p in publishers):
+        time.sleep(0.05)
 
 
 def _connections(reader, topics: Sequence[str] | None, path: str | Path) -> list:

@@ -60,7 +60,8 @@ def replay_through_node(
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     try:
-        played = play_bag(node, bag, clock=True, delay=2.0)
+        _wait_for_publishers(node, list(recorder.counts), timeout=30.0)
+        played = play_bag(node, bag, clock=True, delay=30.0)  # starts once the node subscribes
         time.sleep(settle)  # the last frame's outputs are still on their way
     finally:
         executor.shutdown()
@@ -71,6 +72,13 @@ def replay_through_node(
     node.destroy_node()
     rclpy.try_shutdown(context=context)
     return LiveReplay(played=played, recorded=dict(recorder.counts), output=output, node_log=log_path)
+
+
+def _wait_for_publishers(node, topics: list[str], timeout: float) -> None:
+    """Until the recorder has discovered the node's publishers, so that no output is missed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(node.count_publishers(topic) for topic in topics):
+        time.sleep(0.05)
 
 
 def start_segment_node(ros_args: list[str], *, domain_id: int, log_path: Path, timeout: float = 120.0):

@@ -48,7 +48,9 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
         node.wait_for_line(READY_LINE)
         recorder = BagRecorder(peer.node, tmp_path / "outputs", {**dict.fromkeys(OUTPUTS, "sensor_msgs/msg/Image"),
                                                                  "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"})
-        player = NodeProcess("egnet", ["bag", "play", str(tmp_path / "drive"), "--clock", "--delay", "2"], domain_id,
+        peer.spin_until(lambda: all(peer.node.count_publishers(topic) for topic in OUTPUTS), 20,
+                        "the recorder to see the node's publishers")
+        player = NodeProcess("egnet", ["bag", "play", str(tmp_path / "drive"), "--clock", "--delay", "30"], domain_id,
                              tmp_path / "play.log")
         peer.spin_until(lambda: player.process.poll() is not None, 60, "the player to finish")
         assert player.wait() == 0, player.output
