@@ -36,6 +36,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
                         help="fp32 (default), bf16 (CPUs with AVX-512 BF16 or AMX, CUDA) or fp16 (CUDA)")
     parser.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
+    parser.add_argument("--compile", action="store_true", help="run the network through torch.compile")
+    parser.add_argument("--cuda-graphs", action="store_true", help="replay a CUDA graph per input size (CUDA)")
 
 
 def _segmenter(args: argparse.Namespace, **options) -> Segmenter:
@@ -43,7 +45,8 @@ def _segmenter(args: argparse.Namespace, **options) -> Segmenter:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    return Segmenter.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision, **options)
+    return Segmenter.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision,
+                                     compile=args.compile, cuda_graphs=args.cuda_graphs, **options)
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -63,6 +63,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "device": ("auto", "auto (CUDA when there is a GPU), cpu, cuda or cuda:N"),
     "half": (False, "fp16 inference; CUDA only, ignored with a warning on the CPU"),
     "bf16": (False, "bf16 inference (CPUs with AVX-512 BF16 or AMX, and CUDA); half takes precedence on CUDA"),
+    "cuda_graphs": (False, "replay a captured CUDA graph per frame size; CUDA only, ignored with a warning on the CPU"),
+    "compile": (False, "run the network through torch.compile (a slower start, then faster frames)"),
     "threads": (0, "CPU threads for inference; 0: torch's choice"),
     "input_width": (0, "width the network runs at; 0 with input_height 0: each frame's own size"),
     "input_height": (0, "height the network runs at; 0 with input_width 0: each frame's own size"),
@@ -98,6 +100,8 @@ class Settings:
     device: torch.device
     precision: str  # fp32, fp16 or bf16
     threads: int  # 0: torch's choice
+    compile: bool
+    cuda_graphs: bool
     input_size: tuple[int, int] | None  # (width, height); None runs the network at each frame's size
     confidence_threshold: float | None
     overlay_alpha: float
@@ -235,11 +239,7 @@ class SegmentNode(Node):
             device = resolve_device(value["device"])
         except ValueError as error:
             raise ParameterError(f"parameter 'device': {error}") from None
-        half = value["half"]
-        if half and device.type != "cuda":
-            self.get_logger().warning(f"parameter 'half' is true but device is {device}: half precision needs "
-                                      "CUDA, running in fp32")
-            half = False
+        half, cuda_graphs = (self._cuda_only(value, name, device) for name in ("half", "cuda_graphs"))
         precision = "fp16" if half else "bf16" if value["bf16"] else "fp32"
         return Settings(
             checkpoint=value["checkpoint"],
@@ -247,6 +247,8 @@ class SegmentNode(Node):
             device=device,
             precision=precision,
             threads=value["threads"],
+            compile=value["compile"],
+            cuda_graphs=cuda_graphs,
             input_size=None if size == (0, 0) else size,
             confidence_threshold=value["confidence_threshold"] or None,
             overlay_alpha=value["overlay_alpha"],
@@ -262,6 +264,12 @@ class SegmentNode(Node):
                 reliability=ReliabilityPolicy.RELIABLE,
             ),
         )
+
+    def _cuda_only(self, values: dict[str, object], name: str, device: torch.device) -> bool:
+        if values[name] and device.type != "cuda":
+            self.get_logger().warning(f"parameter {name!r} is true but device is {device}: it needs CUDA, ignored")
+            return False
+        return bool(values[name])
 
     def _warm_up(self) -> float:
         """One prediction on a black frame, so that the first camera frame is not slowed by allocator and
@@ -401,6 +409,7 @@ def _load_segmenter(settings: Settings) -> Segmenter:
         segmenter = Segmenter.from_checkpoint(
             settings.checkpoint, device=settings.device, input_size=settings.input_size,
             confidence_threshold=settings.confidence_threshold, precision=settings.precision,
+            compile=settings.compile, cuda_graphs=settings.cuda_graphs,
         )
         expected = dataclasses.replace(segmenter.config, **settings.expected_model)
         check_same_architecture(segmenter.config, expected, settings.checkpoint)

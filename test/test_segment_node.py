@@ -304,9 +304,13 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
 
 
 def test_sigterm_stops_the_node_cleanly_with_a_summary(graph, tiny_checkpoint):
-    node = graph.start(tiny_checkpoint)
+    # CUDA-only options on a machine without CUDA: warned about by name, and the node runs without them.
+    node = graph.start(tiny_checkpoint, device="cpu", half=True, cuda_graphs=True)
     output = stop_cleanly(node, signal.SIGTERM)
     assert "received 0, processed 0" in output
+    for name in ("half", "cuda_graphs"):
+        assert f"parameter '{name}' is true but device is cpu: it needs CUDA, ignored" in output
+    assert "on cpu (fp32)" in output
 
 
 @pytest.mark.parametrize(
