@@ -53,7 +53,7 @@ def play_bag(
         connections = _connections(reader, topics, path)
         publishers = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic, PLAY_QOS) for c in connections}
         clock_publisher = node.create_publisher(Clock, "/clock", PLAY_QOS) if clock else None
-        _wait_for_subscribers(list(publishers.values()), delay)
+        _wait_for_subscribers([*publishers.values(), *([clock_publisher] if clock_publisher else [])], delay)
         sent = 0
         while True:
             sent += _play_once(reader, connections, path, publishers, clock_publisher, rate)
