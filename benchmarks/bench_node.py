@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import statistics
 import tempfile
 import time
@@ -32,7 +31,7 @@ from egnet_core.inference import Segmenter
 from egnet_core.model import EGNet
 from egnet_ros.dds import use_fastdds_profile
 from egnet_ros.image_conversion import exposure_to_image, image_to_rgb, labels_to_image
-from egnet_ros.live_replay import start_segment_node
+from egnet_ros.live_replay import start_segment_node, stop_process
 
 DOMAIN_ID = 77
 
@@ -107,8 +106,7 @@ def main() -> None:
         try:
             latencies = _node_latencies_ms(msg, args.frames)
         finally:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=60)
+            stop_process(process)
         summary = re.search(r"inference p50 ([\d.]+) ms", log.read_text())
     end_to_end_ms = statistics.median(latencies)
     result = {

@@ -319,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, OSError) as error:
         print(f"egnet {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # torch's and ONNX Runtime's device errors (CUDA out of memory, for one)
+        if args.verbose:
+            raise
+        print(f"egnet {args.command}: error: {error} (run with -v for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -22,12 +22,14 @@ class CudaGraphNetwork:
 
     def __call__(self, images: torch.Tensor) -> EGNetOutput:
         key = (tuple(images.shape), images.dtype, images.is_contiguous(memory_format=torch.channels_last))
-        if key not in self._graphs:
-            self._graphs[key] = self._capture(images)
-        graph, static_input, static_output = self._graphs[key]
-        static_input.copy_(images)
-        graph.replay()
-        return EGNetOutput(logits=static_output.logits.clone(), exposure=static_output.exposure.clone())
+        # Capture and replay record on the current device's streams: make it the images' one (cuda:N).
+        with torch.cuda.device(images.device):
+            if key not in self._graphs:
+                self._graphs[key] = self._capture(images)
+            graph, static_input, static_output = self._graphs[key]
+            static_input.copy_(images)
+            graph.replay()
+            return EGNetOutput(logits=static_output.logits.clone(), exposure=static_output.exposure.clone())
 
     def _capture(self, images: torch.Tensor):
         static_input = images.clone()

@@ -144,7 +144,7 @@ class Segmenter:
             if precision != "fp32" or compile or cuda_graphs:
                 raise ValueError("an ONNX model runs as ONNX Runtime built it: precision must be fp32 and compile and "
                                  f"cuda_graphs off, got {precision!r}, compile={compile}, cuda_graphs={cuda_graphs}")
-            model.check_input_size(input_size)
+            model.check_input_size(input_size, resizes=tuple(scales) != (1.0,) or sliding_window is not None)
             self.memory_format = torch.contiguous_format
             self.model = model
         else:

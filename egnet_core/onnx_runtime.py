@@ -33,6 +33,12 @@ class OnnxNetwork:
                                                 provider_options=provider_options)
         except Exception as error:  # ONNX Runtime raises its own exception types for a bad file
             raise ValueError(f"ONNX model {str(path)!r} cannot be loaded by ONNX Runtime: {error}") from error
+        # ONNX Runtime falls back to the CPU when the CUDA provider cannot start: refuse that rather than run
+        # somewhere else than the device asked for.
+        if self.session.get_providers()[0] != provider:
+            raise ValueError(f"ONNX Runtime could not start {provider} for {str(device)!r} (it runs on "
+                             f"{self.session.get_providers()}); check the CUDA and cuDNN libraries or use device cpu")
+        self.session.disable_fallback()
         self.path = path
         self.config = onnx_model_config(path, self.session.get_modelmeta().custom_metadata_map)
         batch, _, height, width = self.session.get_inputs()[0].shape
@@ -40,20 +46,31 @@ class OnnxNetwork:
         self.fixed_batch = batch if isinstance(batch, int) else None
         self.fixed_size = (width, height) if isinstance(width, int) and isinstance(height, int) else None
 
-    def check_input_size(self, input_size: tuple[int, int] | None) -> None:
-        """A static graph runs at its own size only: the Segmenter must resize every frame to it."""
-        if self.fixed_size is not None and tuple(input_size or ()) != self.fixed_size:
-            width, height = self.fixed_size
+    def check_input_size(self, input_size: tuple[int, int] | None, *, resizes: bool) -> None:
+        """A static graph runs at its own size only: the Segmenter must resize every frame to it, and no
+        protocol (other scales, sliding windows) may give it another."""
+        if self.fixed_size is None:
+            return
+        width, height = self.fixed_size
+        if tuple(input_size or ()) != self.fixed_size:
             raise ValueError(
                 f"ONNX model {str(self.path)!r} has a static input of {width}x{height}; set the input size to "
                 f"{width}x{height} (got {input_size!r}) or export it with --dynamic"
             )
+        if resizes:
+            raise ValueError(f"ONNX model {str(self.path)!r} has a static input of {width}x{height}: multi-scale "
+                             "and sliding-window protocols need a graph exported with --dynamic")
 
     def __call__(self, images: torch.Tensor) -> EGNetOutput:
         """B×3×H×W float32 RGB in [0, 1] -> logits and exposure, on the images' device."""
         batch = images.detach().float().cpu().numpy()
         chunks = [batch[i : i + 1] for i in range(len(batch))] if self.fixed_batch == 1 else [batch]
-        outputs = [self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(chunk)}) for chunk in chunks]
+        try:
+            outputs = [self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(chunk)})
+                       for chunk in chunks]
+        except Exception as error:  # ONNX Runtime's own exception types derive from Exception only
+            # RuntimeError, as torch's device errors are: the node counts the frame as failed and goes on.
+            raise RuntimeError(f"ONNX Runtime failed on a {tuple(images.shape)} batch: {error}") from error
         logits, exposure = (np.concatenate(parts) for parts in zip(*outputs))
         return EGNetOutput(logits=torch.from_numpy(logits).to(images.device),
                            exposure=torch.from_numpy(exposure).to(images.device))

@@ -56,8 +56,9 @@ def play_bag(
         _wait_for_subscribers([*publishers.values(), *([clock_publisher] if clock_publisher else [])], delay)
         sent = 0
         while True:
-            sent += _play_once(reader, connections, path, publishers, clock_publisher, rate)
-            if not loop:
+            sent_now = _play_once(reader, connections, path, publishers, clock_publisher, rate)
+            sent += sent_now
+            if not loop or sent_now == 0:  # an empty selection would otherwise loop at full speed
                 return sent
 
 

@@ -163,7 +163,8 @@ def segment_bag(
     )
 
 
-def total_frames(source: str | Path, topics: Sequence[str] | None = None) -> int:
-    """The number of frames ``segment_bag`` will read, from the bag's index (for a progress bar)."""
+def total_frames(source: str | Path, topics: Sequence[str] | None = None) -> int | None:
+    """The number of frames ``segment_bag`` will read, from the bag's index (for a progress bar); None where
+    the index does not say (an MCAP file read up to a cut)."""
     with open_bag(source) as reader:
-        return sum(c.msgcount for c in image_connections(reader, topics, source))
+        return sum(c.msgcount for c in image_connections(reader, topics, source)) or None

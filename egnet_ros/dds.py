@@ -13,6 +13,11 @@ FASTDDS_PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 
 
 def use_fastdds_profile() -> None:
-    """Point Fast DDS at egnet's profile unless the user chose one. Fast DDS reads it when the process's first
+    """Point Fast DDS at egnet's profile unless the user chose one; set to empty, no profile is loaded (the
+    variable is removed, so Fast DDS runs on its defaults). Fast DDS reads it when the process's first
     participant is created, inside ``rclpy.init``, so call this before that."""
-    os.environ.setdefault(FASTDDS_PROFILE_ENV, str(FASTDDS_PROFILE))
+    value = os.environ.get(FASTDDS_PROFILE_ENV)
+    if value is None:
+        os.environ[FASTDDS_PROFILE_ENV] = str(FASTDDS_PROFILE)
+    elif not value:
+        del os.environ[FASTDDS_PROFILE_ENV]

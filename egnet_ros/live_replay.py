@@ -49,29 +49,48 @@ def replay_through_node(
         ["-p", f"checkpoint:={checkpoint}", "-p", f"device:={device}", "-p", "use_sim_time:=true", "-r", f"image:={topic}"],
         domain_id=domain_id, log_path=log_path, timeout=start_timeout,
     )
+    try:
+        played, recorded = _play_and_record(bag, output, domain_id=domain_id, settle=settle, overwrite=overwrite)
+    finally:
+        stop_process(node_process)
+    return LiveReplay(played=played, recorded=recorded, output=output, node_log=log_path)
+
+
+def _play_and_record(bag, output: Path, *, domain_id: int, settle: float, overwrite: bool) -> tuple[int, dict[str, int]]:
+    """Play ``bag`` with /clock and record the node's outputs, from a context of this process's own."""
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
-    node = rclpy.create_node("egnet_replay", context=context,
-                             parameter_overrides=[Parameter("use_sim_time", Parameter.Type.BOOL, True)])
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    recorder = BagRecorder(node, output, {f"/{NODE_NAME}/{name}": "sensor_msgs/msg/Image" for name in OUTPUTS},
-                           storage="mcap", overwrite=overwrite)  # sqlite3 would tie it to this thread
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
     try:
-        _wait_for_publishers(node, list(recorder.counts), timeout=30.0)
-        played = play_bag(node, bag, clock=True, delay=30.0)  # starts once the node subscribes
-        time.sleep(settle)  # the last frame's outputs are still on their way
+        node = rclpy.create_node("egnet_replay", context=context,
+                                 parameter_overrides=[Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        recorder = BagRecorder(node, output, {f"/{NODE_NAME}/{name}": "sensor_msgs/msg/Image" for name in OUTPUTS},
+                               storage="mcap", overwrite=overwrite)  # sqlite3 would tie it to this thread
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        try:
+            _wait_for_publishers(node, list(recorder.counts), timeout=30.0)
+            played = play_bag(node, bag, clock=True, delay=30.0)  # starts once the node subscribes
+            time.sleep(settle)  # the last frame's outputs are still on their way
+        finally:
+            executor.shutdown()
+            spinner.join(timeout=10)
+            recorder.close()
+        return played, dict(recorder.counts)
     finally:
-        executor.shutdown()
-        spinner.join(timeout=10)
-        recorder.close()
-        node_process.send_signal(signal.SIGINT)
-        node_process.wait(timeout=60)
-    node.destroy_node()
-    rclpy.try_shutdown(context=context)
-    return LiveReplay(played=played, recorded=dict(recorder.counts), output=output, node_log=log_path)
+        rclpy.try_shutdown(context=context)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 60.0) -> None:
+    """SIGINT, as Ctrl-C would; killed if it has not ended within ``timeout`` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_for_publishers(node, topics: list[str], timeout: float) -> None:
@@ -90,9 +109,13 @@ def start_segment_node(ros_args: list[str], *, domain_id: int, log_path: Path, t
     with log_path.open("w") as log:
         process = subprocess.Popen([str(script), "--ros-args", *ros_args], env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
-    while READY_LINE not in log_path.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"the segmentation node did not start; its log, {log_path}:\n{log_path.read_text()}")
-        time.sleep(0.2)
+    try:
+        while READY_LINE not in log_path.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the segmentation node did not start; its log, {log_path}:\n{log_path.read_text()}")
+            time.sleep(0.2)
+    except BaseException:  # not started, or Ctrl-C while waiting: no node is left behind
+        process.kill()
+        process.wait()
+        raise
     return process

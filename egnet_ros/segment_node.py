@@ -413,6 +413,8 @@ def _load_segmenter(settings: Settings) -> Segmenter:
         )
         expected = dataclasses.replace(segmenter.config, **settings.expected_model)
         check_same_architecture(segmenter.config, expected, settings.checkpoint)
+    except RuntimeError as error:  # the device could not take the model (CUDA out of memory, a driver error)
+        raise ParameterError(f"parameter 'device': the model cannot run on {settings.device}: {error}") from None
     except (FileNotFoundError, ValueError) as error:
         origin = ", ".join(f"model.{name}" for name in settings.expected_model)
         suffix = f" (expected by parameter(s) {origin})" if origin and "another architecture" in str(error) else ""

@@ -48,7 +48,6 @@ def _segment_node(context):
     overrides = {"use_sim_time": use_sim_time == "true"}
     if value["checkpoint"]:
         overrides["checkpoint"] = value["checkpoint"]
-    profile = value["fastdds_profile"]
     return [
         Node(
             package="egnet_ros",
@@ -57,7 +56,7 @@ def _segment_node(context):
             namespace=value["namespace"],
             parameters=[value["params_file"], overrides],
             remappings=[("image", value["image_topic"])],
-            additional_env={FASTDDS_PROFILE_ENV: profile} if profile else {},
+            additional_env={FASTDDS_PROFILE_ENV: value["fastdds_profile"]},  # empty: the node loads no profile
             output="screen",
             emulate_tty=True,
         )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from rclpy.parameter import Parameter
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
@@ -11,7 +12,8 @@ from sensor_msgs.msg import Image
 
 from egnet_core.data.synthetic import render_night_scene
 from egnet_ros.bag_record import BagRecorder
-from egnet_ros.bags import write_camera_bag
+from egnet_ros.bags import BagError, write_camera_bag
+from egnet_ros.live_replay import replay_through_node
 from helpers_ros import READY_LINE, NodeProcess, Peer, next_domain_id
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
@@ -105,3 +107,14 @@ def test_play_names_a_topic_the_bag_does_not_have(tmp_path):
                          next_domain_id(), tmp_path / "play.log")
     assert player.wait() == 2
     assert "has no topic '/lidar/points'; its topics: ['/camera/image_raw']" in player.output
+
+
+def test_a_failed_replay_leaves_no_node_running(tmp_path, tiny_checkpoint):
+    write_camera_bag(tmp_path / "drive", [np.zeros((48, 64, 3), np.uint8)])
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs/notes.txt").write_text("not a bag")
+    with pytest.raises(BagError, match="exists and is not a bag"):
+        replay_through_node(tmp_path / "drive", tiny_checkpoint, tmp_path / "outputs", domain_id=next_domain_id(),
+                            device="cpu", overwrite=True)
+    log = (tmp_path / "outputs_node.log").read_text()
+    assert "ready:" in log and "summary: received 0" in log, "the node was started, then stopped with SIGINT"

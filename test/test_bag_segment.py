@@ -16,6 +16,7 @@ from egnet_core.cli import main
 from egnet_core.data.synthetic import render_night_scene
 from egnet_core.export import export_onnx
 from egnet_core.inference import Segmenter
+from egnet_ros.bag_segment import total_frames
 from egnet_ros.bags import BagWriter, write_camera_bag
 from helpers import snapshot, tiny_model
 
@@ -183,6 +184,8 @@ def test_a_truncated_mcap_recording_is_segmented_up_to_the_cut(tmp_path, night_f
     frames = [cv2.resize(frame, (1024, 512), interpolation=cv2.INTER_NEAREST) for frame in night_frames]
     write_camera_bag(tmp_path / "drive", frames, storage="mcap")
     truncate(tmp_path / "drive", 0.7)  # a recorder killed mid-drive: no summary, no footer, a cut record
+    (storage_file,) = (tmp_path / "drive").glob("*.mcap")
+    assert total_frames(storage_file) is None  # alone, the file's lost summary held the counts: no progress total
 
     code = main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint)])
 

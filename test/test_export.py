@@ -81,6 +81,16 @@ def test_a_static_graph_needs_its_own_input_size_and_fp32(exported):
         Segmenter.from_checkpoint(exported["dynamic"], precision="bf16")
     with pytest.raises(ValueError, match="another architecture: backbone='resnet18'"):
         Segmenter.from_checkpoint(exported["dynamic"], expect=ModelConfig())
+    with pytest.raises(ValueError, match="multi-scale and sliding-window protocols need a graph exported with --dynamic"):
+        Segmenter.from_checkpoint(exported["static"], input_size=(128, 64), scales=(1.0, 1.5))
+    flipped = Segmenter.from_checkpoint(exported["static"], input_size=(128, 64), flip=True)  # same size: fine
+    assert flipped.predict(frames(1, 70, 110)[0]).labels.shape == (70, 110)
+
+
+def test_an_onnx_runtime_failure_is_a_runtime_error_like_torchs_device_errors(exported):
+    network = OnnxNetwork(exported["static"], device=torch.device("cpu"))
+    with pytest.raises(RuntimeError, match=r"ONNX Runtime failed on a \(1, 3, 96, 160\) batch"):
+        network(torch.rand(1, 3, 96, 160))
 
 
 def test_bad_onnx_files_are_named(tmp_path):

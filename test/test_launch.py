@@ -4,6 +4,7 @@ not installable here), and the node started with exactly the command line launch
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -14,7 +15,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from egnet_ros.dds import FASTDDS_PROFILE, FASTDDS_PROFILE_ENV
+from egnet_ros.dds import FASTDDS_PROFILE, FASTDDS_PROFILE_ENV, use_fastdds_profile
 from helpers_ros import READY_LINE, NodeProcess, Peer, make_header, make_image_msg, next_domain_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,13 +124,21 @@ def test_arguments_reach_the_node(launch_file, tmp_path):
     assert node.kwargs["parameters"] == [str(tmp_path / "mine.yaml"), {"use_sim_time": True, "checkpoint": "/models/best.pt"}]
     assert node.kwargs["remappings"] == [("image", "/front/image_color")]
     assert node.kwargs["namespace"] == "car1"
-    assert node.kwargs["additional_env"] == {}
+    assert node.kwargs["additional_env"] == {FASTDDS_PROFILE_ENV: ""}  # the node then loads none
 
 
 def test_a_fastdds_profile_the_user_chose_is_kept(load_launch_file, monkeypatch):
     monkeypatch.setenv(FASTDDS_PROFILE_ENV, "/etc/fleet/fastdds.xml")
     node = launch(load_launch_file())
     assert node.kwargs["additional_env"] == {FASTDDS_PROFILE_ENV: "/etc/fleet/fastdds.xml"}
+
+
+def test_an_empty_profile_variable_means_no_profile(monkeypatch):
+    monkeypatch.setenv(FASTDDS_PROFILE_ENV, "")
+    use_fastdds_profile()
+    assert FASTDDS_PROFILE_ENV not in os.environ
+    use_fastdds_profile()  # unset: egnet's own
+    assert os.environ[FASTDDS_PROFILE_ENV] == str(FASTDDS_PROFILE)
 
 
 def test_a_bad_use_sim_time_is_an_error_naming_the_argument(launch_file):
