@@ -40,11 +40,15 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cuda-graphs", action="store_true", help="replay a CUDA graph per input size (CUDA)")
 
 
-def _segmenter(args: argparse.Namespace, **options) -> Segmenter:
+def _set_threads(args: argparse.Namespace) -> None:
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+
+
+def _segmenter(args: argparse.Namespace, **options) -> Segmenter:
+    _set_threads(args)
     return Segmenter.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision,
                                      compile=args.compile, cuda_graphs=args.cuda_graphs, **options)
 
@@ -160,8 +164,7 @@ def _bench(args: argparse.Namespace) -> int:
     from .benchmark import format_benchmark, run_benchmark, write_benchmark
     from .inference import resolve_device
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
     result = run_benchmark(device=resolve_device(args.device), quick=args.quick, checkpoint=args.checkpoint)
     json_path, markdown = write_benchmark(result, args.out)
     print(format_benchmark(result))

@@ -28,9 +28,9 @@ import torch.nn.functional as F
 
 from .checkpoint import check_same_architecture, load_model
 from .config import ModelConfig
-from .fusion import fuse_conv_bn
 from .cuda_graphs import CudaGraphNetwork
-from .labels import IGNORE_INDEX, NUM_CLASSES, PALETTE
+from .fusion import fuse_conv_bn
+from .labels import IGNORE_INDEX, PALETTE_LUT
 from .model import MIN_INPUT_SIZE, EGNet, EGNetOutput
 from .onnx_runtime import OnnxNetwork
 
@@ -153,9 +153,7 @@ class Segmenter:
             model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
             self.model = _accelerated(model, compile=compile, cuda_graphs=cuda_graphs)
         self._staging: dict[tuple[int, ...], torch.Tensor] = {}  # pinned host buffers by batch shape (CUDA)
-        self._palette = torch.zeros(256, 3, dtype=torch.uint8)
-        self._palette[:NUM_CLASSES] = torch.from_numpy(PALETTE)
-        self._palette = self._palette.to(self.device)
+        self._palette = torch.from_numpy(PALETTE_LUT).to(self.device)
         self.input_size = tuple(input_size) if input_size is not None else None
         self.confidence_threshold = confidence_threshold
         self.flip = flip

@@ -41,8 +41,11 @@ def label_id_to_train_id(label_ids: np.ndarray) -> np.ndarray:
     return _ID_TO_TRAIN_ID[label_ids]
 
 
+# 256-entry lookup table: train id -> RGB, black for IGNORE_INDEX and every other id that is not a class.
+PALETTE_LUT = np.zeros((256, 3), dtype=np.uint8)
+PALETTE_LUT[:NUM_CLASSES] = PALETTE
+
+
 def colorize(train_ids: np.ndarray) -> np.ndarray:
     """H×W train ids -> H×W×3 RGB uint8 in the Cityscapes palette; ignored pixels are black."""
-    lut = np.zeros((256, 3), dtype=np.uint8)
-    lut[:NUM_CLASSES] = PALETTE
-    return lut[np.asarray(train_ids, dtype=np.uint8)]
+    return PALETTE_LUT[np.asarray(train_ids, dtype=np.uint8)]

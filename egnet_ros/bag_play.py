@@ -53,7 +53,9 @@ def play_bag(
         connections = _connections(reader, topics, path)
         publishers = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic, PLAY_QOS) for c in connections}
         clock_publisher = node.create_publisher(Clock, "/clock", PLAY_QOS) if clock else None
-        _wait_for_subscribers([*publishers.values(), *([clock_publisher] if clock_publisher else [])], delay)
+        # DDS sends nothing to peers it has not discovered yet: frames published before discovery would be lost.
+        everyone = [*publishers.values(), *([clock_publisher] if clock_publisher else [])]
+        wait_until(lambda: all(p.get_subscription_count() for p in everyone), delay)
         sent = 0
         while True:
             sent_now = _play_once(reader, connections, path, publishers, clock_publisher, rate)
@@ -62,12 +64,11 @@ def play_bag(
                 return sent
 
 
-def _wait_for_subscribers(publishers: list, timeout: float) -> None:
-    """Until every publisher has a subscriber, at most ``timeout`` seconds: DDS sends nothing to peers it has
-    not discovered yet, so frames published before discovery would be lost."""
+def wait_until(condition, timeout: float, poll_s: float = 0.05) -> None:
+    """Until ``condition()`` holds, at most ``timeout`` seconds (discovery has no event to wait on)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not all(p.get_subscription_count() for p in publishers):
-        time.sleep(0.05)
+    while time.monotonic() < deadline and not condition():
+        time.sleep(poll_s)
 
 
 def _connections(reader, topics: Sequence[str] | None, path: str | Path) -> list:

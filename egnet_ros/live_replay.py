@@ -20,7 +20,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
-from .bag_play import play_bag
+from .bag_play import play_bag, wait_until
 from .bag_record import BagRecorder
 from .dds import use_fastdds_profile
 from .segment_node import NODE_NAME
@@ -70,7 +70,8 @@ def _play_and_record(bag, output: Path, *, domain_id: int, settle: float, overwr
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         try:
-            _wait_for_publishers(node, list(recorder.counts), timeout=30.0)
+            # Until the recorder has discovered the node's publishers, so that no output is missed.
+            wait_until(lambda: all(node.count_publishers(topic) for topic in recorder.counts), 30.0)
             played = play_bag(node, bag, clock=True, delay=30.0)  # starts once the node subscribes
             time.sleep(settle)  # the last frame's outputs are still on their way
         finally:
@@ -91,13 +92,6 @@ def stop_process(process: subprocess.Popen, timeout: float = 60.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def _wait_for_publishers(node, topics: list[str], timeout: float) -> None:
-    """Until the recorder has discovered the node's publishers, so that no output is missed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not all(node.count_publishers(topic) for topic in topics):
-        time.sleep(0.05)
 
 
 def start_segment_node(ros_args: list[str], *, domain_id: int, log_path: Path, timeout: float = 120.0):
