@@ -2,7 +2,8 @@
 
 For each configuration (the paper's EGNet-ResNet101 OS8, the real-time EGNet-ResNet18 OS16, and a trained
 checkpoint when one is given) and each path of the shared Segmenter (eager fp32, the default folded +
-channels-last fp32, bf16 or fp16, ONNX Runtime), at 1024×512 on generated night frames: latency median / p90 /
+channels-last fp32, bf16 or fp16, ONNX Runtime in fp32 and, on the CPU, int8 calibrated on other generated
+frames than the timed ones), at 1024×512 on generated night frames: latency median / p90 /
 p99 and frames/s at batch 1, the best frames/s over batch sizes, peak memory, achieved GFLOP/s (the model's
 FLOPs counted once with ``torch.utils.flop_counter``) over the GEMM peak measured in the same run, and the
 accuracy guard against eager fp32 (labels equal on at least 99.5% of pixels, exposure within 1e-2 mean
@@ -27,9 +28,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .checkpoint import load_model, save_checkpoint
 from .data.synthetic import render_night_scene
-from .export import export_onnx
+from .export import OPSET, export_onnx, require_onnx
 from .inference import Segmentation, Segmenter
 from .model import EGNet
+from .onnx_runtime import require_onnxruntime
+from .quantize import quantize_onnx
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +40,14 @@ SIZE = (1024, 512)  # (width, height)
 LABEL_AGREEMENT_FLOOR = 0.995
 EXPOSURE_MAD_CEILING = 1e-2
 GEMM_SIDE = 4096
+CALIBRATION_FRAMES = 8  # int8 calibration frames (1 in quick mode), generated apart from the timed ones
 
 
 @dataclass(frozen=True)
 class PathResult:
     config: str
     path: str
+    timed_runs: int  # at batch 1, after a warm-up run
     median_ms: float
     p90_ms: float
     p99_ms: float
@@ -68,10 +73,12 @@ class ReferenceResult:
 def run_benchmark(*, device: torch.device, quick: bool = False, checkpoint: Path | None = None) -> dict:
     """The whole suite; a JSON-ready dict (see ``write_benchmark``)."""
     repeats, batches = (2, (1, 2)) if quick else (5, (1, 2, 4))
-    rng = np.random.default_rng(0)
-    frames = [render_night_scene(rng, width=SIZE[0], height=SIZE[1]).image for _ in range(max(batches))]
+    heavy_repeats = 1 if quick else repeats  # for ResNet-101 networks, whose frames take seconds on a CPU
+    frames = _night_frames(seed=0, count=max(batches))
+    calibration = _night_frames(seed=1, count=1 if quick else CALIBRATION_FRAMES)
     peaks = gemm_peaks(device)
     log.info("GEMM peak on %s: %s GFLOP/s", device, {k: round(v) for k, v in peaks.items()})
+    torch.manual_seed(0)  # the same untrained weights in every run, so that runs compare
     configs = {"EGNet-ResNet101 OS8 (paper)": EGNet(backbone="resnet101", output_stride=8),
                "EGNet-ResNet18 OS16 (real-time)": EGNet(backbone="resnet18", output_stride=16)}
     if checkpoint is not None:
@@ -79,22 +86,24 @@ def run_benchmark(*, device: torch.device, quick: bool = False, checkpoint: Path
         configs[f"{checkpoint.name} ({model.config.backbone} OS{model.config.output_stride}, trained)"] = model
     rows: list[PathResult] = []
     with tempfile.TemporaryDirectory() as scratch:
-        for name, model in configs.items():
-            # The paper's configuration runs at batch 1 only in quick mode: each frame takes seconds on a CPU.
-            sizes = (1,) if quick and "ResNet101" in name else batches
-            rows += _bench_config(name, model, frames, device, repeats, sizes, peaks, Path(scratch))
+        for index, (name, model) in enumerate(configs.items()):
+            # ResNet-101 runs at batch 1 and once after its warm-up in quick mode.
+            heavy = quick and model.config.backbone == "resnet101"
+            runs, sizes = (heavy_repeats, (1,)) if heavy else (repeats, batches)
+            work = Path(scratch) / str(index)
+            rows += _bench_config(name, model, frames, calibration, device, runs, sizes, peaks, work)
     paper = next(r.median_ms for r in rows if r.path == "eager fp32")
     references = [ReferenceResult(model=name, median_ms=median, ratio_to_paper_egnet=median / paper)
-                  for name, median in _reference_medians(frames[0], device, repeats).items()]
+                  for name, median in _reference_medians(frames[0], device, heavy_repeats).items()]
     return {
         "date": time.strftime("%Y-%m-%d"), "device": _device_name(device), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "size": list(SIZE), "quick": quick, "repeats": repeats,
+        "torch": torch.__version__, "size": list(SIZE), "quick": quick, "reference_runs": heavy_repeats,
         "gemm_peak_gflops": peaks, "paths": [asdict(r) for r in rows], "references": [asdict(r) for r in references],
     }
 
 
 def gemm_peaks(device: torch.device) -> dict[str, float]:
-    """GFLOP/s of a 4096×4096 matmul in each precision the paths use, best of a few."""
+    """GFLOP/s (GOP/s for int8) of a 4096×4096 matmul in each precision the paths use, best of a few."""
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     if device.type == "cuda":
         dtypes["fp16"] = torch.float16
@@ -104,7 +113,32 @@ def gemm_peaks(device: torch.device) -> dict[str, float]:
         b = torch.rand(GEMM_SIDE, GEMM_SIDE, device=device).to(dtype)
         seconds = _timed(lambda: _synchronized(a @ b, device), 4)
         peaks[name] = 2 * GEMM_SIDE**3 / min(seconds) / 1e9
+    if device.type == "cpu":
+        try:
+            peaks["int8"] = 2 * GEMM_SIDE**3 / min(_int8_gemm_seconds(4)) / 1e9
+        except ValueError as error:  # no ONNX Runtime: its paths are skipped too
+            log.warning("int8 GEMM peak skipped: %s", error)
     return peaks
+
+
+def _int8_gemm_seconds(repeats: int) -> list[float]:
+    """A uint8 × int8 matmul in ONNX Runtime (``MatMulInteger``), the kernels its int8 convolutions run on."""
+    ort = require_onnxruntime()
+    onnx = require_onnx()
+    rng = np.random.default_rng(0)
+    weights = onnx.numpy_helper.from_array(rng.integers(-128, 128, (GEMM_SIDE, GEMM_SIDE), dtype=np.int8), "b")
+    shape = [GEMM_SIDE, GEMM_SIDE]
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "gemm",
+        [onnx.helper.make_tensor_value_info("a", onnx.TensorProto.UINT8, shape)],
+        [onnx.helper.make_tensor_value_info("c", onnx.TensorProto.INT32, shape)], [weights])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(
+        onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)]).SerializeToString(),
+        options, providers=["CPUExecutionProvider"])
+    a = rng.integers(0, 256, shape, dtype=np.uint8)
+    return _timed(lambda: session.run(None, {"a": a}), repeats, warm_up=True)
 
 
 def model_gflop(model: torch.nn.Module) -> float:
@@ -123,16 +157,18 @@ def _paths(device: torch.device) -> dict[str, dict]:
         paths["fp16"] = {"precision": "fp16"}
     paths["bf16"] = {"precision": "bf16"}
     paths["onnxruntime fp32"] = {"onnx": True}
+    if device.type == "cpu":  # ONNX Runtime's int8 kernels are the CPU's (TensorRT quantizes for GPUs)
+        paths["onnxruntime int8"] = {"onnx": True, "int8": True}
     return paths
 
 
-def _bench_config(name, model, frames, device, repeats, batches, peaks, scratch) -> list[PathResult]:
+def _bench_config(name, model, frames, calibration, device, repeats, batches, peaks, work) -> list[PathResult]:
     gflop = model_gflop(model)
     rows: list[PathResult] = []
     reference: Segmentation | None = None
     for path, options in _paths(device).items():
         try:
-            segmenter = _segmenter(model, options, device, scratch)
+            segmenter = _segmenter(model, options, device, work, calibration)
         except ValueError as error:  # an ONNX Runtime without this device's provider, for one
             log.warning("%s / %s skipped: %s", name, path, error)
             continue
@@ -148,9 +184,9 @@ def _bench_config(name, model, frames, device, repeats, batches, peaks, scratch)
         agreement = float((reference.labels == outputs[-1].labels).mean())
         mad = float(np.abs(reference.exposure - outputs[-1].exposure).mean())
         p90, p99 = np.percentile(seconds, [90, 99])
-        precision = "bf16" if "bf16" in path else "fp16" if "fp16" in path else "fp32"
+        precision = next((p for p in ("bf16", "fp16", "int8") if p in path), "fp32")
         rows.append(PathResult(
-            config=name, path=path, median_ms=median * 1e3, p90_ms=p90 * 1e3, p99_ms=p99 * 1e3, fps=1 / median,
+            config=name, path=path, timed_runs=repeats, median_ms=median * 1e3, p90_ms=p90 * 1e3, p99_ms=p99 * 1e3, fps=1 / median,
             best_fps=best_fps, best_batch=best_batch, peak_memory_mib=_peak_memory_mib(device),
             gflops=gflop / median, share_of_peak=gflop / median / peaks[precision],
             speedup=(rows[0].median_ms / 1e3 if rows else median) / median, label_agreement=agreement,
@@ -161,12 +197,20 @@ def _bench_config(name, model, frames, device, repeats, batches, peaks, scratch)
     return rows
 
 
-def _segmenter(model: EGNet, options: dict, device: torch.device, scratch: Path) -> Segmenter:
+def _segmenter(model: EGNet, options: dict, device: torch.device, work: Path, calibration) -> Segmenter:
     if not options.get("onnx"):
         return Segmenter(model, device=device, **options)
-    checkpoint = save_checkpoint(scratch / "bench.pt", model)
-    exported = export_onnx(checkpoint, scratch / "bench.onnx", size=SIZE)
+    exported = work / "fp32.onnx"
+    if not exported.exists():  # one export per configuration, for the fp32 and the int8 path
+        exported = export_onnx(save_checkpoint(work / "model.pt", model), exported, size=SIZE)
+    if options.get("int8"):
+        exported = quantize_onnx(exported, work / "int8.onnx", calibration, size=SIZE)
     return Segmenter.from_checkpoint(exported, device=device, input_size=SIZE)
+
+
+def _night_frames(*, seed: int, count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [render_night_scene(rng, width=SIZE[0], height=SIZE[1]).image for _ in range(count)]
 
 
 def _reference_medians(frame: np.ndarray, device: torch.device, repeats: int) -> dict[str, float]:
@@ -235,16 +279,17 @@ def format_benchmark(result: dict) -> str:
     lines = [
         f"# egnet bench — {result['date']}, {result['device']}, torch {result['torch']}"
         + (" (quick)" if result["quick"] else ""), "",
-        f"{result['size'][0]}×{result['size'][1]}, generated night frames, {result['repeats']} timed runs per "
-        f"path after a warm-up. GEMM peak ({GEMM_SIDE}×{GEMM_SIDE} matmul, GFLOP/s): {peaks}. Guard: labels "
-        f"equal to eager fp32 on ≥ {LABEL_AGREEMENT_FLOOR:.1%} of pixels and exposure MAD ≤ {EXPOSURE_MAD_CEILING}.",
-        "", "| configuration | path | median ms | p90 ms | p99 ms | frames/s | best frames/s (batch) | × eager fp32 | "
-        "GFLOP/s | × GEMM peak | peak MiB | labels equal | exposure MAD | guard |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"{result['size'][0]}×{result['size'][1]}, generated night frames; each path is timed `runs` times at "
+        f"batch 1 after a warm-up run ({result['reference_runs']} for the references). GEMM peak "
+        f"({GEMM_SIDE}×{GEMM_SIDE} matmul, GFLOP/s; int8 in GOP/s): {peaks}. Guard: labels equal to eager fp32 "
+        f"on ≥ {LABEL_AGREEMENT_FLOOR:.1%} of pixels and exposure MAD ≤ {EXPOSURE_MAD_CEILING}.",
+        "", "| configuration | path | runs | median ms | p90 ms | p99 ms | frames/s | best frames/s (batch) | "
+        "× eager fp32 | GFLOP/s | × GEMM peak | peak MiB | labels equal | exposure MAD | guard |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in result["paths"]:
         lines.append(
-            f"| {r['config']} | {r['path']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"| {r['config']} | {r['path']} | {r['timed_runs']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
             f"{r['fps']:.2f} | {r['best_fps']:.2f} ({r['best_batch']}) | {r['speedup']:.2f} | {r['gflops']:.0f} | "
             f"{r['share_of_peak']:.2f} | {r['peak_memory_mib']:.0f} | {r['label_agreement']:.4f} | "
             f"{r['exposure_mad']:.4f} | {'pass' if r['guard_passed'] else 'FAIL'} |")

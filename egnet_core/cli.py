@@ -144,19 +144,39 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    import tempfile
+
     import numpy as np
 
+    from .benchmark import LABEL_AGREEMENT_FLOOR
     from .data.synthetic import render_night_scene
     from .export import export_onnx
+    from .quantize import calibration_images, quantize_onnx
 
-    path = export_onnx(args.checkpoint, args.onnx, size=args.size, dynamic=args.dynamic, opset=args.opset)
+    if args.int8 and args.calibration is None:
+        raise ValueError("--int8 needs --calibration, a folder of images like the ones the model will see")
+    if args.calibration is not None and not args.int8:
+        raise ValueError("--calibration is for --int8 only")
+    calibration = calibration_images(args.calibration, args.calibration_frames) if args.int8 else None
+    with tempfile.TemporaryDirectory() as scratch:
+        exported = Path(scratch) / "fp32.onnx" if args.int8 else args.onnx
+        path = export_onnx(args.checkpoint, exported, size=args.size, dynamic=args.dynamic, opset=args.opset)
+        if args.int8:
+            path = quantize_onnx(path, args.onnx, calibration, size=args.size)
     # The exported graph against the checkpoint, on a generated night frame of the export size.
     frame = render_night_scene(np.random.default_rng(0), width=args.size[0], height=args.size[1]).image
     exported = Segmenter.from_checkpoint(path, input_size=args.size).predict(frame)
     reference = Segmenter.from_checkpoint(args.checkpoint, optimize=False).predict(frame)
-    print(f"wrote {path} (opset {args.opset}, {'dynamic batch and size' if args.dynamic else 'batch 1, %dx%d' % args.size}); "
-          f"ONNX Runtime against PyTorch on a night frame: {(exported.labels == reference.labels).mean():.4%} of "
+    form = "dynamic batch and size" if args.dynamic else "batch 1, %dx%d" % args.size
+    if args.int8:
+        form += f", int8 calibrated on {len(calibration)} images from {args.calibration}"
+    agreement = (exported.labels == reference.labels).mean()
+    print(f"wrote {path} (opset {args.opset}, {form}); "
+          f"ONNX Runtime against PyTorch on a night frame: {agreement:.4%} of "
           f"labels equal, exposure max difference {np.abs(exported.exposure - reference.exposure).max():.2e}")
+    if agreement < LABEL_AGREEMENT_FLOOR:
+        print(f"egnet export: warning: fewer than {LABEL_AGREEMENT_FLOOR:.1%} of labels agree with PyTorch; compare "
+              "`egnet evaluate` of both files on your data before you deploy this one", file=sys.stderr)
     return 0
 
 
@@ -268,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="input WIDTHxHEIGHT of a static graph; the tracing example of a dynamic one (default: 1024x512)")
     export.add_argument("--dynamic", action="store_true", help="any batch and size of at least 32x32")
     export.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default: {OPSET})")
+    export.add_argument("--int8", action="store_true",
+                        help="quantize to int8 for ONNX Runtime on CPUs with VNNI (needs --calibration)")
+    export.add_argument("--calibration", type=Path,
+                        help="folder of camera frames or training images (PNG/JPEG) to calibrate int8 ranges on")
+    export.add_argument("--calibration-frames", type=int, default=32,
+                        help="how many of those images, evenly spaced (default: 32)")
     export.set_defaults(run=_export)
 
     bench = commands.add_parser("bench", help="every inference path side by side at 1024x512: JSON and Markdown")

@@ -36,7 +36,7 @@ def export_onnx(
 ) -> Path:
     """Write the checkpoint's model as ONNX to ``path``; ``size`` (width, height) is the static graph's input
     size and the example the dynamic one is traced with."""
-    onnx = _require_onnx()
+    onnx = require_onnx()
     width, height = size
     if min(size) < MIN_INPUT_SIZE:
         raise ValueError(f"size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, got {width}x{height}")
@@ -70,7 +70,7 @@ def onnx_model_config(path: str | os.PathLike, metadata: dict[str, str]) -> Mode
         raise ValueError(f"ONNX file {str(path)!r} carries an invalid model config: {error}") from error
 
 
-def _require_onnx():
+def require_onnx():
     try:
         import onnx
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)

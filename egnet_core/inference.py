@@ -226,12 +226,12 @@ class Segmenter:
         base_w, base_h = self.input_size or (x.shape[-1], x.shape[-2])
         logits = exposure = None
         for scale in self.scales:
-            scaled = _resize(x, (round(base_h * scale), round(base_w * scale)))  # B×3×h_s×w_s
+            scaled = resize(x, (round(base_h * scale), round(base_w * scale)))  # B×3×h_s×w_s
             for flipped in (False, True) if self.flip else (False,):
                 view = self._forward(scaled.flip(-1) if flipped else scaled)
                 if flipped:
                     view = EGNetOutput(view.logits.flip(-1), view.exposure.flip(-1))
-                view_logits, view_exposure = _resize(view.logits, output_hw), _resize(view.exposure, output_hw)
+                view_logits, view_exposure = resize(view.logits, output_hw), resize(view.exposure, output_hw)
                 logits = view_logits if logits is None else logits.add_(view_logits)
                 exposure = view_exposure if exposure is None else exposure.add_(view_exposure)
         views = len(self.scales) * (2 if self.flip else 1)
@@ -313,7 +313,8 @@ def _stack_frames(images: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack(images)
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """B×C×H×W bilinearly to ``size`` (height, width), the one resize of network inputs and outputs."""
     if tuple(x.shape[-2:]) == size:
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

@@ -17,7 +17,7 @@ class OnnxNetwork:
     """An exported EGNet in an ONNX Runtime session on ``device`` (the CPU, or CUDA with onnxruntime-gpu)."""
 
     def __init__(self, path: str | os.PathLike, *, device: torch.device, threads: int | None = None) -> None:
-        ort = _require_onnxruntime()
+        ort = require_onnxruntime()
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model {str(path)!r} does not exist")
@@ -76,7 +76,7 @@ class OnnxNetwork:
                            exposure=torch.from_numpy(exposure).to(images.device))
 
 
-def _require_onnxruntime():
+def require_onnxruntime():
     try:
         import onnxruntime
     except ImportError as error:

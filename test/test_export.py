@@ -102,7 +102,7 @@ def test_bad_onnx_files_are_named(tmp_path):
 
 
 def test_a_foreign_onnx_graph_without_the_config_is_refused(tmp_path):
-    torch.onnx.export(torch.nn.Conv2d(3, 1, 1), (torch.rand(1, 3, 32, 32),), str(tmp_path / "foreign.onnx"), dynamo=True)
+    torch.onnx.export(torch.nn.Conv2d(3, 1, 1).eval(), (torch.rand(1, 3, 32, 32),), str(tmp_path / "foreign.onnx"), dynamo=True)
     with pytest.raises(ValueError, match="carries no 'egnet_model_config': export it with `egnet export`"):
         Segmenter.from_checkpoint(tmp_path / "foreign.onnx")
 
