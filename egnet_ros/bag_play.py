@@ -8,14 +8,15 @@ with ``use_sim_time`` run on the recording's clock.
 from __future__ import annotations
 
 import importlib
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 
 from .bags import BagError, image_connections, open_bag, read_records
@@ -109,12 +110,15 @@ def _publish_clock(publisher, nanoseconds: int) -> None:
 def main(path: Path, *, rate: float, loop: bool, topics: Sequence[str] | None, clock: bool, delay: float) -> int:
     """The CLI's ``egnet bag play``: its own rclpy context and node; Ctrl-C ends it cleanly."""
     use_fastdds_profile()
-    rclpy.init()
+    # Nothing spins here, so rclpy's own handler is not wanted: it shuts the context down from the signal,
+    # and a publish already under way then fails. Ctrl-C and SIGTERM raise KeyboardInterrupt instead.
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     node = rclpy.create_node("egnet_bag_player")
     try:
         sent = play_bag(node, path, rate=rate, loop=loop, topics=topics, clock=clock, delay=delay)
         print(f"played {sent} messages from {path}")
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except KeyboardInterrupt:
         pass
     finally:
         node.destroy_node()

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
@@ -81,7 +83,8 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
         assert stamp_ns(msg) <= log_time <= bag_end + 10**9
 
 
-def test_play_loops_over_the_chosen_topics_until_ctrl_c(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_play_loops_over_the_chosen_topics_until_ctrl_c(tmp_path, sig):
     rng = np.random.default_rng(5)
     write_camera_bag(tmp_path / "drive", [render_night_scene(rng, width=64, height=48).image for _ in range(3)],
                      rate_hz=20.0)
@@ -92,7 +95,7 @@ def test_play_loops_over_the_chosen_topics_until_ctrl_c(tmp_path):
                                    "--topics", "/camera/image_raw", "--delay", "1"], domain_id, tmp_path / "play.log")
     try:
         peer.spin_until(lambda: len(frames) >= 9, 30, "three rounds of the three-frame bag")
-        assert player.stop() == 0
+        assert player.stop(sig) == 0
     finally:
         peer.close()
         player.kill()
