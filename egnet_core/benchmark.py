@@ -27,9 +27,9 @@ import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 from .checkpoint import load_model, save_checkpoint
-from .data.synthetic import render_night_scene
+from .data.synthetic import render_night_frames
 from .export import OPSET, export_onnx, require_onnx
-from .inference import Segmentation, Segmenter
+from .inference import Segmentation, Segmenter, to_network_input
 from .model import EGNet
 from .onnx_runtime import require_onnxruntime
 from .quantize import quantize_onnx
@@ -40,7 +40,7 @@ SIZE = (1024, 512)  # (width, height)
 LABEL_AGREEMENT_FLOOR = 0.995
 EXPOSURE_MAD_CEILING = 1e-2
 GEMM_SIDE = 4096
-CALIBRATION_FRAMES = 8  # int8 calibration frames (1 in quick mode), generated apart from the timed ones
+BENCH_CALIBRATION_FRAMES = 8  # int8 calibration frames (1 in quick mode), generated apart from the timed ones
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ def run_benchmark(*, device: torch.device, quick: bool = False, checkpoint: Path
     """The whole suite; a JSON-ready dict (see ``write_benchmark``)."""
     repeats, batches = (2, (1, 2)) if quick else (5, (1, 2, 4))
     heavy_repeats = 1 if quick else repeats  # for ResNet-101 networks, whose frames take seconds on a CPU
-    frames = _night_frames(seed=0, count=max(batches))
-    calibration = _night_frames(seed=1, count=1 if quick else CALIBRATION_FRAMES)
+    frames = render_night_frames(0, max(batches), width=SIZE[0], height=SIZE[1])
+    calibration = render_night_frames(1, 1 if quick else BENCH_CALIBRATION_FRAMES, width=SIZE[0], height=SIZE[1])
     peaks = gemm_peaks(device)
     log.info("GEMM peak on %s: %s GFLOP/s", device, {k: round(v) for k, v in peaks.items()})
     torch.manual_seed(0)  # the same untrained weights in every run, so that runs compare
@@ -162,7 +162,10 @@ def _paths(device: torch.device) -> dict[str, dict]:
     return paths
 
 
-def _bench_config(name, model, frames, calibration, device, repeats, batches, peaks, work) -> list[PathResult]:
+def _bench_config(
+    name: str, model: EGNet, frames: list[np.ndarray], calibration: list[np.ndarray], device: torch.device,
+    repeats: int, batches: tuple[int, ...], peaks: dict[str, float], work: Path,
+) -> list[PathResult]:
     gflop = model_gflop(model)
     rows: list[PathResult] = []
     reference: Segmentation | None = None
@@ -197,7 +200,9 @@ def _bench_config(name, model, frames, calibration, device, repeats, batches, pe
     return rows
 
 
-def _segmenter(model: EGNet, options: dict, device: torch.device, work: Path, calibration) -> Segmenter:
+def _segmenter(
+    model: EGNet, options: dict, device: torch.device, work: Path, calibration: list[np.ndarray]
+) -> Segmenter:
     if not options.get("onnx"):
         return Segmenter(model, device=device, **options)
     exported = work / "fp32.onnx"
@@ -208,16 +213,11 @@ def _segmenter(model: EGNet, options: dict, device: torch.device, work: Path, ca
     return Segmenter.from_checkpoint(exported, device=device, input_size=SIZE)
 
 
-def _night_frames(*, seed: int, count: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [render_night_scene(rng, width=SIZE[0], height=SIZE[1]).image for _ in range(count)]
-
-
 def _reference_medians(frame: np.ndarray, device: torch.device, repeats: int) -> dict[str, float]:
     """torchvision's segmentation networks, eager fp32 on the same input: milliseconds per frame."""
     builders = {"DeepLabV3-ResNet101 (torchvision)": torchvision.models.segmentation.deeplabv3_resnet101,
                 "FCN-ResNet101 (torchvision)": torchvision.models.segmentation.fcn_resnet101}
-    images = torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float().div(255)
+    images = to_network_input(torch.from_numpy(frame)[None].to(device))
     medians = {}
     for name, build in builders.items():
         model = build(weights=None, weights_backbone=None, num_classes=19, aux_loss=False).to(device).eval()

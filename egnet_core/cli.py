@@ -15,6 +15,7 @@ from .export import OPSET
 from .imageio import read_rgb, write_rgb
 from .inference import PRECISIONS, Segmenter
 from .labels import colorize
+from .quantize import CALIBRATION_FRAMES
 from .visualize import exposure_picture
 
 
@@ -155,12 +156,15 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.int8 and args.calibration is None:
         raise ValueError("--int8 needs --calibration, a folder of images like the ones the model will see")
-    if args.calibration is not None and not args.int8:
-        raise ValueError("--calibration is for --int8 only")
-    calibration = calibration_images(args.calibration, args.calibration_frames) if args.int8 else None
+    if not args.int8 and (args.calibration, args.calibration_frames) != (None, None):
+        raise ValueError("--calibration and --calibration-frames are for --int8 only")
+    count = CALIBRATION_FRAMES if args.calibration_frames is None else args.calibration_frames
+    if count < 1:
+        raise ValueError(f"--calibration-frames must be at least 1, got {count}")
+    calibration = calibration_images(args.calibration, count) if args.int8 else None
     with tempfile.TemporaryDirectory() as scratch:
-        exported = Path(scratch) / "fp32.onnx" if args.int8 else args.onnx
-        path = export_onnx(args.checkpoint, exported, size=args.size, dynamic=args.dynamic, opset=args.opset)
+        target = Path(scratch) / "fp32.onnx" if args.int8 else args.onnx
+        path = export_onnx(args.checkpoint, target, size=args.size, dynamic=args.dynamic, opset=args.opset)
         if args.int8:
             path = quantize_onnx(path, args.onnx, calibration, size=args.size)
     # The exported graph against the checkpoint, on a generated night frame of the export size.
@@ -292,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="quantize to int8 for ONNX Runtime on CPUs with VNNI (needs --calibration)")
     export.add_argument("--calibration", type=Path,
                         help="folder of camera frames or training images (PNG/JPEG) to calibrate int8 ranges on")
-    export.add_argument("--calibration-frames", type=int, default=32,
-                        help="how many of those images, evenly spaced (default: 32)")
+    export.add_argument("--calibration-frames", type=int,
+                        help=f"how many of those images, evenly spaced (default: {CALIBRATION_FRAMES})")
     export.set_defaults(run=_export)
 
     bench = commands.add_parser("bench", help="every inference path side by side at 1024x512: JSON and Markdown")

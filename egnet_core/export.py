@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 OPSET = 18  # supported by ONNX Runtime 1.14+ and TensorRT 8.6+
 CONFIG_KEY = "egnet_model_config"
+PRECISION_KEY = "egnet_precision"  # "int8" in a graph from `egnet export --int8`; absent (fp32) otherwise
+ONNX_PRECISIONS = ("fp32", "int8")
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("logits", "exposure")
 
@@ -68,6 +70,14 @@ def onnx_model_config(path: str | os.PathLike, metadata: dict[str, str]) -> Mode
         return ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
     except (TypeError, ValueError) as error:
         raise ValueError(f"ONNX file {str(path)!r} carries an invalid model config: {error}") from error
+
+
+def onnx_precision(path: str | os.PathLike, metadata: dict[str, str]) -> str:
+    """``fp32`` or ``int8``: what the exported file says it computes in."""
+    precision = metadata.get(PRECISION_KEY, "fp32")
+    if precision not in ONNX_PRECISIONS:
+        raise ValueError(f"ONNX file {str(path)!r} has {PRECISION_KEY}={precision!r}, expected one of {ONNX_PRECISIONS}")
+    return precision
 
 
 def require_onnx():

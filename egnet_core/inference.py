@@ -145,6 +145,7 @@ class Segmenter:
                 raise ValueError("an ONNX model runs as ONNX Runtime built it: precision must be fp32 and compile and "
                                  f"cuda_graphs off, got {precision!r}, compile={compile}, cuda_graphs={cuda_graphs}")
             model.check_input_size(input_size, resizes=tuple(scales) != (1.0,) or sliding_window is not None)
+            self.precision = model.precision  # fp32, or int8 from `egnet export --int8`
             self.memory_format = torch.contiguous_format
             self.model = model
         else:
@@ -200,7 +201,7 @@ class Segmenter:
         batch = _stack_frames(images)  # B×H×W×3 uint8
         height, width = batch.shape[1:3]
         output_hw = (height, width) if output_size is None else _check_output_size(output_size)[::-1]
-        x = self._upload(batch).permute(0, 3, 1, 2).float().div_(255)  # B×3×H×W
+        x = to_network_input(self._upload(batch))  # B×3×H×W
         output = self._logits(x, output_hw)
         labels = output.logits.argmax(dim=1).to(torch.uint8)  # B×h×w
         if self.confidence_threshold is not None:
@@ -311,6 +312,11 @@ def _stack_frames(images: Sequence[np.ndarray]) -> np.ndarray:
     if any(np.asarray(image).dtype != np.uint8 for image in images):
         raise ValueError(f"frames must be uint8, got {sorted({str(np.asarray(i).dtype) for i in images})}")
     return np.stack(images)
+
+
+def to_network_input(frames: torch.Tensor) -> torch.Tensor:
+    """B×H×W×3 uint8 RGB, on any device -> B×3×H×W float32 in [0, 1], what the network takes."""
+    return frames.permute(0, 3, 1, 2).float().div_(255)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -3,14 +3,17 @@ torch, for CPU-only vehicles and edge boxes. It is called like the EGNet module 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .export import INPUT_NAME, OUTPUT_NAMES, onnx_model_config
+from .export import INPUT_NAME, OUTPUT_NAMES, onnx_model_config, onnx_precision
 from .model import EGNetOutput
+
+log = logging.getLogger(__name__)
 
 
 class OnnxNetwork:
@@ -40,7 +43,11 @@ class OnnxNetwork:
                              f"{self.session.get_providers()}); check the CUDA and cuDNN libraries or use device cpu")
         self.session.disable_fallback()
         self.path = path
-        self.config = onnx_model_config(path, self.session.get_modelmeta().custom_metadata_map)
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.config = onnx_model_config(path, metadata)
+        self.precision = onnx_precision(path, metadata)
+        if self.precision == "int8":
+            _warn_about_int8(path, device)
         batch, _, height, width = self.session.get_inputs()[0].shape
         # Dynamic axes come back as names (str), fixed ones as ints.
         self.fixed_batch = batch if isinstance(batch, int) else None
@@ -74,6 +81,23 @@ class OnnxNetwork:
         logits, exposure = (np.concatenate(parts) for parts in zip(*outputs))
         return EGNetOutput(logits=torch.from_numpy(logits).to(images.device),
                            exposure=torch.from_numpy(exposure).to(images.device))
+
+
+def _warn_about_int8(path: Path, device: torch.device) -> None:
+    if device.type == "cuda":
+        log.warning("%s is an int8 graph for CPUs: on CUDA it runs slower than fp32; build a TensorRT engine "
+                    "from the fp32 export for GPUs", path)
+    elif not cpu_has_vnni():
+        log.warning("%s is an int8 graph, but this CPU has no VNNI (AVX-512 VNNI or AVX-VNNI): it may run "
+                    "slower than the fp32 export and lose accuracy to saturated sums", path)
+
+
+def cpu_has_vnni() -> bool:
+    """Whether the CPU has int8 dot-product instructions (read from /proc/cpuinfo; False where it is missing)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("flags")), []) if cpuinfo.exists() else []
+    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 def require_onnxruntime():

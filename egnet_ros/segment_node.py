@@ -208,7 +208,7 @@ class SegmentNode(Node):
         config = self._segmenter.config
         self.get_logger().info(
             f"ready: {config.variant} {config.backbone} OS{config.output_stride} from {settings.checkpoint!r} on "
-            f"{self._segmenter.device} ({settings.precision}), network input {self._input_text()}, "
+            f"{self._segmenter.device} ({self._segmenter.precision}), network input {self._input_text()}, "
             f"warm-up {self._warm_up_s:.2f} s; listening on {self._subscription.topic_name} "
             f"({'compressed' if settings.compressed else 'raw'}, {settings.input_qos.reliability.name.lower()})"
         )

@@ -17,6 +17,16 @@ def tiny_model(**overrides) -> EGNet:
     return EGNet(**options).eval()
 
 
+def with_running_statistics(model: EGNet) -> EGNet:
+    """Non-trivial BatchNorm statistics, as a trained model has, so that folding them is put to the test."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+    return model
+
+
 def constant_model(class_id: int, num_classes: int = 19) -> EGNet:
     """A real EGNet whose segmentation head ignores its features and always prefers ``class_id``."""
     model = tiny_model()

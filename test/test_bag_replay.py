@@ -84,7 +84,7 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_play_loops_over_the_chosen_topics_until_ctrl_c(tmp_path, sig):
+def test_play_loops_over_the_chosen_topics_until_stopped(tmp_path, sig):
     rng = np.random.default_rng(5)
     write_camera_bag(tmp_path / "drive", [render_night_scene(rng, width=64, height=48).image for _ in range(3)],
                      rate_hz=20.0)
@@ -95,7 +95,7 @@ def test_play_loops_over_the_chosen_topics_until_ctrl_c(tmp_path, sig):
                                    "--topics", "/camera/image_raw", "--delay", "1"], domain_id, tmp_path / "play.log")
     try:
         peer.spin_until(lambda: len(frames) >= 9, 30, "three rounds of the three-frame bag")
-        assert player.stop(sig) == 0
+        assert player.stop(sig) == 0, player.output
     finally:
         peer.close()
         player.kill()

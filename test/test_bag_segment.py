@@ -13,7 +13,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from egnet_core.checkpoint import save_checkpoint
 from egnet_core.cli import main
-from egnet_core.data.synthetic import render_night_scene
+from egnet_core.data.synthetic import render_night_frames
 from egnet_core.export import export_onnx
 from egnet_core.inference import Segmenter
 from egnet_ros.bag_segment import total_frames
@@ -28,8 +28,7 @@ RATE_HZ = 10.0
 
 @pytest.fixture(scope="module")
 def night_frames():
-    rng = np.random.default_rng(3)
-    return [render_night_scene(rng, width=128, height=64).image for _ in range(FRAMES)]
+    return render_night_frames(3, FRAMES, width=128, height=64)
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from egnet_core.config import ModelConfig
 from egnet_core.export import OPSET, export_onnx
 from egnet_core.inference import Segmenter
 from egnet_core.onnx_runtime import OnnxNetwork
-from helpers import tiny_model
-from test_inference import with_running_statistics
+from helpers import tiny_model, with_running_statistics
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,7 @@
 import torch
 
 from egnet_core.fusion import fuse_conv_bn
-from helpers import tiny_model
-from test_inference import with_running_statistics
+from helpers import tiny_model, with_running_statistics
 
 
 def count(model, kind) -> int:

@@ -4,7 +4,7 @@ import torch
 
 from egnet_core.inference import Segmenter, resolve_device
 from egnet_core.labels import PALETTE
-from helpers import tiny_model
+from helpers import tiny_model, with_running_statistics
 
 
 def _frames(count=2, height=70, width=110):
@@ -28,16 +28,6 @@ def test_labels_are_the_argmax_of_the_model_at_native_size():
     with torch.no_grad():
         logits = model(torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255).logits
     np.testing.assert_array_equal(Segmenter(model, optimize=False).predict(frame).labels, logits.argmax(1)[0].numpy())
-
-
-def with_running_statistics(model):
-    """Non-trivial BatchNorm statistics, as a trained model has, so that folding them is put to the test."""
-    generator = torch.Generator().manual_seed(1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-    return model
 
 
 def test_the_optimized_path_computes_the_same_function():

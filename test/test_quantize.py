@@ -5,23 +5,39 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from egnet_core.checkpoint import save_checkpoint
 from egnet_core.cli import main
-from egnet_core.data.synthetic import render_night_scene
-from egnet_core.export import CONFIG_KEY, export_onnx
+from egnet_core.data.synthetic import render_night_frames
+from egnet_core.export import CONFIG_KEY, PRECISION_KEY, export_onnx
 from egnet_core.imageio import write_rgb
 from egnet_core.inference import Segmenter
+from egnet_core.onnx_runtime import OnnxNetwork
 from egnet_core.quantize import FLOAT_WEIGHTS, calibration_images, quantize_onnx
-from helpers import snapshot, tiny_model
-from test_inference import with_running_statistics
+from helpers import snapshot, tiny_model, with_running_statistics
 
 SIZE = (128, 64)
 
 
 def night_frames(seed: int, count: int, size=SIZE) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [render_night_scene(rng, width=size[0], height=size[1]).image for _ in range(count)]
+    return render_night_frames(seed, count, width=size[0], height=size[1])
+
+
+def int8_convolutions(path) -> tuple[int, set[str]]:
+    """How many convolutions take int8 weights (through a DequantizeLinear), and the weights of the others."""
+    graph = onnx.load(str(path)).graph
+    initializers = {i.name: i for i in graph.initializer}
+    producers = {output: node for node in graph.node for output in node.output}
+    int8, float_weights = 0, set()
+    for conv in (n for n in graph.node if n.op_type == "Conv"):
+        weight = producers.get(conv.input[1])
+        if weight is not None and weight.op_type == "DequantizeLinear":
+            assert initializers[weight.input[0]].data_type == onnx.TensorProto.INT8
+            int8 += 1
+        else:
+            float_weights.add(conv.input[1])
+    return int8, float_weights
 
 
 @pytest.fixture(scope="module")
@@ -39,35 +55,37 @@ def quantized(exported, tmp_path_factory):
 
 
 def test_convolutions_become_int8_except_the_heads_and_the_config_travels(exported, quantized):
-    graph = onnx.load(str(quantized)).graph
-    assert {p.key: p.value for p in onnx.load(str(quantized)).metadata_props}[CONFIG_KEY] == \
-        {p.key: p.value for p in onnx.load(str(exported["static"])).metadata_props}[CONFIG_KEY]
-    initializers = {i.name: i for i in graph.initializer}
-    producers = {output: node for node in graph.node for output in node.output}
-    int8, float_weights = 0, set()
-    for conv in (n for n in graph.node if n.op_type == "Conv"):
-        weight = producers.get(conv.input[1])
-        if weight is not None and weight.op_type == "DequantizeLinear":
-            assert initializers[weight.input[0]].data_type == onnx.TensorProto.INT8
-            int8 += 1
-        else:
-            float_weights.add(conv.input[1])
+    metadata = {p.key: p.value for p in onnx.load(str(quantized)).metadata_props}
+    assert metadata[CONFIG_KEY] == {p.key: p.value for p in onnx.load(str(exported["static"])).metadata_props}[CONFIG_KEY]
+    assert metadata[PRECISION_KEY] == "int8"
+    int8, float_weights = int8_convolutions(quantized)
     assert float_weights == set(FLOAT_WEIGHTS) and int8 > 20
+    # Every ReLU right after a convolution is folded into that convolution's quantized output.
+    float_graph = onnx.load(str(exported["static"])).graph
+    producers = {output: node.op_type for node in float_graph.node for output in node.output}
+    relus = [node for node in float_graph.node if node.op_type == "Relu"]
+    after_conv = sum(producers[node.input[0]] == "Conv" for node in relus)
+    left = sum(node.op_type == "Relu" for node in onnx.load(str(quantized)).graph.node)
+    assert after_conv > 10 and left == len(relus) - after_conv
+    assert OnnxNetwork(quantized, device=torch.device("cpu")).precision == "int8"
+    assert OnnxNetwork(exported["static"], device=torch.device("cpu")).precision == "fp32"
 
 
 def test_the_int8_model_runs_in_the_segmenter_close_to_the_float_one(exported, quantized):
     frames = night_frames(seed=2, count=3, size=(150, 90))
     reference = Segmenter.from_checkpoint(exported["checkpoint"], input_size=SIZE).predict_batch(frames)
     results = Segmenter.from_checkpoint(quantized, input_size=SIZE).predict_batch(frames)
+    assert Segmenter.from_checkpoint(quantized, input_size=SIZE).precision == "int8"
     for a, b in zip(reference, results):
         assert b.labels.shape == (90, 150)
-        assert (a.labels == b.labels).mean() >= 0.9  # an untrained model: small margins between classes
+        assert (a.labels == b.labels).mean() >= 0.85  # an untrained model: small margins between classes
         assert np.abs(a.exposure - b.exposure).mean() <= 2e-2
         assert not np.array_equal(a.exposure, b.exposure)  # it is another network, not the float file again
 
 
-def test_a_dynamic_graph_quantizes_and_runs_at_other_sizes(exported, tmp_path):
-    path = quantize_onnx(exported["dynamic"], tmp_path / "int8.onnx", night_frames(seed=1, count=2), size=SIZE)
+def test_a_dynamic_graph_quantizes_on_frames_of_any_size_and_runs_at_other_sizes(exported, tmp_path):
+    frames = night_frames(seed=1, count=1, size=(200, 100)) + night_frames(seed=2, count=1, size=(64, 48))
+    path = quantize_onnx(exported["dynamic"], tmp_path / "int8.onnx", frames, size=SIZE)
     result = Segmenter.from_checkpoint(path, input_size=(96, 64)).predict(night_frames(seed=3, count=1)[0])
     assert result.labels.shape == (64, 128)
 
@@ -90,6 +108,18 @@ def test_bad_quantization_inputs_are_named_and_the_source_is_untouched(exported,
     assert snapshot(source.parent) == before
 
 
+def test_a_graph_that_egnet_did_not_export_is_refused(exported, tmp_path):
+    graph = onnx.load(str(exported["static"]))
+    for initializer in graph.graph.initializer:  # as another exporter might name the head's weights
+        if initializer.name == "segmentation_head.weight":
+            initializer.name = "classifier.weight"
+    for node in graph.graph.node:
+        node.input[:] = ["classifier.weight" if i == "segmentation_head.weight" else i for i in node.input]
+    onnx.save(graph, str(tmp_path / "foreign.onnx"))
+    with pytest.raises(ValueError, match="no convolution with weights 'segmentation_head.weight' to keep in float"):
+        quantize_onnx(tmp_path / "foreign.onnx", tmp_path / "a.onnx", night_frames(seed=1, count=1), size=SIZE)
+
+
 def test_calibration_images_are_spread_over_a_folder(tmp_path):
     for index, frame in enumerate(night_frames(seed=4, count=6)):
         write_rgb(tmp_path / "drive" / f"{index:02d}.png", frame)
@@ -100,6 +130,8 @@ def test_calibration_images_are_spread_over_a_folder(tmp_path):
     assert len(calibration_images(tmp_path, 100)) == 6
     with pytest.raises(FileNotFoundError, match="calibration folder '.*nowhere' does not exist"):
         calibration_images(tmp_path / "nowhere", 3)
+    with pytest.raises(ValueError, match="00.png' is a file, not a folder of images"):
+        calibration_images(tmp_path / "drive" / "00.png", 3)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no .png/.jpg/.jpeg images"):
         calibration_images(tmp_path / "empty", 3)
@@ -114,11 +146,16 @@ def test_the_export_command_quantizes_with_calibration_images(exported, tmp_path
     args = ["export", "--checkpoint", str(exported["checkpoint"]), "--onnx", str(out), "--size", "128x64"]
     assert main(args + ["--int8"]) == 2
     assert "--int8 needs --calibration" in capsys.readouterr().err and not out.exists()
+    assert main(args + ["--calibration-frames", "4"]) == 2
+    assert "are for --int8 only" in capsys.readouterr().err and not out.exists()
+    assert main(args + ["--int8", "--calibration", str(tmp_path / "frames"), "--calibration-frames", "0"]) == 2
+    assert "--calibration-frames must be at least 1, got 0" in capsys.readouterr().err and not out.exists()
     assert main(args + ["--int8", "--calibration", str(tmp_path / "frames")]) == 0
     printed = capsys.readouterr()
     assert "int8 calibrated on 3 images from" in printed.out
     agreement = float(printed.out.split("PyTorch on a night frame: ")[1].split("%")[0])
-    assert agreement >= 90
+    assert agreement >= 85
     # Below the benchmark's guard the command says so; an untrained model's small class margins land there.
     assert ("fewer than 99.5% of labels agree with PyTorch" in printed.err) == (agreement < 99.5)
-    assert onnx.load(str(out)).graph.node  # a graph, written where asked
+    int8, float_weights = int8_convolutions(out)  # the quantized graph, written where asked
+    assert int8 > 20 and float_weights == set(FLOAT_WEIGHTS)

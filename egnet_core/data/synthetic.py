@@ -760,6 +760,12 @@ def render_night_scene(rng: np.random.Generator, *, width: int = 1024, height: i
     return NightScene(image=_expose(canvas, rng), label_ids=canvas.labels)
 
 
+def render_night_frames(seed: int, count: int, *, width: int = 1024, height: int = 512) -> list[np.ndarray]:
+    """The images (H×W×3 uint8 RGB) of ``count`` night scenes from one generator seeded with ``seed``."""
+    rng = np.random.default_rng(seed)
+    return [render_night_scene(rng, width=width, height=height).image for _ in range(count)]
+
+
 def write_nightcity(
     out_dir: str | Path, *, train: int = 8, val: int = 4, width: int = 1024, height: int = 512, seed: int = 0
 ) -> SyntheticDataset:
