@@ -111,9 +111,11 @@ def main(path: Path, *, rate: float, loop: bool, topics: Sequence[str] | None, c
     """The CLI's ``egnet bag play``: its own rclpy context and node; Ctrl-C ends it cleanly."""
     use_fastdds_profile()
     # Nothing spins here, so rclpy's own handler is not wanted: it shuts the context down from the signal,
-    # and a publish already under way then fails. Ctrl-C and SIGTERM raise KeyboardInterrupt instead.
+    # and a publish already under way then fails. Ctrl-C and SIGTERM raise KeyboardInterrupt instead, also
+    # where the player inherited SIGINT ignored (a job started in the background by a script).
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.default_int_handler)
     node = rclpy.create_node("egnet_bag_player")
     try:
         sent = play_bag(node, path, rate=rate, loop=loop, topics=topics, clock=clock, delay=delay)

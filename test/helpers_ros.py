@@ -113,7 +113,8 @@ class Peer:
 class NodeProcess:
     """A console script run as its own process, its log in a file; stopped with a signal, as a user would."""
 
-    def __init__(self, script: str, args: list[str], domain_id: int, log: Path) -> None:
+    def __init__(self, script: str, args: list[str], domain_id: int, log: Path, *, background: bool = False) -> None:
+        """``background``: start it with SIGINT ignored, as a shell script's ``command &`` does."""
         executable = Path(sys.executable).with_name(script)
         if not executable.exists():
             raise FileNotFoundError(f"console script {executable} is missing: install the project with pip install -e .")
@@ -121,6 +122,7 @@ class NodeProcess:
         self._log = open(log, "w")
         self.process = subprocess.Popen(
             [str(executable), *args], env=ros_environment(domain_id), stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None,
         )
 
     @property

@@ -83,8 +83,9 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
         assert stamp_ns(msg) <= log_time <= bag_end + 10**9
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_play_loops_over_the_chosen_topics_until_stopped(tmp_path, sig):
+@pytest.mark.parametrize("sig, background", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["ctrl-c", "sigterm", "sigint-to-a-background-job"])
+def test_play_loops_over_the_chosen_topics_until_stopped(tmp_path, sig, background):
     rng = np.random.default_rng(5)
     write_camera_bag(tmp_path / "drive", [render_night_scene(rng, width=64, height=48).image for _ in range(3)],
                      rate_hz=20.0)
@@ -92,7 +93,8 @@ def test_play_loops_over_the_chosen_topics_until_stopped(tmp_path, sig):
     peer = Peer(domain_id)
     frames = peer.record(Image, "/camera/image_raw", 10)
     player = NodeProcess("egnet", ["bag", "play", str(tmp_path / "drive"), "--loop", "--rate", "2",
-                                   "--topics", "/camera/image_raw", "--delay", "1"], domain_id, tmp_path / "play.log")
+                                   "--topics", "/camera/image_raw", "--delay", "1"], domain_id, tmp_path / "play.log",
+                         background=background)
     try:
         peer.spin_until(lambda: len(frames) >= 9, 30, "three rounds of the three-frame bag")
         assert player.stop(sig) == 0, player.output
