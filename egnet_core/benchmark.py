@@ -189,8 +189,9 @@ def _bench_config(
         p90, p99 = np.percentile(seconds, [90, 99])
         precision = next((p for p in ("bf16", "fp16", "int8") if p in path), "fp32")
         rows.append(PathResult(
-            config=name, path=path, timed_runs=repeats, median_ms=median * 1e3, p90_ms=p90 * 1e3, p99_ms=p99 * 1e3, fps=1 / median,
-            best_fps=best_fps, best_batch=best_batch, peak_memory_mib=_peak_memory_mib(device),
+            config=name, path=path, timed_runs=repeats, median_ms=median * 1e3, p90_ms=p90 * 1e3,
+            p99_ms=p99 * 1e3, fps=1 / median, best_fps=best_fps, best_batch=best_batch,
+            peak_memory_mib=_peak_memory_mib(device),
             gflops=gflop / median, share_of_peak=gflop / median / peaks[precision],
             speedup=(rows[0].median_ms / 1e3 if rows else median) / median, label_agreement=agreement,
             exposure_mad=mad, guard_passed=agreement >= LABEL_AGREEMENT_FLOOR and mad <= EXPOSURE_MAD_CEILING,
@@ -289,8 +290,8 @@ def format_benchmark(result: dict) -> str:
     ]
     for r in result["paths"]:
         lines.append(
-            f"| {r['config']} | {r['path']} | {r['timed_runs']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['fps']:.2f} | {r['best_fps']:.2f} ({r['best_batch']}) | {r['speedup']:.2f} | {r['gflops']:.0f} | "
+            f"| {r['config']} | {r['path']} | {r['timed_runs']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['fps']:.2f} | {r['best_fps']:.2f} ({r['best_batch']}) | {r['speedup']:.2f} | {r['gflops']:.0f} | "
             f"{r['share_of_peak']:.2f} | {r['peak_memory_mib']:.0f} | {r['label_agreement']:.4f} | "
             f"{r['exposure_mad']:.4f} | {'pass' if r['guard_passed'] else 'FAIL'} |")
     lines += ["", "| reference (eager fp32) | median ms | × EGNet-ResNet101 eager fp32 |", "|---|---:|---:|"]

@@ -76,7 +76,8 @@ def onnx_precision(path: str | os.PathLike, metadata: dict[str, str]) -> str:
     """``fp32`` or ``int8``: what the exported file says it computes in."""
     precision = metadata.get(PRECISION_KEY, "fp32")
     if precision not in ONNX_PRECISIONS:
-        raise ValueError(f"ONNX file {str(path)!r} has {PRECISION_KEY}={precision!r}, expected one of {ONNX_PRECISIONS}")
+        raise ValueError(f"ONNX file {str(path)!r} has {PRECISION_KEY}={precision!r}, "
+                         f"expected one of {ONNX_PRECISIONS}")
     return precision
 
 
