@@ -9,6 +9,7 @@ With a real NightCity copy and a checkpoint, the same command skips the syntheti
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from .visualize import exposure_picture, strip
 
 log = logging.getLogger(__name__)
 
+DEMO_MARK = ".egnet-demo"  # marks a folder as the demo's own, to be replaced by the next run
 DEMO_DOMAIN_ID = 73  # the live replay's own ROS domain, away from the default 0 a robot's graph runs on
 
 # The embedded default: small enough for a few minutes on a 2-core CPU, large enough to learn the scenes.
@@ -81,6 +83,7 @@ def run_demo(
     if (data is None) != (checkpoint is None):
         raise ValueError("the demo takes --data and --checkpoint together (a real data set and a model), or neither")
     if data is None:
+        _fresh_output(out)
         width, height = size
         data = write_nightcity(out / "data", train=24, val=6, width=width, height=height, seed=seed).root
         log.info("generated 24 train and 6 val night scenes (%dx%d) under %s", width, height, data)
@@ -109,6 +112,18 @@ def run_demo(
     _append_bag_section(files.markdown, drive, offline, live)
     return DemoReport(root=out, checkpoint=Path(checkpoint), miou=result.scores.miou, mef1=result.scores.mef1,
                       pictures=pictures, offline=offline, live=live)
+
+
+def _fresh_output(out: Path) -> None:
+    """An empty ``out`` with the demo's mark in it. An earlier demo's output (marked) is replaced, so that the
+    README's command can run again; a folder holding anything else is refused untouched."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not (out / DEMO_MARK).is_file():
+            raise ValueError(f"refusing to write the demo into {str(out)!r}: it holds files that no earlier demo "
+                             "wrote; give --out a new or empty folder")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARK).write_text("written by `egnet demo`: the next demo into this folder replaces all of it\n")
 
 
 def _first(dataset, count: int):

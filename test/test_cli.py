@@ -89,3 +89,18 @@ def test_the_demo_pipeline_at_a_tiny_size(tmp_path):
     assert "mIoU" in report.pictures["report"].read_text()
     strip = cv2.imread(str(report.pictures["strip"]))
     assert strip.shape[0] == 3 * 192  # one row per example
+
+
+def test_the_demo_replaces_its_own_output_and_refuses_any_other_folder(tmp_path):
+    options = {"size": (128, 64), "iterations": 1, "device": "cpu", "drive_frames": 2}
+    first = run_demo(tmp_path / "demo", domain_id=next_domain_id(), **options)
+    (tmp_path / "demo" / "stale.txt").write_text("left over")
+    second = run_demo(tmp_path / "demo", domain_id=next_domain_id(), **options)  # the README's command, again
+    assert second.checkpoint == first.checkpoint and second.checkpoint.is_file()
+    assert not (tmp_path / "demo" / "stale.txt").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="'.*mine': it holds files that no earlier demo wrote"):
+        run_demo(tmp_path / "mine", domain_id=next_domain_id(), **options)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
