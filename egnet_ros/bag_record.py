@@ -28,6 +28,7 @@ class BagRecorder:
         self._node = node
         self._writer = BagWriter(path, storage, overwrite=overwrite).__enter__()
         self.counts = dict.fromkeys(topics, 0)
+        self._pending: list[tuple[str, str, bytes]] = []  # received before the clock started (use_sim_time)
         self._subscriptions = [
             node.create_subscription(message_class(msgtype), topic, self._writer_for(topic, msgtype), RECORD_QOS,
                                      raw=True)
@@ -36,12 +37,25 @@ class BagRecorder:
 
     def _writer_for(self, topic: str, msgtype: str):
         def write(data: bytes) -> None:
-            self._writer.write(topic, msgtype, self._node.get_clock().now().nanoseconds, data)
-            self.counts[topic] += 1
+            self._pending.append((topic, msgtype, data))
+            self._flush()
 
         return write
+
+    def _flush(self, *, closing: bool = False) -> None:
+        """Write what has come in, at the node clock's time. Under use_sim_time the clock reads 0 until the
+        first /clock arrives, and that can come after a message: such messages wait for the bag's time to
+        start rather than be logged at 0, before the recording (at 0 only if it never starts)."""
+        now = self._node.get_clock().now().nanoseconds
+        if now == 0 and not closing:
+            return
+        for topic, msgtype, data in self._pending:
+            self._writer.write(topic, msgtype, now, data)
+            self.counts[topic] += 1
+        self._pending.clear()
 
     def close(self) -> None:
         for subscription in self._subscriptions:
             self._node.destroy_subscription(subscription)
+        self._flush(closing=True)
         self._writer.__exit__(None, None, None)

@@ -10,7 +10,10 @@ import pytest
 from rclpy.parameter import Parameter
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
+from builtin_interfaces.msg import Time
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 
 from egnet_core.data.synthetic import render_night_scene
 from egnet_ros.bag_record import BagRecorder
@@ -81,6 +84,33 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
     # The recorder ran on the bag's clock too: outputs are logged at bag time, after their frame's stamp.
     for log_time, msg in outputs["/egnet_segment/labels"]:
         assert stamp_ns(msg) <= log_time <= bag_end + 10**9
+
+
+def test_the_recorder_logs_messages_that_beat_the_first_clock_at_the_bag_time_not_at_zero(tmp_path):
+    domain_id = next_domain_id()
+    recording, source = Peer(domain_id, "egnet_test_recorder"), Peer(domain_id, "egnet_test_source")
+    recording.node.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+    try:
+        recorder = BagRecorder(recording.node, tmp_path / "outputs", {"/labels": "std_msgs/msg/String"},
+                               storage="mcap")
+        seen = recording.record(String, "/labels")
+        labels, clock = source.publisher(String, "/labels"), source.publisher(Clock, "/clock")
+        source.spin_until(lambda: labels.get_subscription_count() == 2 and clock.get_subscription_count() == 1, 20,
+                          "the recorder's subscriptions")
+        labels.publish(String(data="before the clock"))
+        recording.spin_until(lambda: len(seen) == 1, 10, "the first message")
+        recording.spin_for(0.5)  # the recorder's own subscription has it too by now
+        assert recorder.counts["/labels"] == 0  # held back: the clock still reads 0
+        clock.publish(Clock(clock=Time(sec=1_700_000_000)))
+        recording.spin_until(lambda: recording.node.get_clock().now().nanoseconds > 0, 10, "the first /clock")
+        labels.publish(String(data="after the clock"))
+        recording.spin_until(lambda: recorder.counts["/labels"] == 2, 10, "both messages written")
+        recorder.close()
+    finally:
+        recording.close()
+        source.close()
+    log_times = [log_time for log_time, _ in recorded(tmp_path / "outputs")["/labels"]]
+    assert log_times == [1_700_000_000 * 10**9] * 2
 
 
 @pytest.mark.parametrize("sig, background", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
