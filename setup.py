@@ -35,12 +35,12 @@ setup(
         "matplotlib",
         "tqdm",
         "tensorboard",
-        "rosbags",
     ],
     extras_require={
         # For machines without a ROS 2 distro: rclpy and the messages from the registry's ros-* wheels.
         # Users with a sourced distro skip this extra and keep their own.
         "ros": [
+            "rosbags",
             "ros-rclpy",
             "ros-sensor-msgs",
             "ros-std-msgs",
@@ -66,6 +66,9 @@ setup(
             "segment_node = egnet_ros.segment_node:main",
             "egnet-segment = egnet_ros.segment_node:main",
         ],
+        # The ROS side plugs into `egnet` (see egnet_core/cli.py and demo.py); the library never imports it.
+        "egnet.commands": ["bag = egnet_ros.cli:register [ros]"],
+        "egnet.demo_steps": ["night_drive = egnet_ros.demo_drive:night_drive [ros]"],
     },
     zip_safe=True,
 )

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from egnet_core.checkpoint import save_checkpoint
+from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.data.synthetic import render_night_scene
-from egnet_core.model import EGNet
+from egnet_core.model.egnet import EGNet
 from egnet_ros.bags import write_camera_bag
 
 THROUGHPUT_MODELS = {"EGNet-ResNet18 OS16": ("resnet18", 16), "EGNet-ResNet18 OS8": ("resnet18", 8),

@@ -18,7 +18,7 @@ import torch
 import torchvision
 
 from egnet_core.cli import parse_size
-from egnet_core.model import EGNet
+from egnet_core.model.egnet import EGNet
 
 REFERENCE = "deeplabv3_resnet101 (torchvision)"
 

@@ -4,19 +4,22 @@ calls the library; errors at this boundary are printed as one line naming the pr
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.metadata
 import logging
 import sys
 from pathlib import Path
 
 import torch
 
-from .config import DATASETS
-from .export import OPSET
-from .imageio import read_rgb, write_rgb
-from .inference import PRECISIONS, Segmenter
-from .labels import colorize
-from .quantize import CALIBRATION_FRAMES
-from .visualize import exposure_picture
+from egnet_core.config import DATASETS
+from egnet_core.extras import INSTALL, MissingExtra
+from egnet_core.deploy.export import OPSET
+from egnet_core.data.imageio import read_rgb, write_rgb
+from egnet_core.deploy.inference import PRECISIONS, Segmenter
+from egnet_core.data.labels import colorize
+from egnet_core.deploy.quantize import CALIBRATION_FRAMES
+from egnet_core.reports.visualize import exposure_picture
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -48,14 +51,14 @@ def _set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def _segmenter(args: argparse.Namespace, **options) -> Segmenter:
+def build_segmenter(args: argparse.Namespace, **options) -> Segmenter:
     _set_threads(args)
     return Segmenter.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision,
                                      compile=args.compile, cuda_graphs=args.cuda_graphs, **options)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    segmenter = _segmenter(args, input_size=args.input_size)
+    segmenter = build_segmenter(args, input_size=args.input_size)
     for image_path in args.images:
         image = read_rgb(image_path)
         result = segmenter.predict(image)
@@ -70,19 +73,15 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import os
+    from egnet_core.demo import run_demo
 
-    from .demo import run_demo
-
-    # The live replay's node and player find each other on this host only.
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     report = run_demo(args.out, seed=args.seed, data=args.data, checkpoint=args.checkpoint, device=args.device)
     print(f"model: {report.checkpoint}")
     print(f"val mIoU {report.miou:.4f}, mEF1 {report.mef1:.4f}")
-    print(f"night-drive bag: {report.offline.frames} frames segmented offline "
-          f"({report.offline.frames_per_second:.2f} frames/s) into {report.offline.output}; "
-          f"{report.live.played} replayed through the live node, outputs recorded: "
-          + ", ".join(f"{count} on {topic}" for topic, count in report.live.recorded.items()))
+    for step in report.steps.values():
+        print(step.summary)
+    for name, reason in report.skipped.items():
+        print(f"demo step {name!r} skipped: it {reason}")
     for name, path in report.pictures.items():
         print(f"  {name}: {path}")
     print(f"open {report.pictures['report']}")
@@ -90,7 +89,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _synth_data(args: argparse.Namespace) -> int:
-    from .data.synthetic import write_nightcity
+    from egnet_core.data.synthetic import write_nightcity
 
     width, height = args.size
     written = write_nightcity(args.out_dir, train=args.train, val=args.val, width=width, height=height, seed=args.seed)
@@ -100,8 +99,8 @@ def _synth_data(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import load_train_config
-    from .train import train
+    from egnet_core.config import load_train_config
+    from egnet_core.engine.train import train
 
     summary = train(load_train_config(args.config, args.set), resume=args.resume)
     print(f"trained to iteration {summary.iteration}; last checkpoint {summary.last_checkpoint}; "
@@ -110,13 +109,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data.datasets import open_dataset
-    from .evaluation import evaluate
-    from .inference import SlidingWindow
-    from .report import write_report
+    from egnet_core.data.datasets import open_dataset
+    from egnet_core.engine.evaluation import evaluate
+    from egnet_core.deploy.inference import SlidingWindow
+    from egnet_core.reports.report import write_report
 
     window = SlidingWindow(size=args.sliding_window, stride=args.stride or args.sliding_window) if args.sliding_window else None
-    segmenter = _segmenter(
+    segmenter = build_segmenter(
         args, input_size=None if args.native_size else args.eval_size,
         flip=args.flip, scales=tuple(args.scales), sliding_window=window,
     )
@@ -132,8 +131,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from .data.datasets import open_dataset
-    from .data.statistics import exposure_histogram, format_histogram_table, plot_exposure_histogram
+    from egnet_core.data.datasets import open_dataset
+    from egnet_core.data.statistics import exposure_histogram, format_histogram_table, plot_exposure_histogram
 
     histogram = exposure_histogram(open_dataset(args.dataset, args.data, args.split))
     print(f"exposure of {histogram.images} {args.split} images in {args.data} (the paper's Figure 4)")
@@ -149,10 +148,10 @@ def _export(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .benchmark import LABEL_AGREEMENT_FLOOR
-    from .data.synthetic import render_night_scene
-    from .export import export_onnx
-    from .quantize import calibration_images, quantize_onnx
+    from egnet_core.deploy.benchmark import LABEL_AGREEMENT_FLOOR
+    from egnet_core.data.synthetic import render_night_scene
+    from egnet_core.deploy.export import export_onnx
+    from egnet_core.deploy.quantize import calibration_images, quantize_onnx
 
     if args.int8 and args.calibration is None:
         raise ValueError("--int8 needs --calibration, a folder of images like the ones the model will see")
@@ -185,8 +184,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .benchmark import format_benchmark, run_benchmark, write_benchmark
-    from .inference import resolve_device
+    from egnet_core.deploy.benchmark import format_benchmark, run_benchmark, write_benchmark
+    from egnet_core.deploy.inference import resolve_device
 
     _set_threads(args)
     result = run_benchmark(device=resolve_device(args.device), quick=args.quick, checkpoint=args.checkpoint)
@@ -196,38 +195,6 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bag_segment(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from egnet_ros.bag_segment import segment_bag, total_frames
-
-    segmenter = _segmenter(args, input_size=args.input_size)
-    with tqdm(total=total_frames(args.in_bag, args.topic), desc="segmenting", unit="frame") as bar:
-        result = segment_bag(
-            args.in_bag, args.out_bag, segmenter, topics=args.topic, batch_size=args.batch, prefix=args.prefix,
-            color=args.color, copy_input=not args.no_input, storage=args.storage, overwrite=args.overwrite,
-            progress=bar.update,
-        )
-    print(f"{result.frames} frames segmented in {result.seconds:.1f} s ({result.frames_per_second:.2f} frames/s) "
-          f"on {segmenter.device}; output: {result.output}")
-    for reason, count in result.skipped.items():
-        print(f"  skipped {count}: {reason}")
-    if result.damage:
-        print(f"  input damaged: {result.damage}")
-    if result.exposure is not None:
-        from .data.statistics import format_histogram_table
-
-        print("exposure of the drive (the paper's Figure 4):")
-        print(format_histogram_table(result.exposure))
-    return 0 if result.frames else 1
-
-
-def _bag_play(args: argparse.Namespace) -> int:
-    from egnet_ros.bag_play import main as play
-
-    return play(args.bag, rate=args.rate, loop=args.loop, topics=args.topics, clock=args.clock, delay=args.delay)
-
-
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``egnet train``, which ``training/train.py`` takes too."""
     parser.add_argument("--config", help="YAML config (default: built-in defaults, the paper's settings)")
@@ -235,6 +202,29 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override one config field, e.g. --set optim.lr=0.01 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run.out_dir")
     parser.set_defaults(run=_train)
+
+
+# Subcommands that other packages add: each entry point is a function that registers its parsers. The ROS side
+# adds `egnet bag ...` this way, so this library never imports it and works without the `ros` extra.
+COMMANDS_GROUP = "egnet.commands"
+
+
+def add_plugin_commands(commands: argparse._SubParsersAction) -> None:
+    for entry in importlib.metadata.entry_points(group=COMMANDS_GROUP):
+        try:
+            register = entry.load()
+        except ImportError as error:  # the extra that this command comes with is not installed
+            extra = entry.extras[0] if entry.extras else "ros"
+            command = commands.add_parser(
+                entry.name, help=f"(not installed: needs the {extra!r} extra, {INSTALL.format(extra=extra)})")
+            command.set_defaults(run=functools.partial(_missing_extra, MissingExtra(
+                error.name or str(error), extra, f"egnet {entry.name}")))
+            continue
+        register(commands)
+
+
+def _missing_extra(error: MissingExtra, args: argparse.Namespace) -> int:
+    raise error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,31 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     bench.set_defaults(run=_bench)
 
-    bag = commands.add_parser("bag", help="rosbag2 tools: segment a recorded drive, replay it").add_subparsers(
-        dest="bag_command", required=True, metavar="BAG_COMMAND")
-    segment = bag.add_parser("segment", help="segment every camera frame of a bag into a new bag")
-    segment.add_argument("in_bag", type=Path, metavar="IN_BAG", help="rosbag2 directory, .db3 or .mcap (only read)")
-    segment.add_argument("out_bag", type=Path, metavar="OUT_BAG", help="new rosbag2 directory")
-    add_inference_arguments(segment)
-    segment.add_argument("--topic", action="append", help="image topic to segment (repeatable; default: all)")
-    segment.add_argument("--batch", type=int, default=1, help="frames per forward pass (default: 1)")
-    segment.add_argument("--input-size", type=parse_size, help="network input WIDTHxHEIGHT (default: frame size)")
-    segment.add_argument("--prefix", default="/egnet", help="output topics are PREFIX/TOPIC/{labels,exposure,color}")
-    segment.add_argument("--color", action="store_true", help="also write PREFIX/TOPIC/color (rgb8 palette)")
-    segment.add_argument("--no-input", action="store_true", help="leave the input frames out of the output bag")
-    segment.add_argument("--storage", choices=("sqlite3", "mcap"), help="output storage (default: the input's)")
-    segment.add_argument("--overwrite", action="store_true", help="replace OUT_BAG if it is an existing bag")
-    segment.set_defaults(run=_bag_segment)
-
-    play = bag.add_parser("play", help="publish a bag's messages with their recorded timing (needs rclpy)")
-    play.add_argument("bag", type=Path, metavar="BAG")
-    play.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default: 1)")
-    play.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
-    play.add_argument("--topics", nargs="+", help="topics to play (default: all image topics)")
-    play.add_argument("--clock", action="store_true", help="publish /clock from the bag's time, for use_sim_time")
-    play.add_argument("--delay", type=float, default=5.0,
-                      help="wait up to this many seconds for every topic to have a subscriber (default: 5)")
-    play.set_defaults(run=_bag_play)
+    add_plugin_commands(commands)
 
     demo = commands.add_parser("demo", help="the end-to-end demo on generated night scenes")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="report folder (default: demo-output)")
@@ -349,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, OSError) as error:
+    except (ValueError, OSError, MissingExtra) as error:
         print(f"egnet {args.command}: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:  # torch's and ONNX Runtime's device errors (CUDA out of memory, for one)

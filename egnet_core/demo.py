@@ -1,40 +1,41 @@
 """The end-to-end demo behind the README's main command, on generated night scenes.
 
 It generates a small data set in NightCity's on-disk layout, trains a small EGNet on it briefly, evaluates it
-the paper's way, records the held-out frames as a night-drive bag, segments that bag offline, replays it
-through the live ROS 2 node (recording what the node publishes) and leaves a report folder a person can open.
-With a real NightCity copy and a checkpoint, the same command skips the synthetic steps.
+the paper's way and leaves a report folder a person can open. Other packages add steps after the evaluation
+through the ``egnet.demo_steps`` entry point: the ROS side records the held-out frames as a night-drive bag,
+segments it offline and replays it through the live node. With a real NightCity copy and a checkpoint, the same
+command skips the synthetic steps.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from egnet_ros.bag_segment import BagSegmentation, segment_bag
-from egnet_ros.bags import write_camera_bag
-from egnet_ros.live_replay import LiveReplay, replay_through_node
 
-from .config import load_train_config
-from .data.datasets import open_dataset
-from .data.statistics import exposure_histogram, plot_exposure_histogram
-from .data.synthetic import write_nightcity
-from .evaluation import evaluate
-from .imageio import write_rgb
-from .inference import Segmenter
-from .labels import colorize
-from .report import write_report
-from .train import train
-from .visualize import exposure_picture, strip
+from egnet_core.config import load_train_config
+from egnet_core.data.datasets import open_dataset
+from egnet_core.data.statistics import exposure_histogram, plot_exposure_histogram
+from egnet_core.data.synthetic import write_nightcity
+from egnet_core.engine.evaluation import evaluate
+from egnet_core.data.imageio import write_rgb
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.data.labels import colorize
+from egnet_core.reports.report import write_report
+from egnet_core.engine.train import train
+from egnet_core.reports.visualize import exposure_picture, strip
 
 log = logging.getLogger(__name__)
 
 DEMO_MARK = ".egnet-demo"  # marks a folder as the demo's own, to be replaced by the next run
-DEMO_DOMAIN_ID = 73  # the live replay's own ROS domain, away from the default 0 a robot's graph runs on
+STEPS_GROUP = "egnet.demo_steps"
 
 # The embedded default: small enough for a few minutes on a 2-core CPU, large enough to learn the scenes.
 DEMO_TRAINING = [
@@ -53,14 +54,48 @@ DEMO_TRAINING = [
 
 
 @dataclass(frozen=True)
+class DemoContext:
+    """What a step added through ``egnet.demo_steps`` gets: the trained model, its data and the report."""
+
+    out: Path
+    data: Path  # a NightCity root
+    checkpoint: Path
+    segmenter: Segmenter
+    device: str
+    report: Path  # report.md, to which a step appends its section
+    options: dict[str, Any] = field(default_factory=dict)  # the caller's options for the steps (run_demo's **)
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    """What a step did: one line for the terminal and its own typed result."""
+
+    name: str
+    summary: str
+    result: Any
+
+
+@dataclass(frozen=True)
 class DemoReport:
     root: Path
     checkpoint: Path
     miou: float
     mef1: float
     pictures: dict[str, Path]
-    offline: BagSegmentation  # the held-out drive segmented by `egnet bag segment`
-    live: LiveReplay  # the same drive replayed through the node
+    steps: dict[str, DemoStep]  # name -> what each added step did
+    skipped: dict[str, str]  # name -> why an added step could not run (its extra is not installed)
+
+
+def demo_steps() -> tuple[dict[str, Callable[[DemoContext], DemoStep]], dict[str, str]]:
+    """The steps other packages add, and those whose extra is missing with the reason."""
+    steps, skipped = {}, {}
+    for entry in importlib.metadata.entry_points(group=STEPS_GROUP):
+        try:
+            steps[entry.name] = entry.load()
+        except ImportError as error:
+            extra = entry.extras[0] if entry.extras else "ros"
+            skipped[entry.name] = f"needs the {extra!r} extra ({error.name or error} is not installed)"
+    return steps, skipped
 
 
 def run_demo(
@@ -72,13 +107,12 @@ def run_demo(
     device: str = "auto",
     size: tuple[int, int] = (512, 256),
     iterations: int = 150,
-    drive_frames: int = 6,
-    domain_id: int = DEMO_DOMAIN_ID,
+    **step_options: Any,
 ) -> DemoReport:
     """``data`` and ``checkpoint`` given: evaluate them; otherwise generate scenes and train on them first.
 
-    The first ``drive_frames`` validation images become the night-drive bag (10 frames/s); the live replay
-    runs on ROS domain ``domain_id``."""
+    ``step_options`` go to the added steps (the ROS side's night drive takes ``drive_frames`` and
+    ``domain_id``)."""
     out = Path(out)
     if (data is None) != (checkpoint is None):
         raise ValueError("the demo takes --data and --checkpoint together (a real data set and a model), or neither")
@@ -103,15 +137,14 @@ def run_demo(
                                                       title="pixels per image by exposure (Figure 4)"),
         "strip": write_rgb(out / "report" / "strip.png", _strip(result.examples, segmenter)),
     }
-    drive = out / "bags" / "night_drive"
-    frames = [sample.image for sample in _first(open_dataset("nightcity", data, "val"), drive_frames)]
-    write_camera_bag(drive, frames, storage="mcap", overwrite=True)
-    offline = segment_bag(drive, out / "bags" / "night_drive_segmented", segmenter, color=True, overwrite=True)
-    live = replay_through_node(drive, checkpoint, out / "bags" / "night_drive_live", domain_id=domain_id,
-                               device=device, overwrite=True)
-    _append_bag_section(files.markdown, drive, offline, live)
+    context = DemoContext(out=out, data=Path(data), checkpoint=Path(checkpoint), segmenter=segmenter,
+                          device=device, report=files.markdown, options=step_options)
+    available, skipped = demo_steps()
+    for name, reason in skipped.items():
+        log.warning("demo step %r skipped: it %s", name, reason)
+    steps = {name: step(context) for name, step in available.items()}
     return DemoReport(root=out, checkpoint=Path(checkpoint), miou=result.scores.miou, mef1=result.scores.mef1,
-                      pictures=pictures, offline=offline, live=live)
+                      pictures=pictures, steps=steps, skipped=skipped)
 
 
 def _fresh_output(out: Path) -> None:
@@ -124,27 +157,6 @@ def _fresh_output(out: Path) -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / DEMO_MARK).write_text("written by `egnet demo`: the next demo into this folder replaces all of it\n")
-
-
-def _first(dataset, count: int):
-    return (dataset[index] for index in range(min(count, len(dataset))))
-
-
-def _append_bag_section(markdown: Path, drive: Path, offline: BagSegmentation, live: LiveReplay) -> None:
-    lines = [
-        "", "## The night drive as a rosbag2", "",
-        f"The first validation frames, recorded as a camera would (`bgr8`, 10 frames/s): `{drive}`.", "",
-        "| step | frames | output |", "|---|---:|---|",
-        f"| `egnet bag segment` (offline, {offline.frames_per_second:.2f} frames/s) | {offline.frames} | "
-        f"`{offline.output}` |",
-        f"| replayed through the live node (`egnet-segment`, use_sim_time) | {live.played} played, "
-        + ", ".join(f"{count} on `{topic}`" for topic, count in live.recorded.items()) + f" | `{live.output}` |",
-        "", "The live node keeps only the newest frame: one that arrives while the model is busy replaces the one "
-        "waiting, so on a slow CPU it publishes for fewer frames than were played, each with its own frame's "
-        f"stamp. Its log, with the counts: `{live.node_log}`.",
-    ]
-    with markdown.open("a", encoding="utf-8") as file:
-        file.write("\n".join(lines) + "\n")
 
 
 def _strip(examples, segmenter: Segmenter):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from egnet_core.data.statistics import ExposureCounter, ExposureHistogram
-from egnet_core.inference import Segmenter
+from egnet_core.deploy.inference import Segmenter
 
 from .bags import (
     COMPRESSED_IMAGE,

@@ -32,11 +32,11 @@ from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from egnet_core.checkpoint import check_same_architecture
-from egnet_core.inference import Segmentation, Segmenter, resolve_device
-from egnet_core.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE
-from egnet_core.model import MIN_INPUT_SIZE
-from egnet_core.visualize import overlay
+from egnet_core.model.checkpoint import check_same_architecture
+from egnet_core.deploy.inference import Segmentation, Segmenter, resolve_device
+from egnet_core.data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE
+from egnet_core.model.egnet import MIN_INPUT_SIZE
+from egnet_core.reports.visualize import overlay
 
 from .dds import use_fastdds_profile
 from .frame_stats import FrameCounts, FrameStats

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from egnet_core.checkpoint import save_checkpoint
+from egnet_core.model.checkpoint import save_checkpoint
 from egnet_ros.dds import use_fastdds_profile
 from helpers import tiny_model
 

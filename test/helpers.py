@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from egnet_core.model import EGNet
+from egnet_core.model.egnet import EGNet
 
 
 def tiny_model(**overrides) -> EGNet:

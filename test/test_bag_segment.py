@@ -11,11 +11,11 @@ import yaml
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
-from egnet_core.checkpoint import save_checkpoint
+from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.cli import main
 from egnet_core.data.synthetic import render_night_frames
-from egnet_core.export import export_onnx
-from egnet_core.inference import Segmenter
+from egnet_core.deploy.export import export_onnx
+from egnet_core.deploy.inference import Segmenter
 from egnet_ros.bag_segment import total_frames
 from egnet_ros.bags import BagWriter, write_camera_bag
 from helpers import snapshot, tiny_model

@@ -1,11 +1,11 @@
-"""egnet_core.benchmark's measuring parts (no timing is asserted: the numbers go to bench.json, not to tests)."""
+"""egnet_core.deploy.benchmark's measuring parts (no timing is asserted: the numbers go to bench.json, not to tests)."""
 
 import json
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from egnet_core.benchmark import SIZE, format_benchmark, gemm_peaks, model_gflop, write_benchmark
+from egnet_core.deploy.benchmark import SIZE, format_benchmark, gemm_peaks, model_gflop, write_benchmark
 from helpers import tiny_model
 
 

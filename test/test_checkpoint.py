@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from egnet_core.checkpoint import check_same_architecture, load_checkpoint, load_model, save_checkpoint
+from egnet_core.model.checkpoint import check_same_architecture, load_checkpoint, load_model, save_checkpoint
 from egnet_core.config import ModelConfig
 from helpers import tiny_model
 

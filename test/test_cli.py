@@ -79,9 +79,11 @@ def test_training_script_and_cli_are_one_code_path(tmp_path):
 def test_the_demo_pipeline_at_a_tiny_size(tmp_path):
     report = run_demo(tmp_path, size=(128, 64), iterations=2, device="cpu", domain_id=next_domain_id())
     assert report.checkpoint.is_file()
-    assert report.offline.frames == 6 and not report.offline.skipped and report.offline.damage is None
-    assert report.live.played == 6
-    assert all(count >= 5 for count in report.live.recorded.values()), report.live.recorded  # 10 Hz, a tiny model
+    assert list(report.steps) == ["night_drive"] and not report.skipped  # the ROS side's step, found by entry point
+    drive = report.steps["night_drive"].result
+    assert drive.offline.frames == 6 and not drive.offline.skipped and drive.offline.damage is None
+    assert drive.live.played == 6
+    assert all(count >= 5 for count in drive.live.recorded.values()), drive.live.recorded  # 10 Hz, a tiny model
     assert "## The night drive as a rosbag2" in report.pictures["report"].read_text()
     assert 0.0 <= report.miou <= 1.0 and 0.0 <= report.mef1 <= 1.0
     for path in report.pictures.values():

@@ -6,9 +6,9 @@ import torch
 import torch.multiprocessing as mp
 
 from egnet_core.data.sample import RawSample
-from egnet_core.evaluation import evaluate
-from egnet_core.inference import Segmenter
-from egnet_core.labels import CLASS_NAMES
+from egnet_core.engine.evaluation import evaluate
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.data.labels import CLASS_NAMES
 from helpers import constant_model, tiny_model
 
 ROAD, VEGETATION = CLASS_NAMES.index("road"), CLASS_NAMES.index("vegetation")

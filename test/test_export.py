@@ -7,12 +7,12 @@ import onnx
 import pytest
 import torch
 
-from egnet_core.checkpoint import save_checkpoint
+from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.cli import main
 from egnet_core.config import ModelConfig
-from egnet_core.export import OPSET, export_onnx
-from egnet_core.inference import Segmenter
-from egnet_core.onnx_runtime import OnnxNetwork
+from egnet_core.deploy.export import OPSET, export_onnx
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.onnx_runtime import OnnxNetwork
 from helpers import tiny_model, with_running_statistics
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from egnet_core.exposure import bin_names, exposure_bins, exposure_map, exposure_map_torch
+from egnet_core.data.exposure import bin_names, exposure_bins, exposure_map, exposure_map_torch
 
 
 def test_exposure_map_is_opencv_hsv_value_channel():

@@ -1,8 +1,8 @@
-"""egnet_core.fusion: BatchNorm folded into convolutions, the same function with fewer passes."""
+"""egnet_core.deploy.fusion: BatchNorm folded into convolutions, the same function with fewer passes."""
 
 import torch
 
-from egnet_core.fusion import fuse_conv_bn
+from egnet_core.deploy.fusion import fuse_conv_bn
 from helpers import tiny_model, with_running_statistics
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from egnet_core.inference import Segmenter, resolve_device
-from egnet_core.labels import PALETTE
+from egnet_core.deploy.inference import Segmenter, resolve_device
+from egnet_core.data.labels import PALETTE
 from helpers import tiny_model, with_running_statistics
 
 

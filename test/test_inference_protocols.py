@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from egnet_core.inference import Segmenter, SlidingWindow
+from egnet_core.deploy.inference import Segmenter, SlidingWindow
 from helpers import constant_model, tiny_model
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from egnet_core.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE, colorize, label_id_to_train_id
+from egnet_core.data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE, colorize, label_id_to_train_id
 
 
 def test_the_nineteen_cityscapes_training_classes_in_train_id_order():

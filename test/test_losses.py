@@ -1,8 +1,8 @@
 import torch
 import torch.nn.functional as F
 
-from egnet_core.losses import EGNetLoss
-from egnet_core.model import EGNetOutput
+from egnet_core.criteria.losses import EGNetLoss
+from egnet_core.model.egnet import EGNetOutput
 
 
 def _output(seed=0, batch=2, classes=4, size=6):

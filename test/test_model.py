@@ -3,7 +3,7 @@ import torch
 import torchvision
 
 from egnet_core.config import VARIANTS, ModelConfig
-from egnet_core.model import EGNet, build_model
+from egnet_core.model.egnet import EGNet, build_model
 from helpers import tiny_model
 
 

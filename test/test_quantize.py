@@ -7,14 +7,14 @@ import onnx
 import pytest
 import torch
 
-from egnet_core.checkpoint import save_checkpoint
+from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.cli import main
 from egnet_core.data.synthetic import render_night_frames
-from egnet_core.export import CONFIG_KEY, PRECISION_KEY, export_onnx
-from egnet_core.imageio import write_rgb
-from egnet_core.inference import Segmenter
-from egnet_core.onnx_runtime import OnnxNetwork
-from egnet_core.quantize import FLOAT_WEIGHTS, calibration_images, quantize_onnx
+from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY, export_onnx
+from egnet_core.data.imageio import write_rgb
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.onnx_runtime import OnnxNetwork
+from egnet_core.deploy.quantize import FLOAT_WEIGHTS, calibration_images, quantize_onnx
 from helpers import snapshot, tiny_model, with_running_statistics
 
 SIZE = (128, 64)

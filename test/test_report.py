@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from egnet_core.evaluation import EvaluationResult, Example
-from egnet_core.exposure import bin_names
-from egnet_core.labels import CLASS_NAMES
-from egnet_core.metrics import SegmentationEvaluator
-from egnet_core.report import write_report
+from egnet_core.engine.evaluation import EvaluationResult, Example
+from egnet_core.data.exposure import bin_names
+from egnet_core.data.labels import CLASS_NAMES
+from egnet_core.criteria.metrics import SegmentationEvaluator
+from egnet_core.reports.report import write_report
 
 
 def _example(name, seed):

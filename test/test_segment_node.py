@@ -19,10 +19,10 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from egnet_core.checkpoint import save_checkpoint
-from egnet_core.export import export_onnx
-from egnet_core.inference import Segmenter
-from egnet_core.labels import CLASS_NAMES, PALETTE
+from egnet_core.model.checkpoint import save_checkpoint
+from egnet_core.deploy.export import export_onnx
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.data.labels import CLASS_NAMES, PALETTE
 from egnet_ros.segment_node import PARAMETERS, LatestFrame, ProblemThrottle
 from helpers import constant_model, tiny_model
 from helpers_ros import READY_LINE, NodeProcess, Peer, make_header, make_image_msg, next_domain_id

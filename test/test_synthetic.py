@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from egnet_core.data.synthetic import NightScene, SyntheticDataset, render_night_scene, write_nightcity
-from egnet_core.exposure import NUM_BINS, exposure_bins, exposure_map
-from egnet_core.labels import IGNORE_INDEX, LABEL_IDS, colorize, label_id_to_train_id
+from egnet_core.data.exposure import NUM_BINS, exposure_bins, exposure_map
+from egnet_core.data.labels import IGNORE_INDEX, LABEL_IDS, colorize, label_id_to_train_id
 
 DRAWN_CLASSES = ("road", "sidewalk", "building", "pole", "traffic light", "traffic sign", "vegetation", "sky",
                  "person", "car")

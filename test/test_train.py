@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from egnet_core.checkpoint import load_checkpoint, load_model, save_checkpoint
+from egnet_core.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from egnet_core.config import load_train_config
 from egnet_core.data.synthetic import write_nightcity
-from egnet_core.train import load_pretrained, train
+from egnet_core.engine.train import load_pretrained, train
 from helpers import tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,8 +89,8 @@ def test_fine_tuning_refuses_a_checkpoint_with_another_number_of_classes(tmp_pat
 
 _WRITER = """
 import sys, torch
-from egnet_core.checkpoint import save_checkpoint
-from egnet_core.model import EGNet
+from egnet_core.model.checkpoint import save_checkpoint
+from egnet_core.model.egnet import EGNet
 model = EGNet(backbone="resnet50")
 save_checkpoint(sys.argv[1], model, generation=0)
 print("first", flush=True)

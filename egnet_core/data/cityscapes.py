@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .nightcity import LABEL_IDS, TRAIN_IDS, LabelledImageFolder, Transform, check_split, require_folders
+from egnet_core.data.nightcity import LABEL_IDS, TRAIN_IDS, LabelledImageFolder, Transform, check_split, require_folders
 
 
 class Cityscapes(LabelledImageFolder):

@@ -6,9 +6,9 @@ import os
 
 from torch.utils.data import ConcatDataset, Dataset
 
-from ..config import DATASETS
-from .cityscapes import Cityscapes
-from .nightcity import NightCity
+from egnet_core.config import DATASETS
+from egnet_core.data.cityscapes import Cityscapes
+from egnet_core.data.nightcity import NightCity
 
 
 def open_dataset(

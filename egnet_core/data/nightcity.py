@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from egnet_core.imageio import read_label, read_rgb
-from egnet_core.labels import IGNORE_INDEX, NUM_CLASSES, label_id_to_train_id
+from egnet_core.data.imageio import read_label, read_rgb
+from egnet_core.data.labels import IGNORE_INDEX, NUM_CLASSES, label_id_to_train_id
 
-from .sample import RawSample
+from egnet_core.data.sample import RawSample
 
 logger = logging.getLogger(__name__)
 

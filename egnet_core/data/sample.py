@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from egnet_core.exposure import exposure_map
+from egnet_core.data.exposure import exposure_map
 
 
 class RawSample(NamedTuple):

@@ -11,9 +11,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch.utils.data import Dataset
 
-from egnet_core.exposure import NUM_BINS, bin_names, exposure_bins, exposure_map
+from egnet_core.data.exposure import NUM_BINS, bin_names, exposure_bins, exposure_map
 
-from .sample import RawSample
+from egnet_core.data.sample import RawSample
 
 
 @dataclass(frozen=True)

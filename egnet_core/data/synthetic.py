@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from egnet_core.labels import LABEL_IDS, colorize, label_id_to_train_id
+from egnet_core.data.labels import LABEL_IDS, colorize, label_id_to_train_id
 
 logger = logging.getLogger(__name__)
 

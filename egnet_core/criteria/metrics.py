@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .exposure import NUM_BINS, bin_names, exposure_bins
-from .labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from egnet_core.data.exposure import NUM_BINS, bin_names, exposure_bins
+from egnet_core.data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 
 AVERAGES = ("micro", "macro", "weighted")
 

@@ -19,18 +19,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
-from .config import TrainConfig
-from .data.datasets import open_dataset
-from .data.transforms import TrainTransform
-from .distributed import DistributedContext, cleanup_distributed, mean_across_processes, setup_distributed
-from .evaluation import evaluate
-from .inference import Segmenter
-from .labels import colorize
-from .losses import EGNetLoss
-from .model import EGNet, build_model
-from .sampling import IterationSampler, SeededSamples
-from .visualize import strip
+from egnet_core.model.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+from egnet_core.config import TrainConfig
+from egnet_core.data.datasets import open_dataset
+from egnet_core.data.transforms import TrainTransform
+from egnet_core.engine.distributed import DistributedContext, cleanup_distributed, mean_across_processes, setup_distributed
+from egnet_core.engine.evaluation import evaluate
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.data.labels import colorize
+from egnet_core.criteria.losses import EGNetLoss
+from egnet_core.model.egnet import EGNet, build_model
+from egnet_core.engine.sampling import IterationSampler, SeededSamples
+from egnet_core.reports.visualize import strip
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .export import INPUT_NAME, PRECISION_KEY, require_onnx
-from .imageio import read_rgb
-from .inference import resize, to_network_input
-from .onnx_runtime import OnnxNetwork, require_onnxruntime
+from egnet_core.deploy.export import INPUT_NAME, PRECISION_KEY, require_onnx
+from egnet_core.data.imageio import read_rgb
+from egnet_core.deploy.inference import resize, to_network_input
+from egnet_core.deploy.onnx_runtime import OnnxNetwork, require_onnxruntime
 
 log = logging.getLogger(__name__)
 

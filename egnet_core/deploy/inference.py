@@ -26,13 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import check_same_architecture, load_model
-from .config import ModelConfig
-from .cuda_graphs import CudaGraphNetwork
-from .fusion import fuse_conv_bn
-from .labels import IGNORE_INDEX, PALETTE_LUT
-from .model import MIN_INPUT_SIZE, EGNet, EGNetOutput
-from .onnx_runtime import OnnxNetwork
+from egnet_core.model.checkpoint import check_same_architecture, load_model
+from egnet_core.config import ModelConfig
+from egnet_core.deploy.cuda_graphs import CudaGraphNetwork
+from egnet_core.deploy.fusion import fuse_conv_bn
+from egnet_core.data.labels import IGNORE_INDEX, PALETTE_LUT
+from egnet_core.model.egnet import MIN_INPUT_SIZE, EGNet, EGNetOutput
+from egnet_core.deploy.onnx_runtime import OnnxNetwork
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PAPER_INPUT_SIZE = (900, 900)  # (width, height) the paper resizes every test image to

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .labels import colorize
+from egnet_core.data.labels import colorize
 
 
 def exposure_picture(exposure: np.ndarray) -> np.ndarray:

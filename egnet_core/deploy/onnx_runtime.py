@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .export import INPUT_NAME, OUTPUT_NAMES, onnx_model_config, onnx_precision
-from .model import EGNetOutput
+from egnet_core.deploy.export import INPUT_NAME, OUTPUT_NAMES, onnx_model_config, onnx_precision
+from egnet_core.extras import require
+from egnet_core.model.egnet import EGNetOutput
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,5 @@ def cpu_has_vnni() -> bool:
 
 
 def require_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError as error:
-        raise ValueError(f"running an .onnx model needs ONNX Runtime ({error}); install it with "
-                         "pip install 'egnet_ros[onnx]' (or onnxruntime-gpu)") from None
-    return onnxruntime
+    return require("onnxruntime", extra="onnx", purpose="running an .onnx model",
+                   hint=" (or onnxruntime-gpu for CUDA)")

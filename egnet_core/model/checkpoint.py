@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig
-from .model import EGNet, build_model
+from egnet_core.config import ModelConfig
+from egnet_core.model.egnet import EGNet, build_model
 
 FORMAT = "egnet-checkpoint"
 VERSION = 1

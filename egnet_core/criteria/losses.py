@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .labels import IGNORE_INDEX
-from .model import EGNetOutput
+from egnet_core.data.labels import IGNORE_INDEX
+from egnet_core.model.egnet import EGNetOutput
 
 
 class LossParts(NamedTuple):

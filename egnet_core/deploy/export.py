@@ -17,10 +17,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_model
-from .config import ModelConfig
-from .fusion import fuse_conv_bn
-from .model import MIN_INPUT_SIZE
+from egnet_core.extras import require
+
+from egnet_core.model.checkpoint import load_model
+from egnet_core.config import ModelConfig
+from egnet_core.deploy.fusion import fuse_conv_bn
+from egnet_core.model.egnet import MIN_INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +84,5 @@ def onnx_precision(path: str | os.PathLike, metadata: dict[str, str]) -> str:
 
 
 def require_onnx():
-    try:
-        import onnx
-        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
-    except ImportError as error:
-        raise ValueError(f"ONNX export needs the onnx and onnxscript packages ({error}); "
-                         "install them with pip install 'egnet_ros[onnx]'") from None
-    return onnx
+    # torch's ONNX exporter needs onnxscript beside onnx.
+    return require("onnx", "onnxscript", extra="onnx", purpose="ONNX export")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import EGNetOutput
+from egnet_core.model.egnet import EGNetOutput
 
 WARM_UP_RUNS = 3  # cuDNN picks its algorithms and the allocator settles before the capture
 

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import build_resnet, stage_channels, widen_input
-from .config import ModelConfig
-from .guidance import build_guidance
+from egnet_core.model.backbone import build_resnet, stage_channels, widen_input
+from egnet_core.config import ModelConfig
+from egnet_core.model.guidance import build_guidance
 
 # Images enter the model as RGB in [0, 1]; ImageNet normalisation happens inside, so the exposure map the
 # ablations need (and an exported graph's caller) sees the raw pixels.

@@ -1,0 +1,72 @@
+"""The ROS side's subcommands of ``egnet``: ``egnet bag segment`` and ``egnet bag play``.
+
+``egnet_core.cli`` finds :func:`register` through the ``egnet.commands`` entry point (see ``setup.py``), so the
+library never imports this package; without the ``ros`` extra, ``egnet bag`` says what to install instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from egnet_core.cli import add_inference_arguments, build_segmenter, parse_size
+from egnet_core.data.statistics import format_histogram_table
+
+from .bag_segment import segment_bag, total_frames
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``bag segment`` and ``bag play`` to the ``egnet`` command."""
+    bag = commands.add_parser("bag", help="rosbag2 tools: segment a recorded drive, replay it").add_subparsers(
+        dest="bag_command", required=True, metavar="BAG_COMMAND")
+    segment = bag.add_parser("segment", help="segment every camera frame of a bag into a new bag")
+    segment.add_argument("in_bag", type=Path, metavar="IN_BAG", help="rosbag2 directory, .db3 or .mcap (only read)")
+    segment.add_argument("out_bag", type=Path, metavar="OUT_BAG", help="new rosbag2 directory")
+    add_inference_arguments(segment)
+    segment.add_argument("--topic", action="append", help="image topic to segment (repeatable; default: all)")
+    segment.add_argument("--batch", type=int, default=1, help="frames per forward pass (default: 1)")
+    segment.add_argument("--input-size", type=parse_size, help="network input WIDTHxHEIGHT (default: frame size)")
+    segment.add_argument("--prefix", default="/egnet", help="output topics are PREFIX/TOPIC/{labels,exposure,color}")
+    segment.add_argument("--color", action="store_true", help="also write PREFIX/TOPIC/color (rgb8 palette)")
+    segment.add_argument("--no-input", action="store_true", help="leave the input frames out of the output bag")
+    segment.add_argument("--storage", choices=("sqlite3", "mcap"), help="output storage (default: the input's)")
+    segment.add_argument("--overwrite", action="store_true", help="replace OUT_BAG if it is an existing bag")
+    segment.set_defaults(run=_bag_segment)
+
+    play = bag.add_parser("play", help="publish a bag's messages with their recorded timing (needs rclpy)")
+    play.add_argument("bag", type=Path, metavar="BAG")
+    play.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default: 1)")
+    play.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
+    play.add_argument("--topics", nargs="+", help="topics to play (default: all image topics)")
+    play.add_argument("--clock", action="store_true", help="publish /clock from the bag's time, for use_sim_time")
+    play.add_argument("--delay", type=float, default=5.0,
+                      help="wait up to this many seconds for every topic to have a subscriber (default: 5)")
+    play.set_defaults(run=_bag_play)
+
+
+def _bag_segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    segmenter = build_segmenter(args, input_size=args.input_size)
+    with tqdm(total=total_frames(args.in_bag, args.topic), desc="segmenting", unit="frame") as bar:
+        result = segment_bag(
+            args.in_bag, args.out_bag, segmenter, topics=args.topic, batch_size=args.batch, prefix=args.prefix,
+            color=args.color, copy_input=not args.no_input, storage=args.storage, overwrite=args.overwrite,
+            progress=bar.update,
+        )
+    print(f"{result.frames} frames segmented in {result.seconds:.1f} s ({result.frames_per_second:.2f} frames/s) "
+          f"on {segmenter.device}; output: {result.output}")
+    for reason, count in result.skipped.items():
+        print(f"  skipped {count}: {reason}")
+    if result.damage:
+        print(f"  input damaged: {result.damage}")
+    if result.exposure is not None:
+        print("exposure of the drive (the paper's Figure 4):")
+        print(format_histogram_table(result.exposure))
+    return 0 if result.frames else 1
+
+
+def _bag_play(args: argparse.Namespace) -> int:
+    from .bag_play import main as play
+
+    return play(args.bag, rate=args.rate, loop=args.loop, topics=args.topics, clock=args.clock, delay=args.delay)
