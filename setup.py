@@ -54,9 +54,15 @@ setup(
             "onnxscript",
             "onnxruntime",
         ],
+        # Tests, the linter, and colcon for the test that builds the package as ROS users do.
         "dev": [
             "pytest",
             "scikit-learn",
+            "ruff",
+            "colcon-core",
+            "colcon-ros",
+            "colcon-python-setup-py",
+            "colcon-package-selection",
         ],
     },
     entry_points={

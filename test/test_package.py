@@ -1,5 +1,6 @@
 """The distribution as colcon and pip see it: package.xml, and what a built wheel installs where."""
 
+import ast
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -22,6 +23,30 @@ def test_package_xml_is_a_format_3_ament_python_package_with_real_dependencies()
     depends = {element.text for element in package.findall("exec_depend")}
     assert {"rclpy", "sensor_msgs", "std_msgs", "launch_ros", "python3-torch", "python3-torchvision",
             "python3-opencv", "python3-numpy"} <= depends
+    assert {"ament_copyright", "ament_flake8", "ament_pep257", "python3-pytest"} <= {
+        element.text for element in package.findall("test_depend")}
+
+
+def _imported_top_level_modules(*folders: Path) -> set[str]:
+    names = set()
+    for folder in folders:
+        for path in folder.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".")[0])
+    return names
+
+
+def test_package_xml_lists_every_ros_package_the_code_imports():
+    imported = _imported_top_level_modules(ROOT / "egnet_ros", ROOT / "launch")
+    ros = {name for name in imported
+           if name.endswith("_msgs") or name.startswith(("rcl", "launch")) or name == "rclpy"}
+    assert {"rclpy", "sensor_msgs", "diagnostic_msgs", "rosgraph_msgs", "launch_ros"} <= ros  # the scan works
+    package = ElementTree.parse(ROOT / "package.xml").getroot()
+    depends = {element.text for element in package.findall("exec_depend")}
+    assert ros <= depends, f"imported but not in package.xml: {sorted(ros - depends)}"
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +70,7 @@ def test_the_wheel_installs_the_ament_index_marker_launch_and_config_under_share
     entry_points = wheel.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     for script in ("egnet =", "segment_node =", "egnet-segment ="):
         assert script in entry_points
+    assert "[egnet.commands]\nbag = egnet_ros.cli:register [ros]" in entry_points
 
 
 def test_the_model_exports_with_static_control_flow_and_dynamic_sizes():

@@ -283,7 +283,20 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
             rss.append(resident_mib(node))
     peer.spin_until(lambda: labels and labels[-1].header.stamp.sec >= 1000 + published - 3, 30,
                     "the newest frame's labels")
-    peer.spin_for(1.5)  # one more diagnostics period after the last frame
+
+    # Counts are read only from a state that no thread is still changing: the camera has stopped, and a
+    # diagnostics message accounts for every frame it received (none waiting, none in flight) and for every
+    # labels message that arrived here. A node whose counts do not add up never sends one: the wait fails.
+    def settled():
+        if not diagnostics:
+            return None
+        counts = {key: int(diagnostics_value(diagnostics[-1], key)) for key in
+                  ("received", "processed", "dropped (superseded)")}
+        accounted = counts["received"] == counts["processed"] + counts["dropped (superseded)"]
+        return diagnostics[-1] if accounted and counts["processed"] == len(labels) else None
+
+    peer.spin_until(settled, 30, "diagnostics that account for every frame received and every labels message")
+    final = settled()
     rss.append(resident_mib(node))
     stop_cleanly(node)
 
@@ -292,12 +305,10 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
 
     stamps = [m.header.stamp.sec for m in labels]
     assert stamps == sorted(set(stamps)), "each frame at most once, in order"
-    status = {key: diagnostics_value(diagnostics[-1], key) for key in
+    status = {key: diagnostics_value(final, key) for key in
               ("received", "processed", "dropped (superseded)", "latency p50 (ms)", "inference p50 (ms)")}
     received, processed = int(status["received"]), int(status["processed"])
-    dropped = int(status["dropped (superseded)"])
-    assert processed == len(labels) and 2 <= processed < 45
-    assert received == processed + dropped, status
+    assert 2 <= processed < 45, status
     assert received >= 0.5 * published, status  # best effort: a loaded CPU loses some in DDS, as a camera would
     # Latency stays about one inference time: a frame waits at most for the one in flight, never for a queue.
     assert float(status["latency p50 (ms)"]) <= 2.5 * float(status["inference p50 (ms)"]) + 50, status
