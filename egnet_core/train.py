@@ -82,6 +82,8 @@ def _train(config: TrainConfig, context: DistributedContext, *, resume: bool) ->
     criterion = EGNetLoss(alpha=optim.alpha, beta=optim.beta)
     stop = min(config.run.stop_at or optim.iterations, optim.iterations)
     batches = _loader(config, context, start, stop)
+    # Opened once, here: a val split without a valid label stops the run now, not at the first validation.
+    val_set = open_dataset(config.data.dataset, config.data.root, "val")
     run.log(f"training {config.model.variant} ({config.model.backbone}) on {device} x{context.world_size}, "
             f"iterations {start}..{stop} of {optim.iterations}")
 
@@ -111,7 +113,7 @@ def _train(config: TrainConfig, context: DistributedContext, *, resume: bool) ->
             progress.set_postfix(loss=f"{losses[0]:.3f}", ce=f"{losses[1]:.3f}", l1=f"{losses[2]:.3f}",
                                  lr=f"{scheduler.get_last_lr()[0]:.2e}", img_s=f"{rate:.1f}")
         if iteration % config.run.val_every == 0 or iteration == optim.iterations:
-            miou = _validate(model, config, context, run, iteration)
+            miou = _validate(model, val_set, config, context, run, iteration)
             if miou > best_miou:
                 best_miou = miou
                 if context.is_main:
@@ -159,11 +161,11 @@ def _loader(config: TrainConfig, context: DistributedContext, start: int, stop: 
                       num_workers=config.data.workers, pin_memory=context.device.type == "cuda")
 
 
-def _validate(model: EGNet, config: TrainConfig, context: DistributedContext, run: _RunFiles, iteration: int) -> float:
+def _validate(model: EGNet, val_set: Dataset, config: TrainConfig, context: DistributedContext, run: _RunFiles,
+              iteration: int) -> float:
     _require_finite_weights(model, iteration)  # NaN weights predict class 0 everywhere, and best.pt would keep them
     segmenter = Segmenter(model, device=context.device, input_size=config.data.eval_size)
-    result = evaluate(segmenter, open_dataset(config.data.dataset, config.data.root, "val"), limit=config.data.eval_limit,
-                      shard=(context.rank, context.world_size))
+    result = evaluate(segmenter, val_set, limit=config.data.eval_limit, shard=(context.rank, context.world_size))
     scores = result.scores
     run.scalars(iteration, val_miou=scores.miou, val_mef1=scores.mef1, val_pixel_accuracy=scores.pixel_accuracy)
     run.log(f"iteration {iteration}: val mIoU {scores.miou:.4f}, mEF1 {scores.mef1:.4f}, "

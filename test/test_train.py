@@ -2,18 +2,22 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from egnet_core.checkpoint import load_checkpoint, load_model, save_checkpoint
 from egnet_core.config import load_train_config
 from egnet_core.data.synthetic import write_nightcity
+from egnet_core.imageio import read_label
 from egnet_core.train import TrainingDiverged, load_pretrained, train
 from helpers import tiny_model
 
@@ -98,6 +102,17 @@ def test_a_diverging_run_warns_once_then_stops_before_any_checkpoint_holds_non_f
         assert all(torch.isfinite(tensor).all() for tensor in state.values() if tensor.is_floating_point()), path
     assert bool(checkpoints) == (checkpoint_every == 1)
     assert not (tmp_path / "best.pt").exists()
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_a_split_without_a_valid_label_stops_training_before_the_first_iteration(night_data, tmp_path, split):
+    data = shutil.copytree(night_data, tmp_path / "data")
+    for label_file in (data / "NightCity-label" / "label" / split).glob("*_labelIds.png"):
+        cv2.imwrite(str(label_file), np.full_like(read_label(label_file), 200))
+    with pytest.raises(ValueError, match=f"nightcity {split}: none of the .* label maps .* only the values \\[200\\]"):
+        train(_config(data, tmp_path / "out", "optim.iterations=2", "run.val_every=100"))
+    assert not (tmp_path / "out" / "scalars.jsonl").exists()
+    assert not list((tmp_path / "out" / "checkpoints").glob("*.pt"))
 
 
 def test_resume_without_a_checkpoint_or_with_another_model_is_refused(night_data, tmp_path):
