@@ -113,7 +113,6 @@ class LabelledImageFolder(Dataset):
         self._train_ids = label_suffix.endswith(f"_{TRAIN_IDS}.png")
         self._label_scales = tuple(label_scales)
         self.transform = transform
-        label_format = TRAIN_IDS if self._train_ids else LABEL_IDS
         sampled, ignored, values = self._sample_ignored()
         self.summary = DatasetSummary(
             dataset=dataset,
@@ -122,23 +121,12 @@ class LabelledImageFolder(Dataset):
             skipped=len(skipped_images) + len(skipped_labels),
             image_dir=image_dir,
             label_dir=label_dir,
-            label_format=label_format,
+            label_format=TRAIN_IDS if self._train_ids else LABEL_IDS,
             ignored=ignored,
             sampled=len(sampled),
         )
-        if ignored == 1.0 and not any(self._has_valid_label(i) for i in range(len(self)) if i not in sampled):
-            raise ValueError(
-                f"{dataset} {split}: none of the {len(self)} label maps in {label_dir} has a valid label (the "
-                f"{len(sampled)} sampled hold only the values {values}), so there is nothing to train on or score; "
-                f"{label_format} maps must hold {_VALID_VALUES[label_format]}"
-            )
+        self._check_labels(sampled, values)
         logger.info("%s", self.summary)
-        if ignored > IGNORED_WARNING:
-            logger.warning(
-                "%s %s: %.0f%% of the pixels in a sample of %d of the %d label maps in %s are ignored (255, or not "
-                "one of the 19 classes); %s maps must hold %s", dataset, split, 100 * ignored, len(sampled), len(self),
-                label_dir, label_format, _VALID_VALUES[label_format],
-            )
 
     @property
     def names(self) -> list[str]:
@@ -167,10 +155,27 @@ class LabelledImageFolder(Dataset):
             total += stored.size
             if ignored == total:
                 values.update(np.unique(stored).tolist())
-        return sampled, ignored / max(total, 1), sorted(values)[:_SHOWN_FILES]
+        return sampled, ignored / max(total, 1), sorted(values)[:10]  # enough to recognise a label format
 
     def _has_valid_label(self, index: int) -> bool:
         return bool((self._to_train_ids(read_label(self._pairs[index].label)) != IGNORE_INDEX).any())
+
+    def _check_labels(self, sampled: set[int], values: list[int]) -> None:
+        """Refuse a split without a single valid label (cross-entropy 0 at every step, mIoU NaN); warn about one
+        that is mostly ignored. Only when the sample holds no valid label are the other label maps read."""
+        summary, expected = self.summary, _VALID_VALUES[self.summary.label_format]
+        if summary.ignored == 1.0 and not any(self._has_valid_label(i) for i in range(len(self)) if i not in sampled):
+            raise ValueError(
+                f"{summary.dataset} {summary.split}: none of the {len(self)} label maps in {summary.label_dir} has "
+                f"a valid label (the {len(sampled)} sampled hold only the values {values}), so there is nothing to "
+                f"train on or score; {summary.label_format} maps must hold {expected}"
+            )
+        if summary.ignored > IGNORED_WARNING:
+            logger.warning(
+                "%s %s: %.0f%% of the pixels in a sample of %d of the %d label maps in %s are ignored (255, or not "
+                "one of the %d classes); %s maps must hold %s", summary.dataset, summary.split, 100 * summary.ignored,
+                len(sampled), len(self), summary.label_dir, NUM_CLASSES, summary.label_format, expected,
+            )
 
     def _to_train_ids(self, label: np.ndarray) -> np.ndarray:
         if self._train_ids:
