@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,8 @@ class ModelConfig:
     backbone_weights: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_classes, int) or self.num_classes < 1:
+        _check_fields(self, "model")
+        if self.num_classes < 1:
             raise ValueError(f"model.num_classes must be a positive integer, got {self.num_classes!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"model.backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
@@ -57,10 +60,6 @@ class ModelConfig:
             )
         if self.variant not in VARIANTS:
             raise ValueError(f"model.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
-        for name in ("w1", "w2"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"model.{name} must be a number, got {value!r}")
 
     @property
     def spec(self) -> VariantSpec:
@@ -91,6 +90,7 @@ class DataConfig:
     eval_limit: int | None = None  # validate on the first N val images only (None: all)
 
     def __post_init__(self) -> None:
+        _check_fields(self, "data")
         if self.dataset not in DATASETS:
             raise ValueError(f"data.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         if self.dataset == "cityscapes+nightcity" and not self.cityscapes_root:
@@ -100,9 +100,10 @@ class DataConfig:
                  "0 < scale_min <= scale_max")
         _require(self.workers >= 0, "data.workers", self.workers, "0 or more")
         if self.eval_size is not None:
-            object.__setattr__(self, "eval_size", tuple(self.eval_size))
-            _require(len(self.eval_size) == 2 and min(self.eval_size) >= 32, "data.eval_size", self.eval_size,
-                     "[width, height], each at least 32, or null")
+            size = tuple(self.eval_size)
+            _require(len(size) == 2 and all(_is_int(side) and side >= 32 for side in size), "data.eval_size",
+                     self.eval_size, "[width, height], each an integer of at least 32, or null")
+            object.__setattr__(self, "eval_size", size)
         if self.eval_limit is not None:
             _require(self.eval_limit >= 1, "data.eval_limit", self.eval_limit, "at least 1, or null")
 
@@ -121,6 +122,7 @@ class OptimConfig:
     beta: float = 0.01
 
     def __post_init__(self) -> None:
+        _check_fields(self, "optim")
         _require(self.iterations >= 1, "optim.iterations", self.iterations, "at least 1")
         _require(self.batch_size >= 1, "optim.batch_size", self.batch_size, "at least 1")
         _require(self.lr > 0, "optim.lr", self.lr, "positive")
@@ -145,6 +147,7 @@ class RunConfig:
     stop_at: int | None = None  # checkpoint and stop after this iteration (time-limited jobs); schedule unchanged
 
     def __post_init__(self) -> None:
+        _check_fields(self, "run")
         for name in ("log_every", "val_every", "checkpoint_every", "keep_last"):
             _require(getattr(self, name) >= 1, f"run.{name}", getattr(self, name), "at least 1")
         if self.stop_at is not None:
@@ -165,10 +168,10 @@ class TrainConfig:
             raise ValueError(f"unknown config section(s) {', '.join(unknown)}; known: {', '.join(_SECTIONS)}")
         built = {}
         for name, section_cls in _SECTIONS.items():
-            section = values.get(name) or {}
-            if not isinstance(section, dict):
+            section = values.get(name)
+            if section is not None and not isinstance(section, dict):
                 raise ValueError(f"config section {name!r} must be a mapping, got {section!r}")
-            built[name] = _build_section(section_cls, name, section)
+            built[name] = _build_section(section_cls, name, section or {})
         return cls(**built)
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,16 +188,38 @@ def load_train_config(path: str | None, overrides: list[str] = ()) -> TrainConfi
         key, separator, text = override.partition("=")
         section, dot, name = key.partition(".")
         if not separator or not dot or section not in _SECTIONS:
-            raise ValueError(f"--set takes section.field=value with section one of {', '.join(_SECTIONS)}, got {override!r}")
-        values.setdefault(section, {})
-        values[section] = dict(values[section] or {}, **{name: yaml.safe_load(text)})
+            raise ValueError(f"--set takes section.field=value with section one of {', '.join(_SECTIONS)}, "
+                             f"got {override!r}")
+        try:
+            value = yaml.load(text, Loader=_Loader)
+        except yaml.YAMLError:
+            raise ValueError(f"--set {key}: {text!r} is not a YAML value (write lists as [a, b])") from None
+        values[section] = {**(values.get(section) or {}), name: value}
     return TrainConfig.from_dict(values)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    """A config file's sections; ``extends: OTHER.yaml`` (relative to the file) is read first, then updated."""
+class _Loader(yaml.SafeLoader):
+    """PyYAML's YAML 1.1, which reads ``1e-2`` as a string, taught YAML 1.2's floats without a dot or exponent sign."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's sections; ``extends: OTHER.yaml`` (relative to the file) is read first, then updated.
+
+    ``chain`` holds the files that extend this one, to name a cycle rather than recurse until Python gives up.
+    """
+    resolved = [file.resolve() for file in chain]
+    if path.resolve() in resolved:
+        cycle = (*chain[resolved.index(path.resolve()):], path)
+        raise ValueError(f"config file {str(chain[0])!r} extends itself; cycle: {' → '.join(f.name for f in cycle)}")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
     except OSError as error:
         raise FileNotFoundError(f"config file {str(path)!r} cannot be read: {error.strerror}") from None
     except yaml.YAMLError as error:
@@ -202,24 +227,40 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping of sections, got {type(values).__name__}")
     base = values.pop("extends", None)
+    for section, entries in values.items():
+        if entries is not None and not isinstance(entries, dict):
+            raise ValueError(f"config section {section!r} in {str(path)!r} must be a mapping, got {entries!r}")
     if base is None:
         return values
-    merged = _read_yaml(path.parent / base)
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"config file {str(path)!r}: extends must be one file name, got {base!r}")
+    merged = _read_yaml(path.parent / base, (*chain, path))
     for section, entries in values.items():
         merged[section] = {**(merged.get(section) or {}), **(entries or {})}
     return merged
 
 
 def _build_section(section_cls: type, name: str, values: dict[str, Any]):
-    known = {entry.name: entry for entry in fields(section_cls)}
+    known = [entry.name for entry in fields(section_cls)]
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(f'{name}.{key}' for key in unknown)}; known: {', '.join(known)}")
-    for key, value in values.items():
-        expected = _FIELD_TYPES[known[key].type]
-        if value is not None and not isinstance(value, expected) or isinstance(value, bool) and bool not in expected:
-            raise ValueError(f"{name}.{key} must be {known[key].type}, got {value!r}")
     return section_cls(**values)
+
+
+def _check_fields(config: Any, section: str) -> None:
+    """Every field of the type it is annotated with, and every float finite: YAML hands out null, strings and
+    ``.inf`` wherever a user writes them, and a NaN learning rate or loss weight trains a model of NaNs."""
+    for entry in fields(config):
+        value, expected = getattr(config, entry.name), _FIELD_TYPES[entry.type]
+        if not isinstance(value, expected) or isinstance(value, bool) and bool not in expected:
+            raise ValueError(f"{section}.{entry.name} must be {entry.type}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{section}.{entry.name} must be a finite number, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # What YAML may give for each annotated field type (annotations are strings under postponed evaluation).

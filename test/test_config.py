@@ -70,3 +70,104 @@ def test_bad_files_are_named(tmp_path):
     (tmp_path / "sections.yaml").write_text("training:\n  lr: 1\n")
     with pytest.raises(ValueError, match="unknown config section.*training"):
         load_train_config(str(tmp_path / "sections.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=.inf", "optim.lr must be a finite number, got inf"),
+        ("optim.momentum=.nan", "optim.momentum must be a finite number, got nan"),
+        ("model.w1=.nan", "model.w1 must be a finite number, got nan"),
+        ("model.w2=-.inf", "model.w2 must be a finite number, got -inf"),
+        ("data.scale_max=.inf", "data.scale_max must be a finite number, got inf"),
+    ],
+)
+def test_numbers_that_must_be_finite_are_refused_otherwise(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_train_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.iterations=null", "optim.iterations must be int, got None"),
+        ("optim.batch_size=null", "optim.batch_size must be int, got None"),
+        ("run.val_every=null", "run.val_every must be int, got None"),
+        ("run.seed=null", "run.seed must be int, got None"),
+        ("data.root=null", "data.root must be str, got None"),
+        ("run.out_dir=null", "run.out_dir must be str, got None"),
+        ("data.eval_size=[a,b]", r"data.eval_size must be \[width, height\].*got \['a', 'b'\]"),
+        ("data.eval_size=[64]", r"data.eval_size must be \[width, height\].*got \[64\]"),
+        ("optim.lr=[", r"--set optim.lr: '\[' is not a YAML value"),
+        ("data.eval_size=64", r"data.eval_size must be tuple\[int, int\] \| None, got 64"),
+    ],
+)
+def test_null_and_malformed_values_name_the_field(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_train_config(None, [override])
+
+
+def test_the_config_classes_check_their_own_fields():
+    from egnet_core.config import DataConfig, ModelConfig, OptimConfig
+
+    with pytest.raises(ValueError, match="optim.iterations must be int, got None"):
+        OptimConfig(iterations=None)
+    with pytest.raises(ValueError, match="model.w1 must be a finite number, got nan"):
+        ModelConfig.from_dict({"w1": float("nan")})
+    with pytest.raises(ValueError, match="data.scale_min must be a finite number, got -inf"):
+        DataConfig(scale_min=float("-inf"))
+
+
+@pytest.mark.parametrize("text", ["1e-2", "1E-2", "+1e-2", "10e-3", "1.0e-2", ".1e-1"])
+def test_numbers_with_an_exponent_and_no_dot_are_numbers(tmp_path, text):
+    assert load_train_config(None, [f"optim.lr={text}"]).optim.lr == pytest.approx(0.01)
+    (tmp_path / "lr.yaml").write_text(f"optim:\n  lr: {text}\n")
+    assert load_train_config(str(tmp_path / "lr.yaml")).optim.lr == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="optim.iterations must be int, got 1000.0"):
+        load_train_config(None, ["optim.iterations=1e3"])
+
+
+def _write(folder, **files):
+    for name, text in files.items():
+        (folder / f"{name}.yaml").write_text(text)
+    return str(folder / f"{next(iter(files))}.yaml")
+
+
+@pytest.mark.parametrize(
+    ("files", "overrides", "message"),
+    [
+        ({"a": "extends: [b.yaml, c.yaml]\n"}, [], r"extends must be one file name, got \['b.yaml', 'c.yaml'\]"),
+        ({"a": "extends: 5\n"}, [], "extends must be one file name, got 5"),
+        ({"a": "model: 5\n"}, ["model.w1=2"], "config section 'model' .*a.yaml.* must be a mapping, got 5"),
+        ({"a": "extends: b.yaml\nmodel:\n  w1: 2\n", "b": "model: 5\n"}, [],
+         "config section 'model' .*b.yaml.* must be a mapping, got 5"),
+        ({"a": "extends: b.yaml\nmodel: 5\n", "b": "model:\n  w1: 2\n"}, [],
+         "config section 'model' .*a.yaml.* must be a mapping, got 5"),
+        ({"a": "extends: b.yaml\n", "b": "extends: a.yaml\n"}, [], "cycle: a.yaml → b.yaml → a.yaml"),
+        ({"a": "extends: a.yaml\n"}, [], "cycle: a.yaml → a.yaml"),
+    ],
+)
+def test_malformed_files_name_the_file_and_the_field(tmp_path, files, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_train_config(_write(tmp_path, **files), overrides)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--set", "optim.iterations=null"], "optim.iterations must be int, got None"),
+        (["--set", "data.eval_size=[a,b]"], "data.eval_size must be [width, height]"),
+        (["--set", "data.scale_max=.inf"], "data.scale_max must be a finite number, got inf"),
+        (["--set", "optim.lr=.inf"], "optim.lr must be a finite number, got inf"),
+        (["--config", "{tmp}/a.yaml"], "cycle: a.yaml → b.yaml → a.yaml"),
+        (["--config", "{tmp}/scalar.yaml", "--set", "model.w1=2"], "must be a mapping, got 5"),
+    ],
+)
+def test_the_cli_prints_one_line_naming_the_field(tmp_path, capsys, arguments, message):
+    from egnet_core.cli import main
+
+    _write(tmp_path, a="extends: b.yaml\n", b="extends: a.yaml\n", scalar="model: 5\n")
+    assert main(["train", *(argument.format(tmp=tmp_path) for argument in arguments)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("egnet train: error: ") and error.count("\n") == 1, error
+    assert message in error

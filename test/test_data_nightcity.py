@@ -32,14 +32,16 @@ def flat(release, tmp_path):
     return root
 
 
-def write_pair(image_dir, label_dir, name, *, size=(WIDTH, HEIGHT), label_size=None, label_suffix="_labelIds.png"):
-    """One random image and a label map (all 'road', id 7) of ``label_size`` (default: the image's size)."""
+def write_pair(image_dir, label_dir, name, *, size=(WIDTH, HEIGHT), label_size=None, label_suffix="_labelIds.png",
+               label_id=7):
+    """One random image and a label map (all ``label_id``, by default 7, 'road') of ``label_size`` (default: the
+    image's size)."""
     width, height = size
     image = np.random.default_rng(len(name)).integers(0, 256, (height, width, 3), dtype=np.uint8)
     write_rgb(image_dir / f"{name}.png", image)
     label_width, label_height = label_size or size
     label_dir.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(label_dir / f"{name}{label_suffix}"), np.full((label_height, label_width), 7, np.uint8))
+    cv2.imwrite(str(label_dir / f"{name}{label_suffix}"), np.full((label_height, label_width), label_id, np.uint8))
 
 
 def test_release_layout_pairs_every_image_with_its_train_id_label(release):
@@ -90,6 +92,40 @@ def test_many_unmatched_files_are_counted_and_the_first_ten_listed(tmp_path):
     assert "Lonely_0009.png" in str(error.value) and "Lonely_0010.png" not in str(error.value)
 
 
+def test_a_split_whose_labels_are_all_out_of_range_is_an_error_naming_the_split_and_the_values(tmp_path):
+    for index in range(3):
+        write_pair(tmp_path / "images" / "train", tmp_path / "label" / "train", f"Paris_{index:04d}", label_id=200)
+        write_pair(tmp_path / "images" / "val", tmp_path / "label" / "val", f"Rome_{index:04d}")
+    with pytest.raises(ValueError, match=r"nightcity train: none of the 3 label maps in .*label/train has a valid "
+                                         r"label .*only the values \[200\]"):
+        NightCity(tmp_path, "train")
+    assert NightCity(tmp_path, "val").summary.ignored == 0.0
+
+
+def test_the_share_of_ignored_pixels_is_reported_from_a_sample_and_warned_about_when_high(tmp_path, caplog):
+    for index, label_id in enumerate([7, 200, 0, 255]):  # road, beyond the table, unlabeled, ignore
+        write_pair(tmp_path / "images" / "train", tmp_path / "label" / "train", f"Oslo_{index:04d}", label_id=label_id)
+    with caplog.at_level(logging.INFO, logger="egnet_core.data.nightcity"):
+        summary = NightCity(tmp_path, "train").summary
+    assert (summary.ignored, summary.sampled) == (0.75, 4)
+    assert "75% of the pixels in a sample of 4 of the 4 label maps are ignored" in str(summary)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "75% of the pixels in a sample of 4 of the 4 label maps" in warnings[0]
+
+
+def test_opening_reads_a_bounded_sample_and_errs_only_when_no_label_map_at_all_is_valid(tmp_path):
+    images, labels = tmp_path / "images" / "train", tmp_path / "label" / "train"
+    for index in range(40):
+        write_pair(images, labels, f"Lima_{index:04d}", size=(32, 32), label_id=200)
+    unsampled = sorted(set(range(40)) - set(np.linspace(0, 39, 32).round().astype(int)))[0]
+    write_pair(images, labels, f"Lima_{unsampled:04d}", size=(32, 32))  # the only valid labels, outside the sample
+    summary = NightCity(tmp_path, "train").summary
+    assert (summary.sampled, summary.ignored) == (32, 1.0)
+    write_pair(images, labels, f"Lima_{unsampled:04d}", size=(32, 32), label_id=200)
+    with pytest.raises(ValueError, match="none of the 40 label maps"):
+        NightCity(tmp_path, "train")
+
+
 def test_a_label_of_the_wrong_size_names_the_file_and_both_sizes(tmp_path):
     write_pair(tmp_path / "images" / "train", tmp_path / "label" / "train", "Paris_0000", label_size=(120, 64))
     dataset = NightCity(tmp_path)
@@ -130,7 +166,7 @@ def test_nightcity_plus_labels_of_another_size_are_an_error(release, tmp_path):
     images, labels = release / "NightCity-images" / "images" / "val", tmp_path / "relabelled"
     for image_file in images.iterdir():
         labels.mkdir(exist_ok=True)
-        cv2.imwrite(str(labels / f"{image_file.stem}_labelIds.png"), np.zeros((3 * HEIGHT, 3 * WIDTH), np.uint8))
+        cv2.imwrite(str(labels / f"{image_file.stem}_labelIds.png"), np.full((3 * HEIGHT, 3 * WIDTH), 7, np.uint8))
     dataset = NightCity(release, "val", version="nightcity+", labels_root=labels)
     allowed = f"must be {WIDTH}×{HEIGHT} or {2 * WIDTH}×{2 * HEIGHT}"
     with pytest.raises(ValueError, match=f"is {3 * WIDTH}×{3 * HEIGHT} .* {allowed}"):

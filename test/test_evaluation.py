@@ -1,11 +1,13 @@
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from egnet_core.data.sample import RawSample
+from egnet_core.data.synthetic import write_nightcity
 from egnet_core.engine.evaluation import evaluate
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.data.labels import CLASS_NAMES
@@ -170,3 +172,25 @@ def test_bad_options_are_named(model, options, message):
 def test_a_data_set_with_a_transform_is_refused_by_name(model):
     with pytest.raises(ValueError, match="RawSamples .* item 0 is a tuple"):
         evaluate(Segmenter(model), [(np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8))])
+
+
+def test_images_without_a_labelled_pixel_are_an_error_never_a_nan_miou(model):
+    unlabelled = _half_dark_scene("unlabelled")._replace(label=np.full((64, 64), 255, np.uint8))
+    with pytest.raises(ValueError, match="none of the 1 evaluated images has a labelled pixel"):
+        evaluate(Segmenter(model), [unlabelled, _half_dark_scene("labelled")], limit=1)
+    scores = evaluate(Segmenter(model), [unlabelled, _half_dark_scene("labelled")]).scores
+    assert not np.isnan(scores.miou)
+
+
+def test_egnet_evaluate_on_a_split_without_a_valid_label_is_a_one_line_error(tmp_path, tiny_checkpoint, capsys):
+    from egnet_core.cli import main
+
+    root = write_nightcity(tmp_path / "data", train=1, val=2, width=64, height=32, seed=0).root
+    for label_file in (root / "NightCity-label" / "label" / "val").glob("*_labelIds.png"):
+        cv2.imwrite(str(label_file), np.full((32, 64), 200, np.uint8))
+    arguments = ["evaluate", "--checkpoint", tiny_checkpoint, "--data", root, "--out", tmp_path / "report",
+                 "--device", "cpu", "--eval-size", "64x32"]
+    assert main([str(argument) for argument in arguments]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("egnet evaluate: error: nightcity val: none of the 2 label maps")
+    assert captured.err.count("\n") == 1 and "mIoU" not in captured.out and not (tmp_path / "report").exists()

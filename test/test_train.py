@@ -1,18 +1,24 @@
 import json
+import logging
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from egnet_core.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from egnet_core.config import load_train_config
 from egnet_core.data.synthetic import write_nightcity
-from egnet_core.engine.train import load_pretrained, train
+from egnet_core.data.imageio import read_label
+from egnet_core.engine.train import TrainingDiverged, load_pretrained, train
 from helpers import tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +72,47 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(night_data, tmp_path):
     reference = load_checkpoint(tmp_path / "whole" / "checkpoints" / "iter_0000006.pt")
     for key, value in reference["model"].items():
         torch.testing.assert_close(final["model"][key], value, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("checkpoint_every", "reason"),
+    [
+        (100, r"at iteration (\d+): the loss is (nan|inf)"),  # only the last iteration would checkpoint
+        (1, r"iteration (\d+): (the loss is (nan|inf)|\d+ weight tensors are not finite)"),
+    ],
+)
+def test_a_diverging_run_warns_once_then_stops_before_any_checkpoint_holds_non_finite_weights(
+    night_data, tmp_path, caplog, checkpoint_every, reason
+):
+    # At lr 1000 the tiny model's loss grows 1e5-fold in one step; a few steps later BatchNorm statistics
+    # overflow and the loss is NaN.
+    config = _config(night_data, tmp_path, "optim.lr=1000.0", "optim.iterations=30", "run.val_every=100",
+                     f"run.checkpoint_every={checkpoint_every}", "run.keep_last=30")
+    with caplog.at_level(logging.WARNING, logger="egnet_core"), pytest.raises(TrainingDiverged) as raised:
+        train(config)
+    stopped = int(re.search(reason, str(raised.value)).group(1))
+    assert "optim.lr" in str(raised.value)
+    assert max(_losses(tmp_path)) <= stopped < 30
+    growing = [record for record in caplog.records if "above its first value" in record.getMessage()]
+    assert len(growing) == 1 and growing[0].levelno == logging.WARNING
+    checkpoints = sorted((tmp_path / "checkpoints").glob("iter_*.pt"))
+    assert all(int(path.stem.removeprefix("iter_")) < stopped for path in checkpoints)
+    for path in checkpoints:
+        state = torch.load(path, weights_only=True)["model"]
+        assert all(torch.isfinite(tensor).all() for tensor in state.values() if tensor.is_floating_point()), path
+    assert bool(checkpoints) == (checkpoint_every == 1)
+    assert not (tmp_path / "best.pt").exists()
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_a_split_without_a_valid_label_stops_training_before_the_first_iteration(night_data, tmp_path, split):
+    data = shutil.copytree(night_data, tmp_path / "data")
+    for label_file in (data / "NightCity-label" / "label" / split).glob("*_labelIds.png"):
+        cv2.imwrite(str(label_file), np.full_like(read_label(label_file), 200))
+    with pytest.raises(ValueError, match=f"nightcity {split}: none of the .* label maps .* only the values \\[200\\]"):
+        train(_config(data, tmp_path / "out", "optim.iterations=2", "run.val_every=100"))
+    assert not (tmp_path / "out" / "scalars.jsonl").exists()
+    assert not list((tmp_path / "out" / "checkpoints").glob("*.pt"))
 
 
 def test_resume_without_a_checkpoint_or_with_another_model_is_refused(night_data, tmp_path):

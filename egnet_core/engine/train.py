@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -33,6 +34,12 @@ from egnet_core.engine.sampling import IterationSampler, SeededSamples
 from egnet_core.reports.visualize import strip
 
 log = logging.getLogger(__name__)
+
+DIVERGENCE_GROWTH = 1e3  # a loss this many times its first value is worth a warning: the run is diverging
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights are no longer finite: the run stops before a checkpoint can hold them."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +82,13 @@ def _train(config: TrainConfig, context: DistributedContext, *, resume: bool) ->
     criterion = EGNetLoss(alpha=optim.alpha, beta=optim.beta)
     stop = min(config.run.stop_at or optim.iterations, optim.iterations)
     batches = _loader(config, context, start, stop)
+    # Opened once, here: a val split without a valid label stops the run now, not at the first validation.
+    val_set = open_dataset(config.data.dataset, config.data.root, "val")
     run.log(f"training {config.model.variant} ({config.model.backbone}) on {device} x{context.world_size}, "
             f"iterations {start}..{stop} of {optim.iterations}")
 
     progress = tqdm(total=stop, initial=start, disable=not context.is_main or None, desc="train", unit="it")
-    last_checkpoint, clock = None, time.perf_counter()
+    last_checkpoint, clock, watch = None, time.perf_counter(), _LossWatch(optim.lr)
     for iteration, sample in zip(range(start + 1, stop + 1), batches):
         images = sample.image.to(device, non_blocking=True)
         if cuda and config.run.channels_last:
@@ -93,6 +102,7 @@ def _train(config: TrainConfig, context: DistributedContext, *, resume: bool) ->
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        watch.check(iteration, parts.total)
 
         if iteration % config.run.log_every == 0 or iteration == stop:
             losses = mean_across_processes(torch.stack([p.detach().float() for p in parts]))
@@ -103,7 +113,7 @@ def _train(config: TrainConfig, context: DistributedContext, *, resume: bool) ->
             progress.set_postfix(loss=f"{losses[0]:.3f}", ce=f"{losses[1]:.3f}", l1=f"{losses[2]:.3f}",
                                  lr=f"{scheduler.get_last_lr()[0]:.2e}", img_s=f"{rate:.1f}")
         if iteration % config.run.val_every == 0 or iteration == optim.iterations:
-            miou = _validate(model, config, context, run, iteration)
+            miou = _validate(model, val_set, config, context, run, iteration)
             if miou > best_miou:
                 best_miou = miou
                 if context.is_main:
@@ -151,16 +161,52 @@ def _loader(config: TrainConfig, context: DistributedContext, start: int, stop: 
                       num_workers=config.data.workers, pin_memory=context.device.type == "cuda")
 
 
-def _validate(model: EGNet, config: TrainConfig, context: DistributedContext, run: _RunFiles, iteration: int) -> float:
+def _validate(model: EGNet, val_set: Dataset, config: TrainConfig, context: DistributedContext, run: _RunFiles,
+              iteration: int) -> float:
+    _require_finite_weights(model, iteration)  # NaN weights predict class 0 everywhere, and best.pt would keep them
     segmenter = Segmenter(model, device=context.device, input_size=config.data.eval_size)
-    result = evaluate(segmenter, open_dataset(config.data.dataset, config.data.root, "val"), limit=config.data.eval_limit,
-                      shard=(context.rank, context.world_size))
+    result = evaluate(segmenter, val_set, limit=config.data.eval_limit, shard=(context.rank, context.world_size))
     scores = result.scores
     run.scalars(iteration, val_miou=scores.miou, val_mef1=scores.mef1, val_pixel_accuracy=scores.pixel_accuracy)
     run.log(f"iteration {iteration}: val mIoU {scores.miou:.4f}, mEF1 {scores.mef1:.4f}, "
             f"pixel accuracy {scores.pixel_accuracy:.4f} on {result.images} images")
     run.images(iteration, result.examples)
     return float(np.nan_to_num(scores.miou, nan=0.0))
+
+
+class _LossWatch:
+    """Stops the run at the first loss that is not finite, before a checkpoint of the weights it leaves, and
+    warns once when the loss climbs far above its first value (a learning rate too high for the model)."""
+
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+        self.first: tuple[int, float] | None = None
+        self.warned = False
+
+    def check(self, iteration: int, loss: torch.Tensor) -> None:
+        # The mean over processes, so that every process of a distributed run stops at the same iteration.
+        value = float(mean_across_processes(loss.detach().float()))
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"training diverged at iteration {iteration}: the loss is {value}; no checkpoint is written from "
+                f"these weights. Lower optim.lr (now {self.lr:g}) or check the data")
+        if self.first is None:
+            self.first = (iteration, value)
+        elif not self.warned and self.first[1] > 0 and value > DIVERGENCE_GROWTH * self.first[1]:
+            self.warned = True
+            log.warning("iteration %d: the loss %.3g is over %g times above its first value %.3g (iteration %d); "
+                        "the run is diverging: lower optim.lr (now %g)", iteration, value, DIVERGENCE_GROWTH,
+                        self.first[1], self.first[0], self.lr)
+
+
+def _require_finite_weights(model: EGNet, iteration: int) -> None:
+    """A finite loss can still take a step to infinite weights; none of those reaches a checkpoint."""
+    tensors = {name: tensor for name, tensor in model.state_dict().items() if tensor.is_floating_point()}
+    finite = torch.stack([torch.isfinite(tensor).all() for tensor in tensors.values()]).tolist()
+    broken = [name for name, ok in zip(tensors, finite) if not ok]
+    if broken:
+        raise TrainingDiverged(f"training diverged by iteration {iteration}: {len(broken)} weight tensors are not "
+                               f"finite ({', '.join(broken[:3])}); no checkpoint is written from them. Lower optim.lr")
 
 
 def _restore(path: Path, model, optimizer, scheduler, scaler, config: TrainConfig) -> tuple[int, float]:
@@ -227,6 +273,7 @@ class _RunFiles:
         return found[-1]
 
     def checkpoint(self, model: EGNet, **state) -> Path:
+        _require_finite_weights(model, state["iteration"])
         path = self.checkpoints / f"iter_{state['iteration']:07d}.pt"
         if self.is_main:
             save_checkpoint(path, model, **state)
