@@ -101,9 +101,17 @@ def _synth_data(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .config import load_train_config
-    from .train import train
+    from .train import saved_checkpoints, train
 
-    summary = train(load_train_config(args.config, args.set), resume=args.resume)
+    config = load_train_config(args.config, args.set)
+    try:
+        summary = train(config, resume=args.resume)
+    except KeyboardInterrupt:  # Ctrl-C: checkpoints are written atomically, so the newest one is whole
+        saved = saved_checkpoints(config.run.out_dir)
+        where = (f"--resume continues from {saved[0].path} (iteration {saved[0].iteration})" if saved
+                 else f"no checkpoint in {config.run.out_dir} yet: run again without --resume")
+        print(f"egnet train: interrupted; {where}", file=sys.stderr)
+        return 130
     print(f"trained to iteration {summary.iteration}; last checkpoint {summary.last_checkpoint}; "
           f"best val mIoU {summary.best_miou:.4f}")
     return 0
