@@ -27,7 +27,8 @@ VERSION = 1
 
 
 def save_checkpoint(path: str | os.PathLike, model: EGNet, **extra: Any) -> Path:
-    """Write ``model`` (weights and config) and any ``extra`` entries (optimizer state, iteration, ...)."""
+    """Write ``model`` (weights and config) and any ``extra`` entries (optimizer state, iteration, ...).
+    A full disk is an OSError that says so and names the folder; no temporary file is left behind."""
     state = {"format": FORMAT, "version": VERSION, "model_config": model.config.to_dict(), "model": model.state_dict()}
     state.update(extra)
     path = Path(path)

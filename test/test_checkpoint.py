@@ -12,7 +12,6 @@ from egnet_core.checkpoint import check_same_architecture, load_checkpoint, load
 from egnet_core.cli import main
 from egnet_core.config import ModelConfig
 from egnet_core.inference import Segmenter
-from egnet_core.model import EGNet
 from helpers import tiny_model
 
 
