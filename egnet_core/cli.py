@@ -8,6 +8,7 @@ import functools
 import importlib.metadata
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -44,6 +45,22 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cuda-graphs", action="store_true", help="replay a CUDA graph per input size (CUDA)")
 
 
+def ensure_writable_dir(path: Path, what: str, *, folder: Path | None = None) -> None:
+    """Refuse an output place that cannot be written before any work starts, not after it: ``folder`` (by
+    default ``path`` itself) is created and a temporary file is written there. Errors name ``what`` (the
+    option) and ``path`` (its value)."""
+    folder = path if folder is None else folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        blocked = existing is not None and not existing.is_dir()
+        reason = f"{str(existing)!r} is a file, not a folder" if blocked else error.strerror or str(error)
+        raise OSError(f"{what} {str(path)!r} cannot be written: {reason}; choose another place") from None
+
+
 def _set_threads(args: argparse.Namespace) -> None:
     if args.threads is not None:
         if args.threads < 1:
@@ -58,6 +75,7 @@ def build_segmenter(args: argparse.Namespace, **options) -> Segmenter:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    ensure_writable_dir(args.out, "--out")
     segmenter = build_segmenter(args, input_size=args.input_size)
     for image_path in args.images:
         image = read_rgb(image_path)
@@ -91,6 +109,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _synth_data(args: argparse.Namespace) -> int:
     from egnet_core.data.synthetic import write_nightcity
 
+    ensure_writable_dir(args.out_dir, "OUT_DIR")
     width, height = args.size
     written = write_nightcity(args.out_dir, train=args.train, val=args.val, width=width, height=height, seed=args.seed)
     print(f"wrote {written.train} train and {written.val} val night scenes ({width}x{height}) in NightCity's "
@@ -100,9 +119,18 @@ def _synth_data(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from egnet_core.config import load_train_config
-    from egnet_core.engine.train import train
+    from egnet_core.engine.train import saved_checkpoints, train
 
-    summary = train(load_train_config(args.config, args.set), resume=args.resume)
+    config = load_train_config(args.config, args.set)
+    ensure_writable_dir(Path(config.run.out_dir), "run.out_dir")
+    try:
+        summary = train(config, resume=args.resume)
+    except KeyboardInterrupt:  # Ctrl-C: checkpoints are written atomically, so the newest one is whole
+        saved = saved_checkpoints(config.run.out_dir)
+        where = (f"--resume continues from {saved[0].path} (iteration {saved[0].iteration})" if saved
+                 else f"no checkpoint in {config.run.out_dir} yet: run again without --resume")
+        print(f"egnet train: interrupted; {where}", file=sys.stderr)
+        return 130
     print(f"trained to iteration {summary.iteration}; last checkpoint {summary.last_checkpoint}; "
           f"best val mIoU {summary.best_miou:.4f}")
     return 0
@@ -114,6 +142,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from egnet_core.deploy.inference import SlidingWindow
     from egnet_core.reports.report import write_report
 
+    ensure_writable_dir(args.out, "--out")
     window = SlidingWindow(size=args.sliding_window, stride=args.stride or args.sliding_window) if args.sliding_window else None
     segmenter = build_segmenter(
         args, input_size=None if args.native_size else args.eval_size,
@@ -134,10 +163,11 @@ def _stats(args: argparse.Namespace) -> int:
     from egnet_core.data.datasets import open_dataset
     from egnet_core.data.statistics import exposure_histogram, format_histogram_table, plot_exposure_histogram
 
+    out = args.out or Path(f"exposure_histogram_{args.split}.png")
+    ensure_writable_dir(out, "--out", folder=out.parent)
     histogram = exposure_histogram(open_dataset(args.dataset, args.data, args.split))
     print(f"exposure of {histogram.images} {args.split} images in {args.data} (the paper's Figure 4)")
     print(format_histogram_table(histogram))
-    out = args.out or Path(f"exposure_histogram_{args.split}.png")
     plot_exposure_histogram(histogram, out, title=f"{args.dataset} {args.split}: pixels per image by exposure")
     print(f"plot: {out}")
     return 0
@@ -153,6 +183,7 @@ def _export(args: argparse.Namespace) -> int:
     from egnet_core.deploy.export import export_onnx
     from egnet_core.deploy.quantize import calibration_images, quantize_onnx
 
+    ensure_writable_dir(args.onnx, "--onnx", folder=args.onnx.parent)
     if args.int8 and args.calibration is None:
         raise ValueError("--int8 needs --calibration, a folder of images like the ones the model will see")
     if not args.int8 and (args.calibration, args.calibration_frames) != (None, None):
@@ -187,6 +218,7 @@ def _bench(args: argparse.Namespace) -> int:
     from egnet_core.deploy.benchmark import format_benchmark, run_benchmark, write_benchmark
     from egnet_core.deploy.inference import resolve_device
 
+    ensure_writable_dir(args.out, "--out")
     _set_threads(args)
     result = run_benchmark(device=resolve_device(args.device), quick=args.quick, checkpoint=args.checkpoint)
     json_path, markdown = write_benchmark(result, args.out)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from egnet_core.cli import add_inference_arguments, build_segmenter, parse_size
+from egnet_core.cli import add_inference_arguments, build_segmenter, ensure_writable_dir, parse_size
 from egnet_core.data.statistics import format_histogram_table
 
 from .bag_segment import segment_bag, total_frames
@@ -47,6 +47,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _bag_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    ensure_writable_dir(args.out_bag, "OUT_BAG", folder=args.out_bag.parent)  # the bag writer makes OUT_BAG itself
     segmenter = build_segmenter(args, input_size=args.input_size)
     with tqdm(total=total_frames(args.in_bag, args.topic), desc="segmenting", unit="frame") as bar:
         result = segment_bag(

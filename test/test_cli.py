@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from egnet_core.cli import main
 from egnet_core.data.synthetic import render_night_scene
 from egnet_core.demo import run_demo
 from helpers_ros import next_domain_id
@@ -53,6 +54,31 @@ def test_bad_input_is_one_line_naming_the_problem(tmp_path, tiny_checkpoint, arg
     assert completed.returncode == 2
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "option", "place"),
+    [
+        (["predict", "missing.png", "--checkpoint", "nowhere.pt", "--out", "{blocked}/out"], "--out", "out"),
+        (["evaluate", "--checkpoint", "nowhere.pt", "--data", "nowhere", "--out", "{blocked}/out"], "--out", "out"),
+        (["export", "--checkpoint", "nowhere.pt", "--onnx", "{blocked}/model.onnx"], "--onnx", "model.onnx"),
+        (["bench", "--quick", "--checkpoint", "nowhere.pt", "--out", "{blocked}/out"], "--out", "out"),
+        (["synth-data", "{blocked}/out", "--train", "1", "--val", "1"], "OUT_DIR", "out"),
+        (["train", "--set", "data.root=nowhere", "--set", "run.out_dir={blocked}/out"], "run.out_dir", "out"),
+        (["stats", "--data", "nowhere", "--out", "{blocked}/figure.png"], "--out", "figure.png"),
+        (["bag", "segment", "nowhere", "{blocked}/bag", "--checkpoint", "nowhere.pt"], "OUT_BAG", "bag"),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else None,
+)
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path, capsys, arguments, option, place):
+    # A file where the output folder should be: unwritable for every user, root included. Every other input is
+    # missing, so an error about the output proves that it was checked first.
+    blocked = tmp_path / "notes.txt"
+    blocked.write_text("a file, not a folder")
+    assert main([argument.format(blocked=blocked) for argument in arguments]) == 2
+    error = capsys.readouterr().err
+    assert f"{option} {str(blocked / place)!r} cannot be written: {str(blocked)!r} is a file, not a folder" in error
+    assert blocked.read_text() == "a file, not a folder"
 
 
 def test_synth_data_stats_and_evaluate_on_a_generated_data_set(tmp_path, tiny_checkpoint):

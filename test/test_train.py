@@ -183,3 +183,63 @@ def test_torchrun_with_two_processes_on_gloo(night_data, tmp_path):
     assert sorted(_losses(tmp_path)) == [1, 2, 3]
     assert load_model(tmp_path / "checkpoints" / "iter_0000003.pt").config.backbone == "resnet18"
     assert "x2" in (tmp_path / "train.log").read_text()
+
+
+def test_resume_orders_checkpoints_by_iteration_and_skips_a_damaged_newest_one(night_data, tmp_path):
+    train(_config(night_data, tmp_path, "optim.iterations=4", "run.val_every=100", "run.stop_at=2",
+                  "run.checkpoint_every=1", "run.keep_last=5"))
+    checkpoints = tmp_path / "checkpoints"
+    stranger = checkpoints / "iter_notanumber.pt"  # sorts after every iter_NNNNNNN.pt by name
+    stranger.write_bytes((checkpoints / "iter_0000001.pt").read_bytes())
+    (checkpoints / "iter_0000003.pt").write_bytes(b"cut short")  # the newest, damaged
+    train(_config(night_data, tmp_path, "optim.iterations=4", "run.val_every=100", "run.keep_last=1"), resume=True)
+    rows = [json.loads(line) for line in (tmp_path / "scalars.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in rows if "total" in row] == [1, 2, 3, 4]  # resumed at 2, not 1 or 3
+    log = (tmp_path / "train.log").read_text()
+    assert f"WARNING --resume skips iter_0000003.pt: checkpoint '{checkpoints / 'iter_0000003.pt'}'" in log
+    assert f"resumed from {checkpoints / 'iter_0000002.pt'} at iteration 2" in log
+    # Pruning to keep_last=1 keeps the newest checkpoint and leaves a file of another name alone.
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["iter_0000004.pt", "iter_notanumber.pt"]
+    assert stranger.read_bytes() == (tmp_path / "checkpoints" / "iter_notanumber.pt").read_bytes()
+
+
+def test_resume_with_only_damaged_checkpoints_names_them(night_data, tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "iter_0000005.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="no readable checkpoint .* iter_0000005.pt: checkpoint .* is empty"):
+        train(_config(night_data, tmp_path, "optim.iterations=8"), resume=True)
+
+
+@pytest.mark.parametrize("program", ["egnet train", "training/train.py"])
+def test_sigint_stops_training_cleanly_and_names_the_checkpoint_to_resume_from(night_data, tmp_path, program):
+    command = ([str(Path(sys.executable).parent / "egnet"), "train"] if program == "egnet train"
+               else [sys.executable, str(ROOT / "training" / "train.py")])
+    settings = [f"data.root={night_data}", f"run.out_dir={tmp_path / 'run'}", "model.backbone=resnet18",
+                "model.output_stride=32", "data.crop_size=64", "data.workers=1", "data.eval_size=null",
+                "optim.batch_size=2", "optim.iterations=100000", "run.val_every=100000", "run.checkpoint_every=1",
+                "run.device=cpu"]
+    checkpoints = tmp_path / "run" / "checkpoints"
+    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
+        # A session of its own, so that the signal reaches the whole process group, as Ctrl-C in a terminal does.
+        trainer = subprocess.Popen([*command, *(f"--set={setting}" for setting in settings)], stdout=stdout,
+                                   stderr=stderr, start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        try:
+            deadline = time.monotonic() + 300
+            while not list(checkpoints.glob("iter_*.pt")):  # the loop runs: its first checkpoint is written
+                assert trainer.poll() is None, (tmp_path / "stderr").read_text()[-3000:]
+                assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
+                time.sleep(0.05)
+            os.killpg(trainer.pid, signal.SIGINT)
+            trainer.wait(timeout=120)
+        finally:
+            if trainer.poll() is None:
+                os.killpg(trainer.pid, signal.SIGKILL)
+                trainer.wait()
+    errors = (tmp_path / "stderr").read_text()
+    assert trainer.returncode == 130, errors[-3000:]
+    assert "Traceback" not in errors and "KeyboardInterrupt" not in errors, errors[-3000:]
+    newest = max(checkpoints.glob("iter_*.pt"))
+    iteration = int(newest.stem.split("_")[1])
+    assert f"--resume continues from {newest} (iteration {iteration})" in errors, errors[-3000:]
+    assert not list(checkpoints.glob(".*.tmp"))  # a save cut short by the signal left nothing behind

@@ -1,7 +1,7 @@
 """The training engine behind ``training/train.py`` and ``egnet train``: config at the top, one loop.
 
 Checkpoints are plain dicts (model, optimizer, scheduler, scaler, iteration, RNG states, config) written
-atomically; ``resume`` continues from the newest one exactly where the run stopped.
+atomically; ``resume`` continues from the newest readable one exactly where the run stopped.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -36,6 +38,8 @@ from egnet_core.reports.visualize import strip
 log = logging.getLogger(__name__)
 
 DIVERGENCE_GROWTH = 1e3  # a loss this many times its first value is worth a warning: the run is diverging
+CHECKPOINTS = "checkpoints"  # the folder of iter_NNNNNNN.pt files inside run.out_dir
+_CHECKPOINT_NAME = re.compile(r"iter_([0-9]+)\.pt")
 
 
 class TrainingDiverged(RuntimeError):
@@ -50,17 +54,53 @@ class TrainSummary:
     best_miou: float
 
 
+class SavedCheckpoint(NamedTuple):
+    iteration: int
+    path: Path
+
+
 def train(config: TrainConfig, *, resume: bool = False) -> TrainSummary:
     context = setup_distributed(config.run.device)
     try:
-        return _train(config, context, resume=resume)
+        # The run's files are closed (TensorBoard flushed) however the run ends: done, an error, or Ctrl-C.
+        with _RunFiles(Path(config.run.out_dir), keep_last=config.run.keep_last, is_main=context.is_main) as run:
+            return _train(config, context, run, resume=resume)
     finally:
         cleanup_distributed()
 
 
-def _train(config: TrainConfig, context: DistributedContext, *, resume: bool) -> TrainSummary:
-    out = Path(config.run.out_dir)
-    run = _RunFiles(out, keep_last=config.run.keep_last, is_main=context.is_main)
+def saved_checkpoints(out_dir: str | Path) -> list[SavedCheckpoint]:
+    """The checkpoints a run left in ``out_dir``, newest first by the iteration their name carries. Files of
+    any other name (``iter_best.pt``, a copy) are not the run's: never chosen for --resume, never pruned."""
+    found = [SavedCheckpoint(int(match.group(1)), path) for path in (Path(out_dir) / CHECKPOINTS).glob("iter_*.pt")
+             if (match := _CHECKPOINT_NAME.fullmatch(path.name))]
+    return sorted(found, reverse=True)
+
+
+def newest_readable_checkpoint(out_dir: str | Path) -> tuple[Path, dict]:
+    """Where --resume starts: the newest checkpoint that loads, and its state. A damaged newer one (a disk that
+    filled up, a copy cut short) is skipped with a warning naming it."""
+    found = saved_checkpoints(out_dir)
+    if not found:
+        raise FileNotFoundError(f"--resume found no checkpoint in {str(Path(out_dir) / CHECKPOINTS)!r}")
+    problems = []
+    for iteration, path in found:
+        try:
+            state = load_checkpoint(path)
+            if state.get("iteration") != iteration:
+                raise ValueError(f"checkpoint {str(path)!r} holds iteration {state.get('iteration')!r}, "
+                                 f"its name says {iteration}")
+        except (ValueError, OSError) as error:
+            log.warning("--resume skips %s: %s", path.name, error)
+            problems.append(f"{path.name}: {error}")
+            continue
+        return path, state
+    raise ValueError(f"--resume found no readable checkpoint in {str(Path(out_dir) / CHECKPOINTS)!r}: "
+                     + "; ".join(problems))
+
+
+def _train(config: TrainConfig, context: DistributedContext, run: _RunFiles, *, resume: bool) -> TrainSummary:
+    out = run.out
     device, cuda = context.device, context.device.type == "cuda"
     torch.backends.cudnn.benchmark = cuda
 
@@ -75,9 +115,10 @@ def _train(config: TrainConfig, context: DistributedContext, *, resume: bool) ->
         optimizer, lambda step: (1 - min(step, optim.iterations) / optim.iterations) ** optim.poly_power
     )
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and config.run.amp)
-    start, best_miou = 0, float("-inf")
+    start, best_miou, resumed = 0, float("-inf"), None
     if resume:
-        start, best_miou = _restore(run.latest(), model, optimizer, scheduler, scaler, config)
+        resumed, state = newest_readable_checkpoint(out)
+        start, best_miou = _restore(resumed, state, model, optimizer, scheduler, scaler, config)
     trained = DistributedDataParallel(model) if context.world_size > 1 else model
     criterion = EGNetLoss(alpha=optim.alpha, beta=optim.beta)
     stop = min(config.run.stop_at or optim.iterations, optim.iterations)
@@ -128,9 +169,7 @@ def _train(config: TrainConfig, context: DistributedContext, *, resume: bool) ->
             )
         progress.update(1)
     progress.close()
-    run.close()
-    return TrainSummary(out_dir=out, iteration=stop, last_checkpoint=last_checkpoint or run.latest(),
-                        best_miou=best_miou)
+    return TrainSummary(out_dir=out, iteration=stop, last_checkpoint=last_checkpoint or resumed, best_miou=best_miou)
 
 
 def load_pretrained(model: EGNet, path: str) -> None:
@@ -209,8 +248,8 @@ def _require_finite_weights(model: EGNet, iteration: int) -> None:
                                f"finite ({', '.join(broken[:3])}); no checkpoint is written from them. Lower optim.lr")
 
 
-def _restore(path: Path, model, optimizer, scheduler, scaler, config: TrainConfig) -> tuple[int, float]:
-    state = load_checkpoint(path)
+def _restore(path: Path, state: dict, model, optimizer, scheduler, scaler,
+             config: TrainConfig) -> tuple[int, float]:
     if checkpoint_config(state, path) != config.model:
         raise ValueError(f"cannot resume from {str(path)!r}: it was trained with {checkpoint_config(state, path)}, "
                          f"the config asks for {config.model}")
@@ -248,7 +287,7 @@ class _RunFiles:
 
     def __init__(self, out: Path, *, keep_last: int, is_main: bool) -> None:
         self.out, self.keep_last, self.is_main = out, keep_last, is_main
-        self.checkpoints = out / "checkpoints"
+        self.checkpoints = out / CHECKPOINTS
         self.writer = None
         if is_main:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -266,19 +305,21 @@ class _RunFiles:
 
             self.writer = SummaryWriter(str(out / "tensorboard"))
 
-    def latest(self) -> Path:
-        found = sorted(self.checkpoints.glob("iter_*.pt"))
-        if not found:
-            raise FileNotFoundError(f"--resume found no checkpoint in {str(self.checkpoints)!r}")
-        return found[-1]
+    def __enter__(self) -> _RunFiles:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is KeyboardInterrupt:
+            self.log("interrupted")
+        self.close()
 
     def checkpoint(self, model: EGNet, **state) -> Path:
         _require_finite_weights(model, state["iteration"])
         path = self.checkpoints / f"iter_{state['iteration']:07d}.pt"
         if self.is_main:
             save_checkpoint(path, model, **state)
-            for old in sorted(self.checkpoints.glob("iter_*.pt"))[: -self.keep_last]:
-                old.unlink()
+            for old in saved_checkpoints(self.out)[self.keep_last:]:
+                old.path.unlink()
         return path
 
     def log(self, message: str) -> None:

@@ -9,6 +9,8 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from egnet_core.model.weights_file import read_weights_file
+
 # Which of layer2..layer4 trade their stride for dilation, by output stride.
 _DILATE = {8: [False, True, True], 16: [False, False, True], 32: [False, False, False]}
 
@@ -23,8 +25,20 @@ def build_resnet(name: str, *, output_stride: int, weights: str | None = None) -
     else:
         resnet = builder(weights=None, replace_stride_with_dilation=dilate)
     if weights is not None:
-        resnet.load_state_dict(load_backbone_state(name, weights))
+        _load_into(resnet, name, weights)
     return resnet
+
+
+def _load_into(resnet: ResNet, name: str, weights: str) -> None:
+    state = load_backbone_state(name, weights)
+    own = resnet.state_dict()
+    problems = [f"missing {key}" for key in own if key not in state][:2]
+    problems += [f"unexpected {key}" for key in state if key not in own][:2]
+    problems += [f"{key} is {tuple(state[key].shape)}, expected {tuple(own[key].shape)}"
+                 for key in own if key in state and state[key].shape != own[key].shape][:2]
+    if problems:
+        raise ValueError(f"backbone weights {weights!r} do not fit torchvision's {name}: {'; '.join(problems)}")
+    resnet.load_state_dict(state)
 
 
 def stage_channels(resnet: ResNet) -> tuple[int, int, int, int]:
@@ -40,8 +54,6 @@ def load_backbone_state(name: str, weights: str) -> dict[str, torch.Tensor]:
     """
     path = Path(weights).expanduser()
     if path.suffix in {".pth", ".pt", ".bin"} or path.exists():
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone weights file {str(path)!r} does not exist")
         return _read_state_dict(path)
     enum = torchvision.models.get_model_weights(name)
     member = weights.rsplit(".", 1)[-1]
@@ -62,12 +74,15 @@ def load_backbone_state(name: str, weights: str) -> dict[str, torch.Tensor]:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"backbone weights file {str(path)!r} is not a readable state dict: {error}") from error
+    state = read_weights_file(path, what="backbone weights file", expected="state dict")
     if not isinstance(state, dict):
         raise ValueError(f"backbone weights file {str(path)!r} holds a {type(state).__name__}, not a state dict")
+    if "model_config" in state and "model" in state:
+        raise ValueError(f"backbone weights file {str(path)!r} is an egnet checkpoint, not backbone weights (a "
+                         "torchvision ResNet state dict); to start from an egnet checkpoint, set run.init_from")
+    if not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()):
+        raise ValueError(f"backbone weights file {str(path)!r} holds a dict that is not a state dict "
+                         f"(parameter name -> tensor); its keys begin {list(state)[:3]}")
     return state
 
 
