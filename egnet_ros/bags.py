@@ -124,7 +124,9 @@ class _SalvagingSqlite3Reader(Sqlite3Reader):
             for cid, topic, msgtype, serialization_format, profiles, hash_ in rows
         ]
 
-    def messages(self, connections: Collection[Connection], start: int | None = None, stop: int | None = None):
+    def messages(
+        self, connections: Collection[Connection], start: int | None = None, stop: int | None = None
+    ) -> Iterator[tuple[Connection, int, bytes]]:
         if self.damage is None:
             yield from super().messages(connections, start, stop)
             return

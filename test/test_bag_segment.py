@@ -256,6 +256,7 @@ def test_overwrite_replaces_only_a_bag_egnet_wrote_and_names_any_other_file(
     tmp_path, night_frames, checkpoint, capsys
 ):
     write_camera_bag(tmp_path / "drive", night_frames[:2])
+    source = snapshot(tmp_path / "drive")
     command = segment_command(tmp_path / "drive", tmp_path / "out", checkpoint, "--overwrite")
     assert main(command) == 0
     (tmp_path / "out/thesis.txt").write_text("four years of work")
@@ -269,6 +270,7 @@ def test_overwrite_replaces_only_a_bag_egnet_wrote_and_names_any_other_file(
     (tmp_path / "out/thesis.txt").unlink()
     assert main(command) == 0, "a bag egnet wrote, alone in its folder, is replaced"
     assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["metadata.yaml", "out.db3"]
+    assert snapshot(tmp_path / "drive") == source, "the input is only read"
 
 
 def test_overwrite_refuses_a_bag_egnet_did_not_write(tmp_path, night_frames, checkpoint, capsys):
@@ -326,8 +328,8 @@ def test_an_mcap_cut_inside_its_first_chunk_says_where_it_is_damaged(tmp_path, n
             f"{storage_file}: Truncated record at offset") in err
 
 
-@pytest.mark.parametrize("fraction", [0.6, 0.99])
-def test_a_cut_sqlite3_file_is_segmented_up_to_its_first_lost_page(tmp_path, checkpoint, fraction, capsys):
+@pytest.mark.parametrize("fraction, layout", [(0.6, "folder"), (0.99, "folder"), (0.99, "file")])
+def test_a_cut_sqlite3_file_is_segmented_up_to_its_first_lost_page(tmp_path, checkpoint, fraction, layout, capsys):
     frames = render_night_frames(4, 40, width=64, height=32)  # enough rows that the table's pages spread out
     write_camera_bag(tmp_path / "full", frames)
     recorded = [t for t, _ in read_bag(tmp_path / "full")[CAMERA]]
@@ -336,7 +338,9 @@ def test_a_cut_sqlite3_file_is_segmented_up_to_its_first_lost_page(tmp_path, che
     (storage_file,) = (tmp_path / "drive").glob("*.db3")
     before = snapshot(tmp_path / "drive")
 
-    code = main(segment_command(tmp_path / "drive", tmp_path / "out", checkpoint))
+    source = tmp_path / "drive" if layout == "folder" else storage_file
+
+    code = main(segment_command(source, tmp_path / "out", checkpoint))
 
     out = capsys.readouterr().out
     assert code == 0, out
@@ -344,6 +348,6 @@ def test_a_cut_sqlite3_file_is_segmented_up_to_its_first_lost_page(tmp_path, che
     assert 1 <= len(segmented) <= len(frames)
     assert segmented == recorded[: len(segmented)], "the frames before the first lost page, in recording order"
     assert f"{len(segmented)} frames segmented" in out
-    assert (f"input damaged: bag '{tmp_path / 'drive'}' is damaged after {len(segmented)} message(s): "
+    assert (f"input damaged: bag '{source}' is damaged after {len(segmented)} message(s): "
             f"{storage_file} holds {storage_file.stat().st_size} of the") in out
     assert snapshot(tmp_path / "drive") == before, "the damaged input is only read"
