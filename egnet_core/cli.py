@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from egnet_core.config import DATASETS
-from egnet_core.extras import INSTALL, MissingExtra
 from egnet_core.deploy.export import OPSET
 from egnet_core.data.imageio import read_rgb, write_rgb
+from egnet_core.extras import INSTALL, MissingExtra
 from egnet_core.deploy.inference import PRECISIONS, Segmenter
 from egnet_core.data.labels import colorize
 from egnet_core.deploy.quantize import CALIBRATION_FRAMES

@@ -2,7 +2,9 @@
 
 For each input topic ``T`` the output bag holds ``PREFIX/T/labels`` (``mono8`` train ids), ``PREFIX/T/exposure``
 (``32FC1``) and, if asked, ``PREFIX/T/color`` (``rgb8``), each message with the input's header and log time,
-beside a copy of the input messages themselves so that a viewer shows both. The input is only read.
+beside a copy of the input messages themselves so that a viewer shows both. The input is only read: an output
+that overlaps it (the same folder, one inside the other, through ``..`` or a link) is refused before anything
+is opened. A frame of more than ``max_frame_pixels`` is skipped from its header, before it is decoded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from egnet_core.data.statistics import ExposureCounter, ExposureHistogram
+from egnet_core.data.imageio import MAX_FRAME_PIXELS
 from egnet_core.deploy.inference import Segmenter
 
 from .bags import (
@@ -72,9 +75,10 @@ class _Segmenting:
     """Frames collected into batches of one size, predicted and written; counts what happened."""
 
     def __init__(self, writer: BagWriter, segmenter: Segmenter, *, batch_size: int, prefix: str, color: bool,
-                 progress: Callable[[int], None] | None) -> None:
+                 max_frame_pixels: int, progress: Callable[[int], None] | None) -> None:
         self.writer, self.segmenter = writer, segmenter
         self.batch_size, self.prefix, self.color, self.progress = batch_size, prefix, color, progress
+        self.max_frame_pixels = max_frame_pixels
         self.pending: list[_Frame] = []
         self.frames = 0
         self.skipped: Counter[str] = Counter()
@@ -83,7 +87,8 @@ class _Segmenting:
     def add(self, record: BagRecord) -> None:
         try:
             msg = decode_message(record.data, record.msgtype)
-            rgb = compressed_to_rgb(msg) if record.msgtype == COMPRESSED_IMAGE else image_to_rgb(msg)
+            to_rgb = compressed_to_rgb if record.msgtype == COMPRESSED_IMAGE else image_to_rgb
+            rgb = to_rgb(msg, max_frame_pixels=self.max_frame_pixels)
             self.segmenter.check_frame(rgb)
         except ValueError as error:  # does not decode, or ImageConversionError, or too small for the network
             self._skip(f"{record.topic}: {error}")
@@ -131,22 +136,26 @@ def segment_bag(
     copy_input: bool = True,
     storage: str | None = None,
     overwrite: bool = False,
+    max_frame_pixels: int = MAX_FRAME_PIXELS,
     progress: Callable[[int], None] | None = None,
 ) -> BagSegmentation:
     """Segment the image topics of the bag at ``source`` (all of them by default) into a new bag at ``output``,
-    stored like the input unless ``storage`` (sqlite3 or mcap) says otherwise. ``progress`` is called with the
-    number of input frames handled since its last call."""
+    stored like the input unless ``storage`` (sqlite3 or mcap) says otherwise. Frames of more than
+    ``max_frame_pixels`` (height*width) are skipped. ``progress`` is called with the number of input frames
+    handled since its last call."""
     source, output = Path(source), Path(output)
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size!r}")
-    if output.resolve() == source.resolve() or source.resolve() in output.resolve().parents:
-        raise BagError(f"output {str(output)!r} must not be the input bag {str(source)!r} or inside it")
+    if max_frame_pixels < 1:
+        raise ValueError(f"max_frame_pixels must be at least 1, got {max_frame_pixels!r}")
+    check_apart(source, output)
     start = time.perf_counter()
     damage = None
     with open_bag(source) as reader:
         connections = image_connections(reader, topics, source)
         with BagWriter(output, storage or storage_of(reader), overwrite=overwrite) as writer:
-            run = _Segmenting(writer, segmenter, batch_size=batch_size, prefix=prefix, color=color, progress=progress)
+            run = _Segmenting(writer, segmenter, batch_size=batch_size, prefix=prefix, color=color,
+                              max_frame_pixels=max_frame_pixels, progress=progress)
             try:
                 for record in read_records(reader, connections, source):
                     if copy_input:
@@ -161,6 +170,16 @@ def segment_bag(
         seconds=time.perf_counter() - start,
         exposure=run.exposure.histogram() if run.exposure.images else None,
     )
+
+
+def check_apart(source: Path, output: Path) -> None:
+    """BagError where ``output`` and the input bag ``source`` overlap: the same path, or either inside the other,
+    once links and ``..`` are resolved. Writing there could replace the recording being read."""
+    source_real, output_real = source.resolve(), output.resolve()
+    if source_real == output_real or source_real in output_real.parents or output_real in source_real.parents:
+        raise BagError(f"output {str(output)!r} and input bag {str(source)!r} overlap (they resolve to "
+                       f"{str(output_real)!r} and {str(source_real)!r}); write the output outside the input's "
+                       "folder, and not to a folder that holds the input")
 
 
 def total_frames(source: str | Path, topics: Sequence[str] | None = None) -> int | None:

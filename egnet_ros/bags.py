@@ -2,14 +2,18 @@
 
 Messages stay serialized (CDR) until a caller decodes one, so copying a topic costs no decoding. Reading
 streams: one message in memory at a time. A bag that breaks while it is read (a truncated file, a bad record)
-ends the stream with a :class:`BagDamaged` that says how many messages came before the damage; an MCAP file
-that lost its end (a recording that was killed) is read record by record up to the cut.
+ends the stream with a :class:`BagDamaged` that says how many messages came before the damage and where the
+file broke; an MCAP file that lost its end (a recording that was killed) is read record by record up to the
+cut, and a sqlite3 file cut short is read row by row up to its first lost page. Input files are only read.
+
+A bag written here carries egnet's mark in its ``metadata.yaml`` (``custom_data``); ``overwrite`` replaces
+only such a bag, and only when its folder holds nothing but the bag's own files.
 """
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterable, Iterator, Sequence
+import logging
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +21,18 @@ from pathlib import Path
 import apsw
 import cv2
 import numpy as np
-from rosbags.interfaces import Connection
+import yaml
+from rosbags.interfaces import Connection, ConnectionExtRosbag2, MessageDefinition, MessageDefinitionFormat
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
+from rosbags.rosbag2.metadata import parse_qos
 from rosbags.rosbag2.reader import DirectoryReader
 from rosbags.rosbag2.storage_mcap import McapReader
 from rosbags.rosbag2.storage_sqlite3 import Sqlite3Reader
 from rosbags.typesys import Stores, get_typestore
 
 from .image_conversion import ImageFields
+
+log = logging.getLogger(__name__)
 
 # Message definitions and hashes written into new bags: those of the current LTS distro. Image,
 # CompressedImage and Header are the same in every ROS 2 distro, so bags from any of them read alike.
@@ -34,6 +42,8 @@ COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 BAG_VERSION = 8  # metadata.yaml version of Jazzy's rosbag2; `ros2 bag info` reads it on Jazzy and later
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
+# custom_data of metadata.yaml in every bag BagWriter writes: what lets --overwrite tell egnet's bags from others.
+MARK = ("written_by", "egnet")
 
 
 class BagError(ValueError):
@@ -56,8 +66,11 @@ class _SalvagingMcapReader(McapReader):
     """An MCAP file without its summary and footer is scanned from its first record, as far as it is whole.
 
     Relies on rosbags' scanning of unindexed files (``meta_scan``, ``messages_scan`` up to ``data_end``),
-    which fills schemas, channels and connections as it goes, so what precedes the cut survives.
+    which fills schemas, channels and connections as it goes, so what precedes the cut survives. Where the
+    scan breaks is kept in ``damage``: a file cut inside its first chunk has no connection to read at all.
     """
+
+    damage: str | None = None
 
     def _open(self) -> None:
         try:
@@ -68,16 +81,99 @@ class _SalvagingMcapReader(McapReader):
             self.data_end = self.path.stat().st_size
             try:
                 self.meta_scan()
-            except ReaderError:
-                pass  # the cut record: messages_scan stops there again and says so
+            except ReaderError as cut:  # the cut record: messages_scan stops there again and says so
+                self.damage = f"{self.path}: {cut}"
+
+
+class _SalvagingSqlite3Reader(Sqlite3Reader):
+    """A sqlite3 file shorter than its header says (a recorder killed, a copy cut short) is read row by row up
+    to its first lost page.
+
+    SQLite refuses such a file outright; with ``writable_schema`` it uses the pages present and reports the
+    first missing one as corruption, so the rows before it survive. They are read in ``id`` order, the order
+    they were recorded, because the timestamp index rosbags reads through may itself have lost pages. The
+    file is opened read-only and immutable: nothing is written to it or beside it.
+    """
+
+    damage: str | None = None
+
+    def open(self) -> None:
+        self.damage = _sqlite_cut(self.path)
+        if self.damage is None:
+            super().open()
+            return
+        log.warning("%s; reading its rows up to the first lost page", self.damage)
+        try:
+            self.dbconn = apsw.Connection(f"file:{self.path}?immutable=1",
+                                          flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+            self.dbconn.execute("PRAGMA writable_schema=ON")  # read-only still: lets a short file open
+            self.connections = self._salvaged_connections()
+        except apsw.Error as error:
+            if self.dbconn is not None:
+                self.dbconn.close()
+            raise ReaderError(f"{self.damage}, and its topics cannot be read: {error}") from error
+
+    def _salvaged_connections(self) -> list[Connection]:
+        columns = {row[1] for row in self.dbconn.execute("PRAGMA table_info(topics)")}
+        qos = "offered_qos_profiles" if "offered_qos_profiles" in columns else "''"
+        digest = "type_description_hash" if "type_description_hash" in columns else "''"
+        rows = self.dbconn.execute(f"SELECT id, name, type, serialization_format, {qos}, {digest} FROM topics")
+        return [
+            Connection(cid, topic, msgtype, MessageDefinition(MessageDefinitionFormat.NONE, ""), hash_, 0,
+                       ConnectionExtRosbag2(serialization_format, parse_qos(profiles)), self)
+            for cid, topic, msgtype, serialization_format, profiles, hash_ in rows
+        ]
+
+    def messages(
+        self, connections: Collection[Connection], start: int | None = None, stop: int | None = None
+    ) -> Iterator[tuple[Connection, int, bytes]]:
+        if self.damage is None:
+            yield from super().messages(connections, start, stop)
+            return
+        wanted = {connection.id: connection for connection in connections}
+        start, stop = start if start is not None else -(2**63), stop if stop is not None else 2**63
+        try:
+            for topic_id, log_time, data in self.dbconn.execute(
+                "SELECT topic_id, timestamp, data FROM messages ORDER BY id"
+            ):
+                if topic_id in wanted and start <= log_time < stop:
+                    yield wanted[topic_id], log_time, data
+        except apsw.Error as error:
+            raise ReaderError(f"{self.damage}; its first lost page ends the messages: {error}") from error
+
+
+def _sqlite_cut(path: Path) -> str | None:
+    """Where a sqlite3 file is shorter than its header's page count says, as text; None where it is not."""
+    with path.open("rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return None  # rosbags' own error says what is wrong with it
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The header's page count holds only while its "version valid for" equals the change counter.
+    if not pages or header[92:96] != header[24:28]:
+        return None
+    size, expected = path.stat().st_size, page_size * pages
+    if size >= expected:
+        return None
+    return f"{path} holds {size} of the {expected} bytes its header claims (cut at {size / expected:.0%})"
+
+
+def _damage(reader: Reader) -> str | None:
+    """Where the bag's storage files broke when they were opened, if they did."""
+    storage = reader.storage
+    storages = storage.storages if isinstance(storage, DirectoryReader) else [storage]
+    found = [damage for each in storages if (damage := getattr(each, "damage", None))]
+    return "; ".join(found) or None
 
 
 class _DirectoryReader(DirectoryReader):
-    STORAGE_PLUGINS = {"mcap": _SalvagingMcapReader, "sqlite3": Sqlite3Reader}
+    STORAGE_PLUGINS = {"mcap": _SalvagingMcapReader, "sqlite3": _SalvagingSqlite3Reader}
 
 
 class _Reader(Reader):
-    STORAGE_PLUGINS = {"dir": _DirectoryReader, ".mcap": _SalvagingMcapReader, ".db3": Sqlite3Reader}
+    STORAGE_PLUGINS = {"dir": _DirectoryReader, ".mcap": _SalvagingMcapReader, ".db3": _SalvagingSqlite3Reader}
 
 
 @contextmanager
@@ -109,12 +205,14 @@ def image_connections(reader: Reader, topics: Sequence[str] | None, path: str | 
     """The connections of the image topics asked for (all image topics when ``topics`` is None)."""
     images = [c for c in reader.connections if c.msgtype in IMAGE_TYPES]
     available = sorted({c.topic for c in images})
+    missing = [topic for topic in topics if topic not in available] if topics is not None else []
+    if (not images or missing) and (damage := _damage(reader)):
+        raise BagDamaged(f"bag {str(path)!r} is damaged before any image topic could be read: {damage}")
     if topics is None:
         if not images:
             raise BagError(f"bag {str(path)!r} has no {' or '.join(IMAGE_TYPES)} topic; its topics: "
                            f"{sorted({f'{c.topic} ({c.msgtype})' for c in reader.connections})}")
         return images
-    missing = [topic for topic in topics if topic not in available]
     if missing:
         raise BagError(f"bag {str(path)!r} has no image topic {', '.join(map(repr, missing))}; "
                        f"its image topics: {available}")
@@ -122,7 +220,8 @@ def image_connections(reader: Reader, topics: Sequence[str] | None, path: str | 
 
 
 def read_records(reader: Reader, connections: Sequence[Connection], path: str | Path) -> Iterator[BagRecord]:
-    """The messages of ``connections`` in log-time order; :class:`BagDamaged` where the bag breaks."""
+    """The messages of ``connections`` in log-time order (in recording order from a cut sqlite3 file);
+    :class:`BagDamaged` where the bag breaks, also when it broke where no message of theirs was read."""
     count = 0
     try:
         for connection, log_time, data in reader.messages(connections=connections):
@@ -130,6 +229,8 @@ def read_records(reader: Reader, connections: Sequence[Connection], path: str | 
             count += 1
     except (ReaderError, apsw.Error, OSError) as error:
         raise BagDamaged(f"bag {str(path)!r} is damaged after {count} message(s): {error}") from error
+    if damage := _damage(reader):
+        raise BagDamaged(f"bag {str(path)!r} is damaged after {count} message(s): {damage}")
 
 
 def decode_message(data: bytes, msgtype: str):
@@ -147,20 +248,20 @@ def serialize_image(fields: ImageFields, header) -> bytes:
 
 
 class BagWriter:
-    """A new rosbag2 at ``path``; topics are added on first use. An existing path is replaced only with
-    ``overwrite`` and only if it is a bag (a directory with ``metadata.yaml``)."""
+    """A new rosbag2 at ``path``, marked as egnet's; topics are added on first use. An existing path is replaced
+    only with ``overwrite``, and only if it is a bag egnet wrote whose folder holds nothing else (see
+    :func:`remove_own_bag`)."""
 
     def __init__(self, path: str | Path, storage: str, *, overwrite: bool = False) -> None:
         self.path = Path(path)
         if storage not in STORAGES:
             raise BagError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
-        if self.path.exists():
+        if self.path.exists() or self.path.is_symlink():
             if not overwrite:
                 raise BagError(f"output {str(self.path)!r} exists; pass --overwrite to replace it")
-            if not (self.path / "metadata.yaml").is_file():
-                raise BagError(f"output {str(self.path)!r} exists and is not a bag; refusing to replace it")
-            shutil.rmtree(self.path)
+            remove_own_bag(self.path)
         self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
+        self._writer.set_custom_data(*MARK)
         self._connections: dict[tuple[str, str], Connection] = {}
 
     def __enter__(self) -> BagWriter:
@@ -175,6 +276,43 @@ class BagWriter:
         if key not in self._connections:
             self._connections[key] = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
         self._writer.write(self._connections[key], log_time, data)
+
+
+def remove_own_bag(path: Path) -> None:
+    """Delete the bag egnet wrote at ``path``: its storage files, its ``metadata.yaml`` and then the empty
+    folder. Anything else refuses, untouched: a folder that is not a bag egnet wrote (no ``metadata.yaml``,
+    or one without egnet's mark), or that holds files besides the bag's own, which are named."""
+    if path.is_symlink() or not path.is_dir():
+        raise BagError(f"output {str(path)!r} exists and is not a folder; refusing to replace it")
+    present = sorted(entry.name for entry in path.iterdir())
+    if not present:
+        path.rmdir()
+        return
+    own = _own_bag_files(path)
+    others = [name for name in present if name not in own or not (path / name).is_file()]
+    if others:
+        raise BagError(f"output {str(path)!r} holds {others}, which are not part of the bag egnet wrote there; "
+                       "refusing to replace it: move them away or choose another output")
+    for name in own:  # metadata.yaml last: a bag interrupted here is still recognised as egnet's
+        (path / name).unlink(missing_ok=True)
+    path.rmdir()
+
+
+def _own_bag_files(path: Path) -> list[str]:
+    """The files of the bag egnet wrote at ``path`` (``metadata.yaml`` last); BagError where egnet did not."""
+    refusal = f"output {str(path)!r} is not a bag egnet wrote"
+    try:
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        marked = (info.get("custom_data") or {}).get(MARK[0]) == MARK[1]
+        storage_files = [Path(relative).name for relative in info["relative_file_paths"]]
+    except FileNotFoundError:
+        raise BagError(f"{refusal} (it has no metadata.yaml); refusing to replace it") from None
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as error:
+        raise BagError(f"{refusal} (its metadata.yaml does not read as one: {error}); refusing to replace it") from None
+    if not marked:
+        raise BagError(f"{refusal}: egnet did not write it (its metadata.yaml has no custom_data "
+                       f"{MARK[0]}: {MARK[1]}); refusing to replace it")
+    return [*storage_files, "metadata.yaml"]
 
 
 def write_camera_bag(

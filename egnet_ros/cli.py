@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from egnet_core.cli import add_inference_arguments, build_segmenter, ensure_writable_dir, parse_size
+from egnet_core.data.imageio import MAX_FRAME_PIXELS
 from egnet_core.data.statistics import format_histogram_table
 
 from .bag_segment import segment_bag, total_frames
@@ -30,7 +31,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     segment.add_argument("--color", action="store_true", help="also write PREFIX/TOPIC/color (rgb8 palette)")
     segment.add_argument("--no-input", action="store_true", help="leave the input frames out of the output bag")
     segment.add_argument("--storage", choices=("sqlite3", "mcap"), help="output storage (default: the input's)")
-    segment.add_argument("--overwrite", action="store_true", help="replace OUT_BAG if it is an existing bag")
+    segment.add_argument("--overwrite", action="store_true",
+                         help="replace OUT_BAG if it is a bag egnet wrote and its folder holds nothing else")
+    segment.add_argument("--max-frame-pixels", type=int, default=MAX_FRAME_PIXELS, metavar="PIXELS",
+                         help="skip frames of more pixels (width*height), read from the header before decoding "
+                              f"(default: 4096*4096 = {MAX_FRAME_PIXELS})")
     segment.set_defaults(run=_bag_segment)
 
     play = bag.add_parser("play", help="publish a bag's messages with their recorded timing (needs rclpy)")
@@ -53,7 +58,7 @@ def _bag_segment(args: argparse.Namespace) -> int:
         result = segment_bag(
             args.in_bag, args.out_bag, segmenter, topics=args.topic, batch_size=args.batch, prefix=args.prefix,
             color=args.color, copy_input=not args.no_input, storage=args.storage, overwrite=args.overwrite,
-            progress=bar.update,
+            max_frame_pixels=args.max_frame_pixels, progress=bar.update,
         )
     print(f"{result.frames} frames segmented in {result.seconds:.1f} s ({result.frames_per_second:.2f} frames/s) "
           f"on {segmenter.device}; output: {result.output}")

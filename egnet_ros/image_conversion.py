@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from egnet_core.data.imageio import MAX_FRAME_PIXELS
+
 if TYPE_CHECKING:
     from sensor_msgs.msg import CompressedImage, Image
     from std_msgs.msg import Header
-
-DEFAULT_MAX_PIXELS = 8192 * 8192
 
 
 class ImageConversionError(ValueError):
@@ -64,8 +64,8 @@ _YUV422 = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
 
 
-def image_to_rgb(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """H×W×3 uint8 RGB from a raw image.
+def image_to_rgb(msg: Image, *, max_frame_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
+    """H×W×3 uint8 RGB from a raw image; one of more than ``max_frame_pixels`` (height*width) is refused.
 
     ``rgb8`` is returned as a view into ``msg.data``, not a copy: writing to it writes the message, and a caller
     that keeps it after the message is reused must copy it.
@@ -75,7 +75,7 @@ def image_to_rgb(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
         raise ImageConversionError(
             f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
         )
-    _check_size(msg.width, msg.height, max_pixels)
+    _check_size(msg.width, msg.height, max_frame_pixels)
     _check_layout(msg, layout.bytes_per_pixel)
     pixels = _pixel_view(msg, layout.bytes_per_pixel)  # H×W×bytes_per_pixel uint8
     if msg.encoding == "rgb8":
@@ -86,8 +86,9 @@ def image_to_rgb(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     return cv2.cvtColor(pixels, layout.to_rgb)
 
 
-def compressed_to_rgb(msg: CompressedImage, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """H×W×3 uint8 RGB from a JPEG or PNG; the size in the stream's header is checked before decoding.
+def compressed_to_rgb(msg: CompressedImage, *, max_frame_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
+    """H×W×3 uint8 RGB from a JPEG or PNG; the size in the stream's header is checked against
+    ``max_frame_pixels`` before decoding, so a small file claiming a huge frame costs nothing.
 
     The stream's own signature says whether it is JPEG or PNG; ``msg.format`` is only quoted in errors, so
     formats such as ``compressedDepth`` (which prefixes the PNG with its own header) are refused as unreadable.
@@ -99,7 +100,7 @@ def compressed_to_rgb(msg: CompressedImage, *, max_pixels: int = DEFAULT_MAX_PIX
             f"CompressedImage (format {msg.format!r}, {data.size} bytes) is neither a JPEG nor a PNG stream "
             f"with a readable header; first bytes: {data[:8].tobytes()!r}"
         )
-    _check_size(size.width, size.height, max_pixels)
+    _check_size(size.width, size.height, max_frame_pixels)
     rgb = cv2.imdecode(data, cv2.IMREAD_COLOR_RGB)
     if rgb is None:
         raise ImageConversionError(
@@ -170,12 +171,13 @@ class _Size(NamedTuple):
     height: int
 
 
-def _check_size(width: int, height: int, max_pixels: int) -> None:
+def _check_size(width: int, height: int, max_frame_pixels: int) -> None:
     if width == 0 or height == 0:
         raise ImageConversionError(f"image has zero size: width={width}, height={height}")
-    if width * height > max_pixels:
+    if width * height > max_frame_pixels:
         raise ImageConversionError(
-            f"image of width={width} × height={height} = {width * height} pixels exceeds max_pixels={max_pixels}"
+            f"image of width={width} × height={height} = {width * height} pixels exceeds "
+            f"max_frame_pixels={max_frame_pixels}"
         )
 
 

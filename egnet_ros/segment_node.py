@@ -33,6 +33,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from egnet_core.model.checkpoint import check_same_architecture
+from egnet_core.data.imageio import MAX_FRAME_PIXELS
 from egnet_core.deploy.inference import Segmentation, Segmenter, resolve_device
 from egnet_core.data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE
 from egnet_core.model.egnet import MIN_INPUT_SIZE
@@ -70,6 +71,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "input_height": (0, "height the network runs at; 0 with input_width 0: each frame's own size"),
     "confidence_threshold": (0.0, "pixels whose top softmax score is below this are labelled 255; 0 disables"),
     "overlay_alpha": (0.5, "weight of the palette in ~/overlay, in [0, 1]"),
+    "max_frame_pixels": (MAX_FRAME_PIXELS, "frames of more pixels (width*height, read before decoding) are dropped"),
     "image_topic": ("image", "input topic (remapping 'image' does the same)"),
     "input_type": ("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage, JPEG or PNG)"),
     "input_reliability": ("best_effort", "input QoS reliability: best_effort (sensor data) or reliable"),
@@ -105,6 +107,7 @@ class Settings:
     input_size: tuple[int, int] | None  # (width, height); None runs the network at each frame's size
     confidence_threshold: float | None
     overlay_alpha: float
+    max_frame_pixels: int
     image_topic: str
     compressed: bool
     input_qos: QoSProfile
@@ -177,6 +180,7 @@ class SegmentNode(Node):
         self._segmenter = _load_segmenter(settings)
         self._compressed = settings.compressed
         self._overlay_alpha = settings.overlay_alpha
+        self._max_frame_pixels = settings.max_frame_pixels
         self._stats = FrameStats()
         self._mailbox = LatestFrame()
         self._throttle = ProblemThrottle(PROBLEM_LOG_PERIOD_S)
@@ -228,6 +232,7 @@ class SegmentNode(Node):
         for name in ("input_qos_depth", "output_qos_depth"):
             _require(value, name, value[name] >= 1, "at least 1")
         _require(value, "threads", value["threads"] >= 0, "0 (torch's choice) or positive")
+        _require(value, "max_frame_pixels", value["max_frame_pixels"] >= 1, "at least 1")
         for name in ("confidence_threshold", "overlay_alpha"):
             _require(value, name, 0.0 <= value[name] <= 1.0, "in [0, 1]")
         _require(value, "model.num_classes", value["model.num_classes"] >= 0, "0 (any) or positive")
@@ -252,6 +257,7 @@ class SegmentNode(Node):
             input_size=None if size == (0, 0) else size,
             confidence_threshold=value["confidence_threshold"] or None,
             overlay_alpha=value["overlay_alpha"],
+            max_frame_pixels=value["max_frame_pixels"],
             image_topic=value["image_topic"],
             compressed=value["input_type"] == "compressed",
             input_qos=QoSProfile(
@@ -329,7 +335,8 @@ class SegmentNode(Node):
         self._stats.count_processed(latency_s=time.perf_counter() - frame.received, inference_s=inference_s)
 
     def _to_rgb(self, msg: Image | CompressedImage) -> np.ndarray:
-        rgb = compressed_to_rgb(msg) if self._compressed else image_to_rgb(msg)
+        to_rgb = compressed_to_rgb if self._compressed else image_to_rgb
+        rgb = to_rgb(msg, max_frame_pixels=self._max_frame_pixels)
         self._segmenter.check_frame(rgb)
         return rgb
 

@@ -148,7 +148,7 @@ def test_a_failed_replay_leaves_no_node_running(tmp_path, tiny_checkpoint):
     write_camera_bag(tmp_path / "drive", [np.zeros((48, 64, 3), np.uint8)])
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs/notes.txt").write_text("not a bag")
-    with pytest.raises(BagError, match="exists and is not a bag"):
+    with pytest.raises(BagError, match="is not a bag egnet wrote"):
         replay_through_node(tmp_path / "drive", tiny_checkpoint, tmp_path / "outputs", domain_id=next_domain_id(),
                             device="cpu", overwrite=True)
     log = (tmp_path / "outputs_node.log").read_text()

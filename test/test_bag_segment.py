@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from rosbags.rosbag2 import Reader
+from rosbags.rosbag2 import Reader, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from egnet_core.model.checkpoint import save_checkpoint
@@ -129,10 +129,8 @@ def test_an_existing_output_is_kept_unless_overwrite_and_never_a_non_bag(tmp_pat
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes/todo.txt").write_text("keep me")
     assert main(command[:3] + [str(tmp_path / "notes")] + command[4:] + ["--overwrite"]) == 2
-    assert "exists and is not a bag; refusing to replace it" in capsys.readouterr().err
+    assert "is not a bag egnet wrote (it has no metadata.yaml); refusing to replace it" in capsys.readouterr().err
     assert (tmp_path / "notes/todo.txt").read_text() == "keep me"
-    assert main(command[:3] + [str(tmp_path / "drive/inner")] + command[4:]) == 2
-    assert "must not be the input bag" in capsys.readouterr().err
 
 
 def write_mixed_bag(path, frames) -> None:
@@ -196,9 +194,11 @@ def test_a_truncated_mcap_recording_is_segmented_up_to_the_cut(tmp_path, night_f
     assert f"is damaged after {segmented} message(s): Truncated record" in out
 
 
-def test_a_sqlite3_file_too_damaged_to_open_is_an_error_naming_it(tmp_path, night_frames, checkpoint, capsys):
+def test_a_sqlite3_file_whose_header_is_damaged_is_an_error_naming_it(tmp_path, night_frames, checkpoint, capsys):
     write_camera_bag(tmp_path / "drive", night_frames)
-    truncate(tmp_path / "drive", 0.6)
+    (storage_file,) = (tmp_path / "drive").glob("*.db3")
+    with storage_file.open("r+b") as file:
+        file.write(b"not a database!!")  # over "SQLite format 3\0": no page of it can be trusted
 
     code = main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint)])
 
@@ -219,3 +219,135 @@ def test_an_unknown_topic_is_an_error_listing_the_image_topics(tmp_path, night_f
     assert main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint),
                  "--topic", "/front/image"]) == 2
     assert "has no image topic '/front/image'; its image topics: ['/camera/image_raw']" in capsys.readouterr().err
+
+
+def segment_command(source, output, checkpoint, *extra) -> list[str]:
+    return ["bag", "segment", str(source), str(output), "--checkpoint", str(checkpoint), *extra]
+
+
+@pytest.mark.parametrize("layout", ["input file in output", "input folder in output", "output in input",
+                                    "same", "same through ..", "same through a symlink"])
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_an_output_overlapping_the_input_is_refused_before_anything_is_touched(
+    tmp_path, night_frames, checkpoint, storage, layout, capsys
+):
+    area = tmp_path / "area"
+    write_camera_bag(area / "out", night_frames[:2], storage=storage)  # an earlier output of egnet's
+    write_camera_bag(area / "out/drive", night_frames[:2], storage=storage)
+    (storage_file,) = [f for f in (area / "out").iterdir() if f.suffix in (".db3", ".mcap")]
+    (area / "link").symlink_to(area / "out/drive")
+    source, output = {
+        "input file in output": (storage_file, area / "out"),
+        "input folder in output": (area / "out/drive", area / "out"),
+        "output in input": (area / "out/drive", area / "out/drive/segmented"),
+        "same": (area / "out/drive", area / "out/drive"),
+        "same through ..": (area / "out/drive", area / "out/drive/../drive"),
+        "same through a symlink": (area / "out/drive", area / "link"),
+    }[layout]
+    before = snapshot(area)
+
+    assert main(segment_command(source, output, checkpoint, "--overwrite")) == 2
+
+    assert "overlap" in capsys.readouterr().err
+    assert snapshot(area) == before, "neither the input nor anything around it is touched"
+
+
+def test_overwrite_replaces_only_a_bag_egnet_wrote_and_names_any_other_file(
+    tmp_path, night_frames, checkpoint, capsys
+):
+    write_camera_bag(tmp_path / "drive", night_frames[:2])
+    source = snapshot(tmp_path / "drive")
+    command = segment_command(tmp_path / "drive", tmp_path / "out", checkpoint, "--overwrite")
+    assert main(command) == 0
+    (tmp_path / "out/thesis.txt").write_text("four years of work")
+    before = snapshot(tmp_path / "out")
+
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "thesis.txt" in err and "refusing to replace it" in err
+    assert snapshot(tmp_path / "out") == before
+
+    (tmp_path / "out/thesis.txt").unlink()
+    assert main(command) == 0, "a bag egnet wrote, alone in its folder, is replaced"
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["metadata.yaml", "out.db3"]
+    assert snapshot(tmp_path / "drive") == source, "the input is only read"
+
+
+def test_overwrite_refuses_a_bag_egnet_did_not_write(tmp_path, night_frames, checkpoint, capsys):
+    write_camera_bag(tmp_path / "drive", night_frames[:2])
+    with Writer(tmp_path / "recorded", version=8) as writer:  # as `ros2 bag record` would leave it: no egnet mark
+        connection = writer.add_connection("/imu", "std_msgs/msg/Header", typestore=TYPESTORE)
+        header = TYPESTORE.types["std_msgs/msg/Header"](
+            stamp=TYPESTORE.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="imu")
+        writer.write(connection, 1, bytes(TYPESTORE.serialize_cdr(header, "std_msgs/msg/Header")))
+    before = snapshot(tmp_path / "recorded")
+
+    assert main(segment_command(tmp_path / "drive", tmp_path / "recorded", checkpoint, "--overwrite")) == 2
+
+    assert "egnet did not write" in capsys.readouterr().err
+    assert snapshot(tmp_path / "recorded") == before
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "jpeg"])
+def test_frames_over_the_pixel_limit_are_skipped_naming_their_size_and_the_limit(
+    tmp_path, night_frames, checkpoint, compressed, capsys
+):
+    small = [cv2.resize(frame, (64, 32)) for frame in night_frames[:2]]
+    write_camera_bag(tmp_path / "drive", [small[0], night_frames[0], small[1], night_frames[1]], compressed=compressed)
+
+    assert main(segment_command(tmp_path / "drive", tmp_path / "out", checkpoint, "--max-frame-pixels", "4096")) == 0
+
+    out = capsys.readouterr().out
+    assert "2 frames segmented" in out
+    assert ("skipped 2: /camera/image_raw: image of width=128 × height=64 = 8192 pixels exceeds "
+            "max_frame_pixels=4096") in out
+    assert [m.width for _, m in read_bag(tmp_path / "out")[f"/egnet{CAMERA}/labels"]] == [64, 64]
+
+
+def test_a_pixel_limit_below_one_is_an_error(tmp_path, night_frames, checkpoint, capsys):
+    write_camera_bag(tmp_path / "drive", night_frames[:1])
+    assert main(segment_command(tmp_path / "drive", tmp_path / "out", checkpoint, "--max-frame-pixels", "0")) == 2
+    assert "max_frame_pixels must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_mcap_cut_inside_its_first_chunk_says_where_it_is_damaged(tmp_path, night_frames, checkpoint, capsys):
+    write_camera_bag(tmp_path / "drive", night_frames, storage="mcap")  # small frames: all in one chunk
+    truncate(tmp_path / "drive", 0.5)
+    (storage_file,) = (tmp_path / "drive").glob("*.mcap")
+
+    assert main(segment_command(tmp_path / "drive", tmp_path / "out", checkpoint)) == 1
+    out = capsys.readouterr().out
+    assert "0 frames segmented" in out
+    assert (f"input damaged: bag '{tmp_path / 'drive'}' is damaged after 0 message(s): "
+            f"{storage_file}: Truncated record at offset") in out
+
+    assert main(segment_command(storage_file, tmp_path / "out2", checkpoint)) == 2
+    err = capsys.readouterr().err
+    assert (f"bag '{storage_file}' is damaged before any image topic could be read: "
+            f"{storage_file}: Truncated record at offset") in err
+
+
+@pytest.mark.parametrize("fraction, layout", [(0.6, "folder"), (0.99, "folder"), (0.99, "file")])
+def test_a_cut_sqlite3_file_is_segmented_up_to_its_first_lost_page(tmp_path, checkpoint, fraction, layout, capsys):
+    frames = render_night_frames(4, 40, width=64, height=32)  # enough rows that the table's pages spread out
+    write_camera_bag(tmp_path / "full", frames)
+    recorded = [t for t, _ in read_bag(tmp_path / "full")[CAMERA]]
+    shutil.copytree(tmp_path / "full", tmp_path / "drive")
+    truncate(tmp_path / "drive", fraction)
+    (storage_file,) = (tmp_path / "drive").glob("*.db3")
+    before = snapshot(tmp_path / "drive")
+
+    source = tmp_path / "drive" if layout == "folder" else storage_file
+
+    code = main(segment_command(source, tmp_path / "out", checkpoint))
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    segmented = [t for t, _ in read_bag(tmp_path / "out")[f"/egnet{CAMERA}/labels"]]
+    assert 1 <= len(segmented) <= len(frames)
+    assert segmented == recorded[: len(segmented)], "the frames before the first lost page, in recording order"
+    assert f"{len(segmented)} frames segmented" in out
+    assert (f"input damaged: bag '{source}' is damaged after {len(segmented)} message(s): "
+            f"{storage_file} holds {storage_file.stat().st_size} of the") in out
+    assert snapshot(tmp_path / "drive") == before, "the damaged input is only read"

@@ -257,7 +257,7 @@ def odd_width_yuv():
         (zero_width, ["width=0"]),
         (zero_height, ["height=0"]),
         (unknown_encoding, ["'rgb16_foo'", "rgb8", "bayer_grbg8"]),
-        (huge_claim, ["width=10000", "height=10000", "max_pixels=67108864"]),
+        (huge_claim, ["width=10000", "height=10000", "max_frame_pixels=16777216"]),
         (odd_width_yuv, ["width=5", "yuv422"]),
     ],
     ids=lambda value: getattr(value, "__name__", ""),
@@ -271,12 +271,12 @@ def test_bad_messages_raise_naming_the_value(build, expected):
         assert text in str(error.value)
 
 
-def test_max_pixels_is_configurable():
+def test_max_frame_pixels_is_configurable():
     msg = make_image_msg(reference_rgb(), "rgb8")
 
-    with pytest.raises(ImageConversionError, match="max_pixels=59"):
-        image_to_rgb(msg, max_pixels=HEIGHT * WIDTH - 1)
-    assert image_to_rgb(msg, max_pixels=HEIGHT * WIDTH).shape == (HEIGHT, WIDTH, 3)
+    with pytest.raises(ImageConversionError, match="max_frame_pixels=59"):
+        image_to_rgb(msg, max_frame_pixels=HEIGHT * WIDTH - 1)
+    assert image_to_rgb(msg, max_frame_pixels=HEIGHT * WIDTH).shape == (HEIGHT, WIDTH, 3)
 
 
 def compressed_msg(data: bytes, fmt: str) -> CompressedImage:
@@ -339,11 +339,21 @@ def test_compressed_size_is_refused_from_the_header(extension):
         compressed_to_rgb(compressed_msg(data, extension[1:]))
 
 
-def test_compressed_max_pixels_is_configurable():
+def test_compressed_max_frame_pixels_is_configurable():
     msg = compressed_msg(encode(reference_rgb(), ".png"), "png")
 
-    with pytest.raises(ImageConversionError, match="max_pixels=10"):
-        compressed_to_rgb(msg, max_pixels=10)
+    with pytest.raises(ImageConversionError, match="max_frame_pixels=10"):
+        compressed_to_rgb(msg, max_frame_pixels=10)
+
+
+@pytest.mark.parametrize("extension", [".png", ".jpg"])
+def test_a_frame_just_over_4096x4096_is_refused_by_default_from_its_header(extension):
+    # A 1 MB JPEG of 8192×8192 cost 12.9 GB in a bag; the default bounds a frame at 4096×4096 before decoding.
+    data = claim_size(encode(reference_rgb(), extension), 4097, 4096)
+
+    with pytest.raises(ImageConversionError, match="width=4097 × height=4096 = 16781312 pixels exceeds "
+                                                   "max_frame_pixels=16777216"):
+        compressed_to_rgb(compressed_msg(data, extension[1:]))
 
 
 def assert_header_copied(msg, header):

@@ -170,3 +170,10 @@ def test_the_node_runs_with_the_command_line_launch_would_give_it(launch_file, t
     assert labels[0].header.stamp.sec == 42
     # use_sim_time reached the node: with no /clock its clock stands at zero, and diagnostics carry that time.
     assert diagnostics[-1].header.stamp.sec == 0 and diagnostics[-1].header.stamp.nanosec == 0
+
+
+def test_max_frame_pixels_reaches_the_node_as_an_integer(launch_file):
+    node = launch(launch_file, max_frame_pixels="8294400")
+    assert node.kwargs["parameters"][1] == {"use_sim_time": False, "max_frame_pixels": 8294400}
+    with pytest.raises(ValueError, match="launch argument 'max_frame_pixels' must be a positive whole number, got"):
+        launch(launch_file, max_frame_pixels="4k")

@@ -198,8 +198,10 @@ def bad_frames() -> list[tuple[str, Image]]:
     unknown = make_image_msg(np.zeros((48, 64), np.float32), "32FC1")
     # A header claiming 10000×10000 (3e8 bytes); the node must refuse it from the header, before any pixel.
     huge = Image(height=10000, width=10000, encoding="bgr8", step=30000, data=bytes(64))
+    # Valid but one row over the test's max_frame_pixels=64*48 (its log line is throttled as the same kind as huge's).
+    over_limit = make_image_msg(np.zeros((49, 64, 3), np.uint8), "bgr8")
     return [("step", short_step), ("data", short_data), ("zero size", zero), ("encoding", unknown),
-            ("10000×10000", huge)], good
+            ("10000×10000", huge), ("over max_frame_pixels", over_limit)], good
 
 
 def diagnostics_value(array: DiagnosticArray, key: str) -> str:
@@ -208,7 +210,7 @@ def diagnostics_value(array: DiagnosticArray, key: str) -> str:
 
 
 def test_bad_frames_are_dropped_with_a_clear_error_and_the_next_good_frame_is_processed(graph, tiny_checkpoint):
-    node = graph.start(tiny_checkpoint, input_reliability="reliable", input_qos_depth=10)
+    node = graph.start(tiny_checkpoint, input_reliability="reliable", input_qos_depth=10, max_frame_pixels=64 * 48)
     peer = graph.peer
     camera = peer.publisher(Image, CAMERA, RELIABLE)
     labels = peer.record(Image, f"{NODE}/labels", RELIABLE)
@@ -228,9 +230,9 @@ def test_bad_frames_are_dropped_with_a_clear_error_and_the_next_good_frame_is_pr
     assert [m.header.stamp.sec for m in labels] == [99]
     for text in ("step=191 is smaller than width*bytes_per_pixel", "data has 9024 bytes, fewer than height*step",
                  "image has zero size: width=0, height=0", "unsupported image encoding '32FC1'",
-                 "width=10000 × height=10000 = 100000000 pixels exceeds max_pixels"):
+                 "width=10000 × height=10000 = 100000000 pixels exceeds max_frame_pixels=3072"):
         assert text in output
-    assert "invalid 5" in output
+    assert "invalid 6" in output
 
 
 def test_compressed_jpeg_and_png_frames_are_segmented_and_a_corrupt_one_is_refused(graph, tiny_checkpoint):

@@ -8,6 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# The most pixels a camera frame may have before it is decoded: 4096×4096 holds every video format up to DCI 4K
+# and 12 MP machine-vision sensors, while a frame's cost grows with its pixels, not its compressed bytes (a 1 MB
+# JPEG of 8192×8192 took 12.9 GB through the network at native size). The node and `egnet bag segment` take it.
+MAX_FRAME_PIXELS = 4096 * 4096
+
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """H×W×3 uint8 RGB; a missing or undecodable file is an error naming it."""
