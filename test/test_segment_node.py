@@ -277,12 +277,15 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
     frame = make_image_msg(night_frame(256, 512), "bgr8")
     published, rss = 0, []
     period, start = 1 / 30, peer.node.get_clock().now().nanoseconds / 1e9
-    while published < 90:  # 3 s at 30 Hz
+    steady_at = None  # frames are published at 30 Hz until two were processed, then for 3 s more
+    while steady_at is None or published < steady_at + 90:
         camera.publish(stamped(frame, 1000 + published))
         published += 1
         peer.spin_for(max(0.0, start + published * period - peer.node.get_clock().now().nanoseconds / 1e9))
-        if len(labels) >= 2 and not rss:  # a frame or two in: what the worker holds in steady state
+        if len(labels) >= 2 and steady_at is None:  # a frame or two in: what the worker holds in steady state
             rss.append(resident_mib(node))
+            steady_at = published
+        assert published < 30 * 120, "two frames were not processed in two minutes"
     peer.spin_until(lambda: labels and labels[-1].header.stamp.sec >= 1000 + published - 3, 30,
                     "the newest frame's labels")
 
@@ -310,7 +313,7 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
     status = {key: diagnostics_value(final, key) for key in
               ("received", "processed", "dropped (superseded)", "latency p50 (ms)", "inference p50 (ms)")}
     received, processed = int(status["received"]), int(status["processed"])
-    assert 2 <= processed < 45, status
+    assert 2 <= processed < published / 2, status  # most frames were superseded while the model ran
     assert received >= 0.5 * published, status  # best effort: a loaded CPU loses some in DDS, as a camera would
     # Latency stays about one inference time: a frame waits at most for the one in flight, never for a queue.
     assert float(status["latency p50 (ms)"]) <= 2.5 * float(status["inference p50 (ms)"]) + 50, status
