@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .config import DATASETS
-from .export import OPSET
+from .export import MIN_OPSET, OPSET
 from .imageio import read_rgb, write_rgb
 from .inference import PRECISIONS, Segmenter
 from .labels import colorize
@@ -151,7 +151,7 @@ def _export(args: argparse.Namespace) -> int:
 
     from .benchmark import LABEL_AGREEMENT_FLOOR
     from .data.synthetic import render_night_scene
-    from .export import export_onnx
+    from .export import export_onnx, onnx_opset
     from .quantize import calibration_images, quantize_onnx
 
     if args.int8 and args.calibration is None:
@@ -175,7 +175,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.int8:
         form += f", int8 calibrated on {len(calibration)} images from {args.calibration}"
     agreement = (exported.labels == reference.labels).mean()
-    print(f"wrote {path} (opset {args.opset}, {form}); "
+    print(f"wrote {path} (opset {onnx_opset(path)}, {form}); "
           f"ONNX Runtime against PyTorch on a night frame: {agreement:.4%} of "
           f"labels equal, exposure max difference {np.abs(exported.exposure - reference.exposure).max():.2e}")
     if agreement < LABEL_AGREEMENT_FLOOR:
@@ -291,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--size", type=parse_size, default=(1024, 512),
                         help="input WIDTHxHEIGHT of a static graph; the tracing example of a dynamic one (default: 1024x512)")
     export.add_argument("--dynamic", action="store_true", help="any batch and size of at least 32x32")
-    export.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default: {OPSET})")
+    export.add_argument("--opset", type=int, default=OPSET,
+                        help=f"ONNX opset, {MIN_OPSET} up to the newest the onnx package knows (default: {OPSET})")
     export.add_argument("--int8", action="store_true",
                         help="quantize to int8 for ONNX Runtime on CPUs with VNNI (needs --calibration)")
     export.add_argument("--calibration", type=Path,
