@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -10,7 +12,7 @@ import torch
 from egnet_core.checkpoint import save_checkpoint
 from egnet_core.cli import main
 from egnet_core.config import ModelConfig
-from egnet_core.export import OPSET, export_onnx, onnx_opset, supported_opsets
+from egnet_core.export import CONFIG_KEY, OPSET, export_onnx, onnx_opset, supported_opsets
 from egnet_core.inference import Segmenter
 from egnet_core.onnx_runtime import OnnxNetwork
 from helpers import tiny_model, with_running_statistics
@@ -139,3 +141,32 @@ def test_the_export_writes_the_opset_asked_for_or_refuses_it_leaving_the_file_al
         assert path.read_bytes() == before  # the earlier export is still there, unchanged
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # and nothing else is left behind
 
+
+def with_metadata(source, path, **config_changes):
+    """A copy of an exported file whose model config in the metadata says something else."""
+    graph = onnx.load(str(source))
+    props = {prop.key: prop.value for prop in graph.metadata_props}
+    props[CONFIG_KEY] = json.dumps(json.loads(props[CONFIG_KEY]) | config_changes)
+    onnx.helper.set_model_props(graph, props)
+    onnx.save(graph, str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["static", "dynamic"])
+@pytest.mark.parametrize("classes", [3, 10**9])
+def test_metadata_that_disagrees_with_the_graph_is_refused_when_the_file_is_opened(exported, tmp_path, kind, classes):
+    edited = with_metadata(exported[kind], tmp_path / f"{classes}.onnx", num_classes=classes)
+    message = (f"'{edited}' says {classes} classes in its metadata \\('egnet_model_config'\\), but its graph's "
+               "'logits' output has 19: export it again with `egnet export`")
+    with pytest.raises(ValueError, match=message):
+        OnnxNetwork(edited, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match=message):
+        Segmenter.from_checkpoint(edited, input_size=(128, 64))
+
+
+def test_a_graph_without_a_fixed_class_dimension_is_refused(exported, tmp_path):
+    graph = onnx.load(str(exported["dynamic"]))
+    graph.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "classes"  # logits: B×classes×H×W
+    onnx.save(graph, str(tmp_path / "symbolic.onnx"))
+    with pytest.raises(ValueError, match=r"'logits' output has no fixed number of classes \('classes'\)"):
+        OnnxNetwork(tmp_path / "symbolic.onnx", device=torch.device("cpu"))
