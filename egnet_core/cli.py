@@ -13,7 +13,7 @@ import torch
 from .config import DATASETS
 from .export import MIN_OPSET, OPSET
 from .imageio import read_rgb, write_rgb
-from .inference import PRECISIONS, Segmenter
+from .inference import PRECISIONS, Segmenter, resolve_threads
 from .labels import colorize
 from .quantize import CALIBRATION_FRAMES
 from .visualize import exposure_picture
@@ -36,16 +36,15 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
                         help="fp32 (default), bf16 (CPUs with AVX-512 BF16 or AMX, CUDA) or fp16 (CUDA)")
-    parser.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for inference, at most the available CPUs (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="run the network through torch.compile")
     parser.add_argument("--cuda-graphs", action="store_true", help="replay a CUDA graph per input size (CUDA)")
 
 
 def _set_threads(args: argparse.Namespace) -> None:
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(resolve_threads(args.threads, name="--threads"))
 
 
 def _segmenter(args: argparse.Namespace, **options) -> Segmenter:
@@ -306,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer repetitions and batch sizes (minutes on a CPU)")
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     bench.add_argument("--checkpoint", type=Path, help="also a trained checkpoint, whose label agreement counts")
-    bench.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    bench.add_argument("--threads", type=int, help="CPU threads, at most the available CPUs (default: torch's choice)")
     bench.set_defaults(run=_bench)
 
     bag = commands.add_parser("bag", help="rosbag2 tools: segment a recorded drive, replay it").add_subparsers(
