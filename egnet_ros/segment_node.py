@@ -34,7 +34,7 @@ from std_msgs.msg import Header, String
 
 from egnet_core.checkpoint import check_same_architecture
 from egnet_core.imageio import MAX_FRAME_PIXELS
-from egnet_core.inference import Segmentation, Segmenter, resolve_device
+from egnet_core.inference import resolve_device, resolve_threads, Segmentation, Segmenter
 from egnet_core.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE
 from egnet_core.model import MIN_INPUT_SIZE
 from egnet_core.visualize import overlay
@@ -66,7 +66,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "bf16": (False, "bf16 inference (CPUs with AVX-512 BF16 or AMX, and CUDA); half takes precedence on CUDA"),
     "cuda_graphs": (False, "replay a captured CUDA graph per frame size; CUDA only, ignored with a warning on the CPU"),
     "compile": (False, "run the network through torch.compile (a slower start, then faster frames)"),
-    "threads": (0, "CPU threads for inference; 0: torch's choice"),
+    "threads": (0, "CPU threads for inference, capped at the available CPUs; 0: torch's choice"),
     "input_width": (0, "width the network runs at; 0 with input_height 0: each frame's own size"),
     "input_height": (0, "height the network runs at; 0 with input_width 0: each frame's own size"),
     "confidence_threshold": (0.0, "pixels whose top softmax score is below this are labelled 255; 0 disables"),
@@ -251,7 +251,7 @@ class SegmentNode(Node):
             expected_model={name.removeprefix("model."): value[name] for name in MODEL_PARAMETERS if value[name]},
             device=device,
             precision=precision,
-            threads=value["threads"],
+            threads=value["threads"] and resolve_threads(value["threads"], name="parameter 'threads'"),
             compile=value["compile"],
             cuda_graphs=cuda_graphs,
             input_size=None if size == (0, 0) else size,

@@ -21,7 +21,7 @@ from std_msgs.msg import String
 
 from egnet_core.checkpoint import save_checkpoint
 from egnet_core.export import export_onnx
-from egnet_core.inference import Segmenter
+from egnet_core.inference import Segmenter, available_cpus
 from egnet_core.labels import CLASS_NAMES, PALETTE
 from egnet_ros.segment_node import PARAMETERS, LatestFrame, ProblemThrottle
 from helpers import constant_model, tiny_model
@@ -307,9 +307,11 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
 
 def test_sigterm_stops_the_node_cleanly_with_a_summary(graph, tiny_checkpoint):
     # CUDA-only options on a machine without CUDA: warned about by name, and the node runs without them.
-    node = graph.start(tiny_checkpoint, device="cpu", half=True, cuda_graphs=True)
+    # More threads than CPUs only contend: capped, with a warning.
+    node = graph.start(tiny_checkpoint, device="cpu", half=True, cuda_graphs=True, threads=9999)
     output = stop_cleanly(node, signal.SIGTERM)
     assert "received 0, processed 0" in output
+    assert f"parameter 'threads' is 9999, more than the {available_cpus()} CPU(s) this process may use" in output
     for name in ("half", "cuda_graphs"):
         assert f"parameter '{name}' is true but device is cpu: it needs CUDA, ignored" in output
     assert "on cpu (fp32)" in output
