@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.data.synthetic import render_night_scene
+from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.model.egnet import EGNet
 from egnet_ros.bags import write_camera_bag
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from egnet_core.data.labels import IGNORE_INDEX, NUM_CLASSES
 from egnet_core.criteria.metrics import SegmentationEvaluator
+from egnet_core.data.labels import IGNORE_INDEX, NUM_CLASSES
 
 NIGHTCITY_TEST_IMAGES = 1299
 HEIGHT, WIDTH = 512, 1024

@@ -25,9 +25,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.cli import parse_size
 from egnet_core.deploy.inference import Segmenter
+from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.model.egnet import EGNet
 from egnet_ros.dds import use_fastdds_profile
 from egnet_ros.image_conversion import exposure_to_image, image_to_rgb, labels_to_image

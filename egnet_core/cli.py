@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 
 from egnet_core.config import DATASETS
-from egnet_core.deploy.export import OPSET
 from egnet_core.data.imageio import read_rgb, write_rgb
-from egnet_core.extras import INSTALL, MissingExtra
-from egnet_core.deploy.inference import PRECISIONS, Segmenter
 from egnet_core.data.labels import colorize
+from egnet_core.deploy.export import MIN_OPSET, OPSET
+from egnet_core.deploy.inference import PRECISIONS, Segmenter, resolve_threads
 from egnet_core.deploy.quantize import CALIBRATION_FRAMES
+from egnet_core.extras import INSTALL, MissingExtra
 from egnet_core.reports.visualize import exposure_picture
 
 
@@ -40,7 +40,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
                         help="fp32 (default), bf16 (CPUs with AVX-512 BF16 or AMX, CUDA) or fp16 (CUDA)")
-    parser.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for inference, at most the available CPUs (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="run the network through torch.compile")
     parser.add_argument("--cuda-graphs", action="store_true", help="replay a CUDA graph per input size (CUDA)")
 
@@ -63,9 +64,7 @@ def ensure_writable_dir(path: Path, what: str, *, folder: Path | None = None) ->
 
 def _set_threads(args: argparse.Namespace) -> None:
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(resolve_threads(args.threads, name="--threads"))
 
 
 def build_segmenter(args: argparse.Namespace, **options) -> Segmenter:
@@ -138,8 +137,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from egnet_core.data.datasets import open_dataset
-    from egnet_core.engine.evaluation import evaluate
     from egnet_core.deploy.inference import SlidingWindow
+    from egnet_core.engine.evaluation import evaluate
     from egnet_core.reports.report import write_report
 
     ensure_writable_dir(args.out, "--out")
@@ -178,9 +177,9 @@ def _export(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from egnet_core.deploy.benchmark import LABEL_AGREEMENT_FLOOR
     from egnet_core.data.synthetic import render_night_scene
-    from egnet_core.deploy.export import export_onnx
+    from egnet_core.deploy.benchmark import LABEL_AGREEMENT_FLOOR
+    from egnet_core.deploy.export import export_onnx, onnx_opset
     from egnet_core.deploy.quantize import calibration_images, quantize_onnx
 
     ensure_writable_dir(args.onnx, "--onnx", folder=args.onnx.parent)
@@ -205,7 +204,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.int8:
         form += f", int8 calibrated on {len(calibration)} images from {args.calibration}"
     agreement = (exported.labels == reference.labels).mean()
-    print(f"wrote {path} (opset {args.opset}, {form}); "
+    print(f"wrote {path} (opset {onnx_opset(path)}, {form}); "
           f"ONNX Runtime against PyTorch on a night frame: {agreement:.4%} of "
           f"labels equal, exposure max difference {np.abs(exported.exposure - reference.exposure).max():.2e}")
     if agreement < LABEL_AGREEMENT_FLOOR:
@@ -313,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--size", type=parse_size, default=(1024, 512),
                         help="input WIDTHxHEIGHT of a static graph; the tracing example of a dynamic one (default: 1024x512)")
     export.add_argument("--dynamic", action="store_true", help="any batch and size of at least 32x32")
-    export.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default: {OPSET})")
+    export.add_argument("--opset", type=int, default=OPSET,
+                        help=f"ONNX opset, {MIN_OPSET} up to the newest the onnx package knows (default: {OPSET})")
     export.add_argument("--int8", action="store_true",
                         help="quantize to int8 for ONNX Runtime on CPUs with VNNI (needs --calibration)")
     export.add_argument("--calibration", type=Path,
@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer repetitions and batch sizes (minutes on a CPU)")
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     bench.add_argument("--checkpoint", type=Path, help="also a trained checkpoint, whose label agreement counts")
-    bench.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    bench.add_argument("--threads", type=int, help="CPU threads, at most the available CPUs (default: torch's choice)")
     bench.set_defaults(run=_bench)
 
     add_plugin_commands(commands)

@@ -19,17 +19,16 @@ from typing import Any
 
 import numpy as np
 
-
 from egnet_core.config import load_train_config
 from egnet_core.data.datasets import open_dataset
+from egnet_core.data.imageio import write_rgb
+from egnet_core.data.labels import colorize
 from egnet_core.data.statistics import exposure_histogram, plot_exposure_histogram
 from egnet_core.data.synthetic import write_nightcity
-from egnet_core.engine.evaluation import evaluate
-from egnet_core.data.imageio import write_rgb
 from egnet_core.deploy.inference import Segmenter
-from egnet_core.data.labels import colorize
-from egnet_core.reports.report import write_report
+from egnet_core.engine.evaluation import evaluate
 from egnet_core.engine.train import train
+from egnet_core.reports.report import write_report
 from egnet_core.reports.visualize import exposure_picture, strip
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from egnet_core.data.statistics import ExposureCounter, ExposureHistogram
 from egnet_core.data.imageio import MAX_FRAME_PIXELS
+from egnet_core.data.statistics import ExposureCounter, ExposureHistogram
 from egnet_core.deploy.inference import Segmenter
 
 from .bags import (

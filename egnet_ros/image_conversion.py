@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import array
 import copy
-from typing import NamedTuple
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np

@@ -23,19 +23,19 @@ import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from egnet_core.model.checkpoint import check_same_architecture
 from egnet_core.data.imageio import MAX_FRAME_PIXELS
-from egnet_core.deploy.inference import Segmentation, Segmenter, resolve_device
 from egnet_core.data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE
+from egnet_core.deploy.inference import Segmentation, Segmenter, resolve_device, resolve_threads
+from egnet_core.model.checkpoint import check_same_architecture
 from egnet_core.model.egnet import MIN_INPUT_SIZE
 from egnet_core.reports.visualize import overlay
 
@@ -66,7 +66,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "bf16": (False, "bf16 inference (CPUs with AVX-512 BF16 or AMX, and CUDA); half takes precedence on CUDA"),
     "cuda_graphs": (False, "replay a captured CUDA graph per frame size; CUDA only, ignored with a warning on the CPU"),
     "compile": (False, "run the network through torch.compile (a slower start, then faster frames)"),
-    "threads": (0, "CPU threads for inference; 0: torch's choice"),
+    "threads": (0, "CPU threads for inference, capped at the available CPUs; 0: torch's choice"),
     "input_width": (0, "width the network runs at; 0 with input_height 0: each frame's own size"),
     "input_height": (0, "height the network runs at; 0 with input_width 0: each frame's own size"),
     "confidence_threshold": (0.0, "pixels whose top softmax score is below this are labelled 255; 0 disables"),
@@ -251,7 +251,7 @@ class SegmentNode(Node):
             expected_model={name.removeprefix("model."): value[name] for name in MODEL_PARAMETERS if value[name]},
             device=device,
             precision=precision,
-            threads=value["threads"],
+            threads=value["threads"] and resolve_threads(value["threads"], name="parameter 'threads'"),
             compile=value["compile"],
             cuda_graphs=cuda_graphs,
             input_size=None if size == (0, 0) else size,

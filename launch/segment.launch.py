@@ -8,11 +8,11 @@ Fast DDS profile the node loads.
 import os
 from pathlib import Path
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
 
 from egnet_ros.dds import FASTDDS_PROFILE, FASTDDS_PROFILE_ENV
+from launch import LaunchDescription
 
 # share/egnet_ros/launch/ when installed, launch/ in the source tree: config/ is beside it in both.
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"

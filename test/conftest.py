@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import tiny_model
 
 from egnet_core.model.checkpoint import save_checkpoint
 from egnet_ros.dds import use_fastdds_profile
-from helpers import tiny_model
 
 # Set before any test creates a DDS participant in this process (node processes inherit both): discovery on
 # this host only, and the profile that carries camera-sized best-effort images, as the console scripts load it.

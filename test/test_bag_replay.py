@@ -7,10 +7,11 @@ import signal
 
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
+from helpers_ros import READY_LINE, NodeProcess, Peer, next_domain_id
 from rclpy.parameter import Parameter
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
-from builtin_interfaces.msg import Time
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -19,7 +20,6 @@ from egnet_core.data.synthetic import render_night_scene
 from egnet_ros.bag_record import BagRecorder
 from egnet_ros.bags import BagError, write_camera_bag
 from egnet_ros.live_replay import replay_through_node
-from helpers_ros import READY_LINE, NodeProcess, Peer, next_domain_id
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 FRAMES = 8

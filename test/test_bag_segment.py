@@ -8,17 +8,17 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from helpers import snapshot, tiny_model
 from rosbags.rosbag2 import Reader, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.cli import main
 from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.export import export_onnx
 from egnet_core.deploy.inference import Segmenter
+from egnet_core.model.checkpoint import save_checkpoint
 from egnet_ros.bag_segment import total_frames
 from egnet_ros.bags import BagWriter, write_camera_bag
-from helpers import snapshot, tiny_model
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)  # another distro's definitions than the tool's: they must agree
 CAMERA = "/camera/image_raw"

@@ -3,10 +3,10 @@
 import json
 
 import torch
+from helpers import tiny_model
 from torch.utils.flop_counter import FlopCounterMode
 
 from egnet_core.deploy.benchmark import SIZE, format_benchmark, gemm_peaks, model_gflop, write_benchmark
-from helpers import tiny_model
 
 
 def test_flops_counted_on_the_meta_device_equal_a_real_forward():

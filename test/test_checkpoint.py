@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from helpers import tiny_model
 
-from egnet_core.model.checkpoint import check_same_architecture, load_checkpoint, load_model, save_checkpoint
 from egnet_core.cli import main
 from egnet_core.config import ModelConfig
 from egnet_core.deploy.inference import Segmenter
-from helpers import tiny_model
+from egnet_core.model.checkpoint import check_same_architecture, load_checkpoint, load_model, save_checkpoint
 
 
 def test_a_checkpoint_is_loaded_by_path_alone(tmp_path):

@@ -8,11 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+from helpers_ros import next_domain_id
 
 from egnet_core.cli import main
 from egnet_core.data.synthetic import render_night_scene
 from egnet_core.demo import run_demo
-from helpers_ros import next_domain_id
+from egnet_core.deploy.inference import available_cpus
 
 EGNET = str(Path(sys.executable).parent / "egnet")
 
@@ -36,6 +38,19 @@ def test_predict_writes_colour_labels_train_ids_and_exposure(tmp_path, tiny_chec
     assert colour.shape == exposure.shape == (96, 160, 3)
     assert train_ids.shape == (96, 160) and train_ids.max() < 19
     assert image_path.read_bytes() == before  # the input is never modified
+
+
+def test_more_threads_than_cpus_are_capped_with_a_warning(tmp_path, tiny_checkpoint, caplog):
+    image_path = tmp_path / "night.png"
+    cv2.imwrite(str(image_path), np.zeros((32, 64, 3), np.uint8))
+    threads = torch.get_num_threads()
+    try:
+        assert main(["predict", str(image_path), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "out"),
+                     "--device", "cpu", "--threads", "9999"]) == 0
+        assert torch.get_num_threads() == available_cpus()  # 9999 threads made predict 12 times slower
+    finally:
+        torch.set_num_threads(threads)
+    assert f"--threads is 9999, more than the {available_cpus()} CPU(s) this process may use" in caplog.text
 
 
 @pytest.mark.parametrize(

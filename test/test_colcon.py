@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers_ros import Peer, next_domain_id, ros_environment
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
-
-from helpers_ros import Peer, next_domain_id, ros_environment
 
 pytestmark = pytest.mark.integration
 

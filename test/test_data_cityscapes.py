@@ -2,16 +2,16 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import snapshot
 from torch.utils.data import ConcatDataset, DataLoader
 
 from egnet_core.data.cityscapes import Cityscapes
+from egnet_core.data.imageio import write_rgb
+from egnet_core.data.labels import label_id_to_train_id
 from egnet_core.data.nightcity import NightCity
 from egnet_core.data.sample import RawSample, Sample
 from egnet_core.data.synthetic import render_night_scene, write_nightcity
 from egnet_core.data.transforms import TrainTransform
-from egnet_core.data.imageio import write_rgb
-from egnet_core.data.labels import label_id_to_train_id
-from helpers import snapshot
 
 WIDTH, HEIGHT = 128, 64
 CITIES = {"train": ("aachen", "bremen"), "val": ("frankfurt",)}

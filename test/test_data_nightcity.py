@@ -5,14 +5,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import snapshot
 
+from egnet_core.data.imageio import read_label, read_rgb, write_rgb
+from egnet_core.data.labels import label_id_to_train_id
 from egnet_core.data.nightcity import NightCity, duplicates_between_splits
 from egnet_core.data.sample import RawSample, Sample
 from egnet_core.data.synthetic import write_nightcity
 from egnet_core.data.transforms import EvalTransform, TrainTransform
-from egnet_core.data.imageio import read_label, read_rgb, write_rgb
-from egnet_core.data.labels import label_id_to_train_id
-from helpers import snapshot
 
 WIDTH, HEIGHT = 128, 64
 

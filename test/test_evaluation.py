@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from helpers import constant_model, tiny_model
 
+from egnet_core.data.labels import CLASS_NAMES
 from egnet_core.data.sample import RawSample
 from egnet_core.data.synthetic import write_nightcity
-from egnet_core.engine.evaluation import evaluate
 from egnet_core.deploy.inference import Segmenter
-from egnet_core.data.labels import CLASS_NAMES
-from helpers import constant_model, tiny_model
+from egnet_core.engine.evaluation import evaluate
 
 ROAD, VEGETATION = CLASS_NAMES.index("road"), CLASS_NAMES.index("vegetation")
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import tiny_model, with_running_statistics
 
-from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.cli import main
 from egnet_core.config import ModelConfig
-from egnet_core.deploy.export import OPSET, export_onnx
+from egnet_core.deploy.export import CONFIG_KEY, OPSET, export_onnx, onnx_opset, supported_opsets
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
-from helpers import tiny_model, with_running_statistics
+from egnet_core.model.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +115,58 @@ def test_the_export_command_checks_its_graph_against_pytorch(tmp_path, capsys):
     assert f"opset {OPSET}, batch 1, 128x64" in out
     agreement = float(out.split("PyTorch on a night frame: ")[1].split("%")[0])
     assert agreement >= 99.9
+
+
+def opset_of(path) -> int:
+    return {o.domain: o.version for o in onnx.load(str(path)).opset_import}[""]
+
+
+def test_the_export_writes_the_opset_asked_for_or_refuses_it_leaving_the_file_alone(exported, tmp_path, capsys):
+    # Opsets below 18 come from ONNX's version converter: written as asked where it can go that far down.
+    opsets = supported_opsets()
+    lowest, highest = opsets[0], opsets[-1]
+    path = tmp_path / "m.onnx"
+    assert main(["export", "--checkpoint", str(exported["checkpoint"]), "--onnx", str(path), "--size", "64x32",
+                 "--opset", str(lowest)]) == 0
+    assert opset_of(path) == onnx_opset(path) == lowest
+    assert f"(opset {lowest}, batch 1, 64x32)" in capsys.readouterr().out
+    before = path.read_bytes()
+    for opset in (lowest - 1, 7, highest + 1):  # the converter has no Shape below 15; onnx knows no higher
+        assert main(["export", "--checkpoint", str(exported["checkpoint"]), "--onnx", str(path), "--size", "64x32",
+                     "--opset", str(opset)]) == 2
+        error = capsys.readouterr().err
+        assert f"egnet export: error: opset {opset} cannot be written: use an opset from {lowest} to {highest}" \
+               in error, error
+        assert "Traceback" not in error
+        assert path.read_bytes() == before  # the earlier export is still there, unchanged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # and nothing else is left behind
+
+
+def with_metadata(source, path, **config_changes):
+    """A copy of an exported file whose model config in the metadata says something else."""
+    graph = onnx.load(str(source))
+    props = {prop.key: prop.value for prop in graph.metadata_props}
+    props[CONFIG_KEY] = json.dumps(json.loads(props[CONFIG_KEY]) | config_changes)
+    onnx.helper.set_model_props(graph, props)
+    onnx.save(graph, str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["static", "dynamic"])
+@pytest.mark.parametrize("classes", [3, 10**9])
+def test_metadata_that_disagrees_with_the_graph_is_refused_when_the_file_is_opened(exported, tmp_path, kind, classes):
+    edited = with_metadata(exported[kind], tmp_path / f"{classes}.onnx", num_classes=classes)
+    message = (f"'{edited}' says {classes} classes in its metadata \\('egnet_model_config'\\), but its graph's "
+               "'logits' output has 19: export it again with `egnet export`")
+    with pytest.raises(ValueError, match=message):
+        OnnxNetwork(edited, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match=message):
+        Segmenter.from_checkpoint(edited, input_size=(128, 64))
+
+
+def test_a_graph_without_a_fixed_class_dimension_is_refused(exported, tmp_path):
+    graph = onnx.load(str(exported["dynamic"]))
+    graph.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "classes"  # logits: B×classes×H×W
+    onnx.save(graph, str(tmp_path / "symbolic.onnx"))
+    with pytest.raises(ValueError, match=r"'logits' output has no fixed number of classes \('classes'\)"):
+        OnnxNetwork(tmp_path / "symbolic.onnx", device=torch.device("cpu"))

@@ -1,9 +1,9 @@
 """egnet_core.deploy.fusion: BatchNorm folded into convolutions, the same function with fewer passes."""
 
 import torch
+from helpers import tiny_model, with_running_statistics
 
 from egnet_core.deploy.fusion import fuse_conv_bn
-from helpers import tiny_model, with_running_statistics
 
 
 def count(model, kind) -> int:

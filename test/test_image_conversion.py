@@ -8,6 +8,7 @@ import re
 import cv2
 import numpy as np
 import pytest
+from helpers_ros import PADDING_BYTE, make_header, make_image_msg
 from sensor_msgs.msg import CompressedImage
 
 from egnet_ros.image_conversion import (
@@ -19,7 +20,6 @@ from egnet_ros.image_conversion import (
     labels_to_image,
     rgb_to_image,
 )
-from helpers_ros import PADDING_BYTE, make_header, make_image_msg
 
 HEIGHT, WIDTH = 6, 10
 PADDING = 7  # bytes after each row in the padded variants: odd, so 16-bit rows are also misaligned

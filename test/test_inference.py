@@ -1,10 +1,13 @@
+import logging
+import os
+
 import numpy as np
 import pytest
 import torch
-
-from egnet_core.deploy.inference import Segmenter, resolve_device
-from egnet_core.data.labels import PALETTE
 from helpers import tiny_model, with_running_statistics
+
+from egnet_core.data.labels import PALETTE
+from egnet_core.deploy.inference import Segmenter, available_cpus, resolve_device, resolve_threads
 
 
 def _frames(count=2, height=70, width=110):
@@ -85,6 +88,19 @@ def test_device_names():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+def test_threads_are_at_least_one_and_capped_at_the_cpus_this_process_may_use(caplog):
+    cpus = len(os.sched_getaffinity(0))  # what `taskset` or a container's cpuset leaves to this process
+    assert available_cpus() == cpus
+    with caplog.at_level(logging.WARNING):
+        assert resolve_threads(1, name="--threads") == 1
+        assert resolve_threads(cpus, name="--threads") == cpus
+        assert not caplog.records
+        assert resolve_threads(9999, name="--threads") == cpus
+    assert caplog.messages == [f"--threads is 9999, more than the {cpus} CPU(s) this process may use: using {cpus}"]
+    with pytest.raises(ValueError, match="parameter 'threads' must be at least 1, got 0"):
+        resolve_threads(0, name="parameter 'threads'")
 
 
 def test_colours_are_the_labels_in_the_cityscapes_palette():

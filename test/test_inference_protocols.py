@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import constant_model, tiny_model
 
 from egnet_core.deploy.inference import Segmenter, SlidingWindow
-from helpers import constant_model, tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
+from helpers_ros import READY_LINE, NodeProcess, Peer, make_header, make_image_msg, next_domain_id
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from egnet_ros.dds import FASTDDS_PROFILE, FASTDDS_PROFILE_ENV, use_fastdds_profile
-from helpers_ros import READY_LINE, NodeProcess, Peer, make_header, make_image_msg, next_domain_id
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_FILE = ROOT / "launch/segment.launch.py"

@@ -8,9 +8,9 @@ import torch
 import torch.distributed as dist
 from sklearn.metrics import precision_score, recall_score
 
+from egnet_core.criteria.metrics import SegmentationEvaluator
 from egnet_core.data.exposure import bin_names
 from egnet_core.data.labels import CLASS_NAMES, IGNORE_INDEX
-from egnet_core.criteria.metrics import SegmentationEvaluator
 
 # Class 4 is only ever predicted (zero support), class 5 never occurs at all (NaN IoU).
 NUM_CLASSES = 6

@@ -1,10 +1,10 @@
 import pytest
 import torch
 import torchvision
+from helpers import tiny_model
 
 from egnet_core.config import VARIANTS, ModelConfig
 from egnet_core.model.egnet import EGNet, build_model
-from helpers import tiny_model
 
 
 def _forward(model: EGNet, batch=2, height=64, width=96):

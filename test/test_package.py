@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,16 +6,16 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import snapshot, tiny_model, with_running_statistics
 
-from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.cli import main
+from egnet_core.data.imageio import write_rgb
 from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY, export_onnx
-from egnet_core.data.imageio import write_rgb
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
 from egnet_core.deploy.quantize import FLOAT_WEIGHTS, calibration_images, quantize_onnx
-from helpers import snapshot, tiny_model, with_running_statistics
+from egnet_core.model.checkpoint import save_checkpoint
 
 SIZE = (128, 64)
 

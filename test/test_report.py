@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from egnet_core.engine.evaluation import EvaluationResult, Example
+from egnet_core.criteria.metrics import SegmentationEvaluator
 from egnet_core.data.exposure import bin_names
 from egnet_core.data.labels import CLASS_NAMES
-from egnet_core.criteria.metrics import SegmentationEvaluator
+from egnet_core.engine.evaluation import EvaluationResult, Example
 from egnet_core.reports.report import write_report
 
 

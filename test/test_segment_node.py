@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
+from helpers import constant_model, tiny_model
+from helpers_ros import READY_LINE, NodeProcess, Peer, make_header, make_image_msg, next_domain_id
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from egnet_core.model.checkpoint import save_checkpoint
-from egnet_core.deploy.export import export_onnx
-from egnet_core.deploy.inference import Segmenter
 from egnet_core.data.labels import CLASS_NAMES, PALETTE
+from egnet_core.deploy.export import export_onnx
+from egnet_core.deploy.inference import Segmenter, available_cpus
+from egnet_core.model.checkpoint import save_checkpoint
 from egnet_ros.segment_node import PARAMETERS, LatestFrame, ProblemThrottle
-from helpers import constant_model, tiny_model
-from helpers_ros import READY_LINE, NodeProcess, Peer, make_header, make_image_msg, next_domain_id
 
 ROOT = Path(__file__).resolve().parent.parent
 CAR = CLASS_NAMES.index("car")
@@ -321,9 +321,11 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
 
 def test_sigterm_stops_the_node_cleanly_with_a_summary(graph, tiny_checkpoint):
     # CUDA-only options on a machine without CUDA: warned about by name, and the node runs without them.
-    node = graph.start(tiny_checkpoint, device="cpu", half=True, cuda_graphs=True)
+    # More threads than CPUs only contend: capped, with a warning.
+    node = graph.start(tiny_checkpoint, device="cpu", half=True, cuda_graphs=True, threads=9999)
     output = stop_cleanly(node, signal.SIGTERM)
     assert "received 0, processed 0" in output
+    assert f"parameter 'threads' is 9999, more than the {available_cpus()} CPU(s) this process may use" in output
     for name in ("half", "cuda_graphs"):
         assert f"parameter '{name}' is true but device is cpu: it needs CUDA, ignored" in output
     assert "on cpu (fp32)" in output

@@ -2,11 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
+from egnet_core.data.exposure import bin_names
 from egnet_core.data.nightcity import NightCity
 from egnet_core.data.statistics import exposure_histogram, format_histogram_table, plot_exposure_histogram
 from egnet_core.data.synthetic import write_nightcity
 from egnet_core.data.transforms import EvalTransform
-from egnet_core.data.exposure import bin_names
 
 
 def random_images(count=3, seed=0):

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from egnet_core.data.synthetic import NightScene, SyntheticDataset, render_night_scene, write_nightcity
 from egnet_core.data.exposure import NUM_BINS, exposure_bins, exposure_map
 from egnet_core.data.labels import IGNORE_INDEX, LABEL_IDS, colorize, label_id_to_train_id
+from egnet_core.data.synthetic import NightScene, SyntheticDataset, render_night_scene, write_nightcity
 
 DRAWN_CLASSES = ("road", "sidewalk", "building", "pole", "traffic light", "traffic sign", "vegetation", "sky",
                  "person", "car")

@@ -13,13 +13,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from egnet_core.model.checkpoint import load_checkpoint, load_model, save_checkpoint
-from egnet_core.config import load_train_config
-from egnet_core.data.synthetic import write_nightcity
-from egnet_core.data.imageio import read_label
-from egnet_core.engine.train import TrainingDiverged, load_pretrained, train
 from helpers import tiny_model
+
+from egnet_core.config import load_train_config
+from egnet_core.data.imageio import read_label
+from egnet_core.data.synthetic import write_nightcity
+from egnet_core.engine.train import TrainingDiverged, load_pretrained, train
+from egnet_core.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -31,7 +31,6 @@ from torch.utils.data import Dataset
 
 from egnet_core.data.imageio import read_label, read_rgb
 from egnet_core.data.labels import IGNORE_INDEX, NUM_CLASSES, label_id_to_train_id
-
 from egnet_core.data.sample import RawSample
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ from matplotlib.figure import Figure
 from torch.utils.data import Dataset
 
 from egnet_core.data.exposure import NUM_BINS, bin_names, exposure_bins, exposure_map
-
 from egnet_core.data.sample import RawSample
 
 

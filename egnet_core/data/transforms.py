@@ -21,7 +21,6 @@ import torch
 from torch.utils.data import get_worker_info
 
 from egnet_core.data.labels import IGNORE_INDEX
-
 from egnet_core.data.sample import RawSample, Sample, to_sample
 
 MIN_CROP = 32

@@ -26,13 +26,13 @@ import torch
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from egnet_core.model.checkpoint import load_model, save_checkpoint
 from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.export import OPSET, export_onnx, require_onnx
 from egnet_core.deploy.inference import Segmentation, Segmenter, to_network_input
-from egnet_core.model.egnet import EGNet
 from egnet_core.deploy.onnx_runtime import require_onnxruntime
 from egnet_core.deploy.quantize import quantize_onnx
+from egnet_core.model.checkpoint import load_model, save_checkpoint
+from egnet_core.model.egnet import EGNet
 
 log = logging.getLogger(__name__)
 

@@ -13,20 +13,23 @@ import dataclasses
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import torch
 
-from egnet_core.extras import require
-
-from egnet_core.model.checkpoint import load_model
 from egnet_core.config import ModelConfig
 from egnet_core.deploy.fusion import fuse_conv_bn
+from egnet_core.extras import require
+from egnet_core.model.checkpoint import load_model
 from egnet_core.model.egnet import MIN_INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
 OPSET = 18  # supported by ONNX Runtime 1.14+ and TensorRT 8.6+
+# torch's exporter writes opset 18 and leaves other opsets to ONNX's version converter, which takes EGNet's graph
+# up to any opset the onnx package knows and down to 15, no further (it has no adapter for Shape below 15).
+MIN_OPSET = 15
 CONFIG_KEY = "egnet_model_config"
 PRECISION_KEY = "egnet_precision"  # "int8" in a graph from `egnet export --int8`; absent (fp32) otherwise
 ONNX_PRECISIONS = ("fp32", "int8")
@@ -44,6 +47,9 @@ def export_onnx(
     width, height = size
     if min(size) < MIN_INPUT_SIZE:
         raise ValueError(f"size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, got {width}x{height}")
+    opsets = supported_opsets()
+    if opset not in opsets:
+        raise ValueError(f"opset {opset} cannot be written: use an opset from {opsets[0]} to {opsets[-1]}")
     model = fuse_conv_bn(load_model(checkpoint))
     example = torch.rand(1, 3, height, width)
     shapes = None
@@ -52,16 +58,40 @@ def export_onnx(
                    3: torch.export.Dim("width", min=MIN_INPUT_SIZE)},)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=[INPUT_NAME],
-                      output_names=list(OUTPUT_NAMES), dynamic_shapes=shapes, opset_version=opset,
-                      external_data=False)
-    graph = onnx.load(str(path))
-    config = dataclasses.replace(model.config, backbone_weights=None)
-    onnx.helper.set_model_props(graph, {CONFIG_KEY: json.dumps(config.to_dict())})
-    onnx.save(graph, str(path))
+    # Written beside the target and moved over it once complete and checked: a failed export leaves an earlier
+    # file at ``path`` as it was.
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as scratch:
+        partial = Path(scratch) / path.name
+        torch.onnx.export(model, (example,), str(partial), dynamo=True, input_names=[INPUT_NAME],
+                          output_names=list(OUTPUT_NAMES), dynamic_shapes=shapes, opset_version=opset,
+                          external_data=False)
+        graph = onnx.load(str(partial))
+        # Where the version converter fails, the exporter only warns and keeps its own opset.
+        written = _default_opset(graph)
+        if written != opset:
+            raise ValueError(f"opset {opset} cannot be written for this model: ONNX's version converter left it at "
+                             f"opset {written}; use opset {written} or another from {opsets[0]} to {opsets[-1]}")
+        config = dataclasses.replace(model.config, backbone_weights=None)
+        onnx.helper.set_model_props(graph, {CONFIG_KEY: json.dumps(config.to_dict())})
+        onnx.save(graph, str(partial))
+        os.replace(partial, path)
     log.info("exported %s to %s (opset %d, %s)", checkpoint, path, opset,
              "dynamic batch and size" if dynamic else f"batch 1, {width}x{height}")
     return path
+
+
+def supported_opsets() -> range:
+    """The opsets ``export_onnx`` writes: from ``MIN_OPSET`` to the newest the installed onnx package knows."""
+    return range(MIN_OPSET, require_onnx().defs.onnx_opset_version() + 1)
+
+
+def onnx_opset(path: str | os.PathLike) -> int:
+    """The standard (``ai.onnx``) opset a written file declares."""
+    return _default_opset(require_onnx().load(str(path), load_external_data=False))
+
+
+def _default_opset(graph) -> int:
+    return next(entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx"))
 
 
 def onnx_model_config(path: str | os.PathLike, metadata: dict[str, str]) -> ModelConfig:

@@ -16,6 +16,7 @@ protocol is exactly the model's own output; the confidence threshold applies to 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -26,13 +27,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from egnet_core.model.checkpoint import check_same_architecture, load_model
 from egnet_core.config import ModelConfig
+from egnet_core.data.labels import IGNORE_INDEX, PALETTE_LUT
 from egnet_core.deploy.cuda_graphs import CudaGraphNetwork
 from egnet_core.deploy.fusion import fuse_conv_bn
-from egnet_core.data.labels import IGNORE_INDEX, PALETTE_LUT
-from egnet_core.model.egnet import MIN_INPUT_SIZE, EGNet, EGNetOutput
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
+from egnet_core.model.checkpoint import check_same_architecture, load_model
+from egnet_core.model.egnet import MIN_INPUT_SIZE, EGNet, EGNetOutput
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PAPER_INPUT_SIZE = (900, 900)  # (width, height) the paper resizes every test image to
@@ -86,6 +89,27 @@ def resolve_device(name: str) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
     return device
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (``taskset``, a container's cpuset) where the OS
+    has one, else every CPU of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def resolve_threads(threads: int, *, name: str) -> int:
+    """CPU threads for inference, at least 1 and at most the available CPUs: more only contend with each other
+    (9999 made a prediction 12 times slower), so they are capped with a warning. ``name``: the option, for the
+    messages (``--threads``, ``parameter 'threads'``)."""
+    if threads < 1:
+        raise ValueError(f"{name} must be at least 1, got {threads}")
+    cpus = available_cpus()
+    if threads > cpus:
+        log.warning("%s is %d, more than the %d CPU(s) this process may use: using %d", name, threads, cpus, cpus)
+        return cpus
+    return threads
 
 
 class Segmenter:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from egnet_core.deploy.export import INPUT_NAME, OUTPUT_NAMES, onnx_model_config, onnx_precision
+from egnet_core.config import ModelConfig
+from egnet_core.deploy.export import CONFIG_KEY, INPUT_NAME, OUTPUT_NAMES, onnx_model_config, onnx_precision
 from egnet_core.extras import require
 from egnet_core.model.egnet import EGNetOutput
 
@@ -46,6 +47,7 @@ class OnnxNetwork:
         self.path = path
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.config = onnx_model_config(path, metadata)
+        _check_outputs(path, self.session, self.config)
         self.precision = onnx_precision(path, metadata)
         if self.precision == "int8":
             _warn_about_int8(path, device)
@@ -82,6 +84,29 @@ class OnnxNetwork:
         logits, exposure = (np.concatenate(parts) for parts in zip(*outputs))
         return EGNetOutput(logits=torch.from_numpy(logits).to(images.device),
                            exposure=torch.from_numpy(exposure).to(images.device))
+
+
+def _check_outputs(path: Path, session, config: ModelConfig) -> None:
+    """The graph's outputs against the metadata's config: the evaluator and sliding windows size their buffers by
+    the config, so a file whose metadata lies would fail there, far from the cause."""
+    shapes = {output.name: output.shape for output in session.get_outputs()}
+    missing = [name for name in OUTPUT_NAMES if name not in shapes]
+    if missing:
+        raise ValueError(f"ONNX model {str(path)!r} has no output(s) {missing} (it has {list(shapes)}): "
+                         "export it with `egnet export`")
+    # Dynamic axes come back as names (str) or None, fixed ones as ints; egnet export fixes the channel axes.
+    classes, exposure = (shapes[name][1] if len(shapes[name]) == 4 else None for name in OUTPUT_NAMES)
+    for name, found, what in (("logits", classes, "classes"), ("exposure", exposure, "channels")):
+        if not isinstance(found, int):
+            raise ValueError(f"ONNX model {str(path)!r}: its {name!r} output has no fixed number of {what} "
+                             f"({found!r}); export it with `egnet export`")
+    if classes != config.num_classes:
+        raise ValueError(f"ONNX model {str(path)!r} says {config.num_classes} classes in its metadata "
+                         f"({CONFIG_KEY!r}), but its graph's 'logits' output has {classes}: export it again with "
+                         "`egnet export`")
+    if exposure != 1:
+        raise ValueError(f"ONNX model {str(path)!r}: its 'exposure' output has {exposure} channels, not 1; "
+                         "export it with `egnet export`")
 
 
 def _warn_about_int8(path: Path, device: torch.device) -> None:

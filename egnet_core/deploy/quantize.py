@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from egnet_core.deploy.export import INPUT_NAME, PRECISION_KEY, require_onnx
 from egnet_core.data.imageio import read_rgb
+from egnet_core.deploy.export import INPUT_NAME, PRECISION_KEY, require_onnx
 from egnet_core.deploy.inference import resize, to_network_input
 from egnet_core.deploy.onnx_runtime import OnnxNetwork, require_onnxruntime
 

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from egnet_core.data.sample import RawSample
-from egnet_core.data.exposure import exposure_map
-from egnet_core.deploy.inference import Segmenter
 from egnet_core.criteria.metrics import AVERAGES, SegmentationEvaluator, SegmentationScores
+from egnet_core.data.exposure import exposure_map
+from egnet_core.data.sample import RawSample
+from egnet_core.deploy.inference import Segmenter
 
 logger = logging.getLogger(__name__)
 

@@ -22,17 +22,22 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from egnet_core.model.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from egnet_core.config import TrainConfig
-from egnet_core.data.datasets import open_dataset
-from egnet_core.data.transforms import TrainTransform
-from egnet_core.engine.distributed import DistributedContext, cleanup_distributed, mean_across_processes, setup_distributed
-from egnet_core.engine.evaluation import evaluate
-from egnet_core.deploy.inference import Segmenter
-from egnet_core.data.labels import colorize
 from egnet_core.criteria.losses import EGNetLoss
-from egnet_core.model.egnet import EGNet, build_model
+from egnet_core.data.datasets import open_dataset
+from egnet_core.data.labels import colorize
+from egnet_core.data.transforms import TrainTransform
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.engine.distributed import (
+    DistributedContext,
+    cleanup_distributed,
+    mean_across_processes,
+    setup_distributed,
+)
+from egnet_core.engine.evaluation import evaluate
 from egnet_core.engine.sampling import IterationSampler, SeededSamples
+from egnet_core.model.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+from egnet_core.model.egnet import EGNet, build_model
 from egnet_core.reports.visualize import strip
 
 log = logging.getLogger(__name__)

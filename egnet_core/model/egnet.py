@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from egnet_core.model.backbone import build_resnet, stage_channels, widen_input
 from egnet_core.config import ModelConfig
+from egnet_core.model.backbone import build_resnet, stage_channels, widen_input
 from egnet_core.model.guidance import build_guidance
 
 # Images enter the model as RGB in [0, 1]; ImageNet normalisation happens inside, so the exposure map the

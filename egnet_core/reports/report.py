@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from egnet_core.engine.evaluation import EvaluationResult, Example
+from egnet_core.criteria.metrics import SegmentationScores
 from egnet_core.data.exposure import bin_names
 from egnet_core.data.imageio import write_rgb
 from egnet_core.data.labels import CLASS_NAMES, colorize
-from egnet_core.criteria.metrics import SegmentationScores
+from egnet_core.engine.evaluation import EvaluationResult, Example
 from egnet_core.reports.visualize import exposure_picture, strip
 
 # Why each average of the per-class precision and recall in a bin was chosen; Eq. (2) leaves it open.
