@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from egnet_core.data.synthetic import render_night_scene
+from egnet_core.data.synthetic import render_night_frames
 from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.model.egnet import EGNet
 from egnet_ros.bags import write_camera_bag
@@ -31,11 +31,6 @@ from egnet_ros.bags import write_camera_bag
 THROUGHPUT_MODELS = {"EGNet-ResNet18 OS16": ("resnet18", 16), "EGNet-ResNet18 OS8": ("resnet18", 8),
                      "EGNet-ResNet101 OS8 (paper)": ("resnet101", 8)}
 MEMORY_MODEL = ("resnet18", 32)
-
-
-def _scenes(count: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    return [render_night_scene(rng, width=1024, height=512).image for _ in range(count)]
 
 
 def _drive(frames: list[np.ndarray], length: int):
@@ -66,7 +61,7 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=100)
     parser.add_argument("--long", type=int, default=1000)
     args = parser.parse_args()
-    scenes = _scenes(10)
+    scenes = render_night_frames(0, 10, width=1024, height=512)
     result = {"size": [1024, 512], "throughput": {}, "memory": {}}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)

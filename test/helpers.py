@@ -1,12 +1,14 @@
-"""Builders shared by the tests: small real models and checkpoints."""
+"""Builders shared by the tests: small real models, checkpoints and frames."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from egnet_core.data.synthetic import render_night_frames
 from egnet_core.model.egnet import EGNet
 
 
@@ -39,3 +41,14 @@ def constant_model(class_id: int, num_classes: int = 19) -> EGNet:
 def snapshot(root: Path) -> dict[Path, tuple[int, bytes]]:
     """Every file under ``root`` with its mtime and bytes, to prove that reading left the files untouched."""
     return {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def night_frames(count: int, *, width: int = 128, height: int = 64, seed: int = 0) -> list[np.ndarray]:
+    """``count`` generated night street frames (H×W×3 uint8 RGB), the library's scenes at a test's small size."""
+    return render_night_frames(seed, count, width=width, height=height)
+
+
+def random_frames(count: int, *, width: int, height: int, seed: int = 0) -> list[np.ndarray]:
+    """``count`` frames (H×W×3 uint8 RGB) of uniform noise, frame ``i`` from seed ``seed + i``: any bytes are pixels."""
+    return [np.random.default_rng(seed + index).integers(0, 256, (height, width, 3), dtype=np.uint8)
+            for index in range(count)]

@@ -1,4 +1,5 @@
-"""Builders of real sensor_msgs messages, written independently of egnet_ros, and a ROS graph of each test's own."""
+"""Builders and readers of real sensor_msgs messages and bags, written independently of egnet_ros, and a ROS graph of
+each test's own."""
 
 from __future__ import annotations
 
@@ -16,11 +17,16 @@ import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 # Padding bytes are set to a value no test image uses in bulk, so a conversion that reads them shows up.
 PADDING_BYTE = 0xA5
+
+# Another distro's message definitions than egnet_ros.bags writes with (Jazzy): bags read with them prove they agree.
+TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 
 
 def make_header(frame_id: str = "camera_optical", sec: int = 1_700_000_000, nanosec: int = 123_456_789) -> Header:
@@ -48,6 +54,22 @@ def make_image_msg(pixels: np.ndarray, encoding: str, *, step: int | None = None
     )
     msg.data = array.array("B", padded.tobytes())
     return msg
+
+
+def image_pixels(msg, dtype: str, channels: int = 1) -> np.ndarray:
+    """The pixels of an unpadded Image, rclpy's or a bag's, as H×W (one channel) or H×W×channels of ``dtype``."""
+    pixels = np.frombuffer(bytes(msg.data), dtype=dtype).reshape(msg.height, msg.width, channels)
+    return pixels[..., 0] if channels == 1 else pixels
+
+
+def read_bag(path) -> dict[str, list]:
+    """topic -> [(log time, decoded message)], read with rosbags directly."""
+    messages: dict[str, list] = {}
+    with Reader(path) as reader:
+        for connection, log_time, data in reader.messages():
+            messages.setdefault(connection.topic, []).append(
+                (log_time, TYPESTORE.deserialize_cdr(data, connection.msgtype)))
+    return messages
 
 
 # ----------------------------------------------------------------------------------------------------------

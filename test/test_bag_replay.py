@@ -8,30 +8,20 @@ import signal
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from helpers_ros import READY_LINE, NodeProcess, Peer, next_domain_id
+from helpers import night_frames
+from helpers_ros import READY_LINE, TYPESTORE, NodeProcess, Peer, next_domain_id, read_bag
 from rclpy.parameter import Parameter
 from rosbags.rosbag2 import Reader
-from rosbags.typesys import Stores, get_typestore
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from egnet_core.data.synthetic import render_night_scene
 from egnet_ros.bag_record import BagRecorder
 from egnet_ros.bags import BagError, write_camera_bag
 from egnet_ros.live_replay import replay_through_node
 
-TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 FRAMES = 8
 OUTPUTS = {"/egnet_segment/labels": "mono8", "/egnet_segment/exposure": "32FC1"}
-
-
-def recorded(path) -> dict[str, list]:
-    messages: dict[str, list] = {}
-    with Reader(path) as reader:
-        for connection, log_time, data in reader.messages():
-            messages.setdefault(connection.topic, []).append((log_time, TYPESTORE.deserialize_cdr(data, connection.msgtype)))
-    return messages
 
 
 def stamp_ns(msg) -> int:
@@ -39,8 +29,7 @@ def stamp_ns(msg) -> int:
 
 
 def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path, tiny_checkpoint):
-    rng = np.random.default_rng(11)
-    frames = [render_night_scene(rng, width=160, height=96).image for _ in range(FRAMES)]
+    frames = night_frames(FRAMES, width=160, height=96, seed=11)
     write_camera_bag(tmp_path / "drive", frames, storage="mcap", rate_hz=5.0)
     with Reader(tmp_path / "drive") as reader:
         input_stamps = {stamp_ns(TYPESTORE.deserialize_cdr(d, c.msgtype)) for c, _, d in reader.messages()}
@@ -69,7 +58,7 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
         peer.close()
         node.kill()
 
-    outputs = recorded(tmp_path / "outputs")
+    outputs = read_bag(tmp_path / "outputs")
     for topic, encoding in OUTPUTS.items():
         stamps = [stamp_ns(msg) for _, msg in outputs[topic]]
         assert len(stamps) >= FRAMES - 1, f"{topic}: {len(stamps)} of {FRAMES} frames (5 Hz, a tiny model)"
@@ -109,16 +98,14 @@ def test_the_recorder_logs_messages_that_beat_the_first_clock_at_the_bag_time_no
     finally:
         recording.close()
         source.close()
-    log_times = [log_time for log_time, _ in recorded(tmp_path / "outputs")["/labels"]]
+    log_times = [log_time for log_time, _ in read_bag(tmp_path / "outputs")["/labels"]]
     assert log_times == [1_700_000_000 * 10**9] * 2
 
 
 @pytest.mark.parametrize("sig, background", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
                          ids=["ctrl-c", "sigterm", "sigint-to-a-background-job"])
 def test_play_loops_over_the_chosen_topics_until_stopped(tmp_path, sig, background):
-    rng = np.random.default_rng(5)
-    write_camera_bag(tmp_path / "drive", [render_night_scene(rng, width=64, height=48).image for _ in range(3)],
-                     rate_hz=20.0)
+    write_camera_bag(tmp_path / "drive", night_frames(3, width=64, height=48, seed=5), rate_hz=20.0)
     domain_id = next_domain_id()
     peer = Peer(domain_id)
     frames = peer.record(Image, "/camera/image_raw", 10)
@@ -132,8 +119,7 @@ def test_play_loops_over_the_chosen_topics_until_stopped(tmp_path, sig, backgrou
         peer.close()
         player.kill()
     assert "Traceback" not in player.output
-    assert {msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec for msg in frames} == {
-        1_700_000_000_000_000_000 + i * 50_000_000 for i in range(3)}
+    assert {stamp_ns(msg) for msg in frames} == {1_700_000_000_000_000_000 + i * 50_000_000 for i in range(3)}
 
 
 def test_play_names_a_topic_the_bag_does_not_have(tmp_path):

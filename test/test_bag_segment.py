@@ -8,60 +8,41 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from helpers import snapshot, tiny_model
+from helpers import night_frames, snapshot, tiny_model
+from helpers_ros import TYPESTORE, image_pixels, read_bag
 from rosbags.rosbag2 import Reader, Writer
-from rosbags.typesys import Stores, get_typestore
 
 from egnet_core.cli import main
-from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.export import export_onnx
 from egnet_core.deploy.inference import Segmenter
-from egnet_core.model.checkpoint import save_checkpoint
 from egnet_ros.bag_segment import total_frames
 from egnet_ros.bags import BagWriter, write_camera_bag
 
-TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)  # another distro's definitions than the tool's: they must agree
 CAMERA = "/camera/image_raw"
 FRAMES = 5
 RATE_HZ = 10.0
 
 
 @pytest.fixture(scope="module")
-def night_frames():
-    return render_night_frames(3, FRAMES, width=128, height=64)
+def frames():
+    return night_frames(FRAMES, seed=3)
 
 
-@pytest.fixture
-def checkpoint(tmp_path):
-    return save_checkpoint(tmp_path / "model.pt", tiny_model())
-
-
-def read_bag(path) -> dict[str, list]:
-    """topic -> [(log time, decoded message)], read with rosbags directly."""
-    messages: dict[str, list] = {}
-    with Reader(path) as reader:
-        for connection, log_time, data in reader.messages():
-            messages.setdefault(connection.topic, []).append(
-                (log_time, TYPESTORE.deserialize_cdr(data, connection.msgtype)))
-    return messages
-
-
-def pixels(msg, dtype: str, channels: int = 1) -> np.ndarray:
-    array = np.frombuffer(msg.data.tobytes(), dtype=dtype).reshape(msg.height, msg.width, channels)
-    return array[..., 0] if channels == 1 else array
+def segment_command(source, output, checkpoint, *extra) -> list[str]:
+    return ["bag", "segment", str(source), str(output), "--checkpoint", str(checkpoint), *extra]
 
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["raw", "jpeg"])
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_every_frame_is_segmented_into_a_new_bag_with_the_input_headers_and_log_times(
-    tmp_path, night_frames, checkpoint, storage, compressed, capsys
+    tmp_path, frames, tiny_checkpoint, storage, compressed, capsys
 ):
     source = tmp_path / "drive"
-    write_camera_bag(source, night_frames, storage=storage, compressed=compressed, rate_hz=RATE_HZ)
+    write_camera_bag(source, frames, storage=storage, compressed=compressed, rate_hz=RATE_HZ)
     before = snapshot(source)
 
-    code = main(["bag", "segment", str(source), str(tmp_path / "out"), "--checkpoint", str(checkpoint),
-                 "--batch", "2", "--color", "--device", "cpu"])
+    code = main(segment_command(source, tmp_path / "out", tiny_checkpoint, "--batch", "2", "--color",
+                                "--device", "cpu"))
 
     assert code == 0
     assert f"{FRAMES} frames segmented" in capsys.readouterr().out
@@ -81,25 +62,24 @@ def test_every_frame_is_segmented_into_a_new_bag_with_the_input_headers_and_log_
         if compressed:
             rgb = cv2.imdecode(source_msg.data, cv2.IMREAD_COLOR)[..., ::-1]
         else:
-            rgb = pixels(source_msg, "u1", 3)[..., ::-1]
-        np.testing.assert_array_equal(pixels(msg, "u1"), segmenter.predict(np.ascontiguousarray(rgb)).labels)
+            rgb = image_pixels(source_msg, "u1", 3)[..., ::-1]
+        np.testing.assert_array_equal(image_pixels(msg, "u1"), segmenter.predict(np.ascontiguousarray(rgb)).labels)
 
 
-def test_an_exported_onnx_model_segments_a_bag_like_its_checkpoint(tmp_path, night_frames, checkpoint):
-    write_camera_bag(tmp_path / "drive", night_frames[:2])
-    exported = export_onnx(checkpoint, tmp_path / "model.onnx", size=(128, 64), dynamic=True)
-    for model, out in ((checkpoint, "from_pt"), (exported, "from_onnx")):
-        assert main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / out), "--checkpoint", str(model),
-                     "--no-input"]) == 0
+def test_an_exported_onnx_model_segments_a_bag_like_its_checkpoint(tmp_path, frames, tiny_checkpoint):
+    write_camera_bag(tmp_path / "drive", frames[:2])
+    exported = export_onnx(tiny_checkpoint, tmp_path / "model.onnx", size=(128, 64), dynamic=True)
+    for model, out in ((tiny_checkpoint, "from_pt"), (exported, "from_onnx")):
+        assert main(segment_command(tmp_path / "drive", tmp_path / out, model, "--no-input")) == 0
     labels = {out: read_bag(tmp_path / out)[f"/egnet{CAMERA}/labels"] for out in ("from_pt", "from_onnx")}
     for (_, a), (_, b) in zip(labels["from_pt"], labels["from_onnx"]):
-        assert (pixels(a, "u1") == pixels(b, "u1")).mean() >= 0.999
+        assert (image_pixels(a, "u1") == image_pixels(b, "u1")).mean() >= 0.999
 
 
-def test_the_output_metadata_is_what_ros2_bag_info_reads(tmp_path, night_frames, checkpoint):
-    write_camera_bag(tmp_path / "drive", night_frames, storage="mcap")
-    assert main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint),
-                 "--no-input", "--prefix", "/night"]) == 0
+def test_the_output_metadata_is_what_ros2_bag_info_reads(tmp_path, frames, tiny_checkpoint):
+    write_camera_bag(tmp_path / "drive", frames, storage="mcap")
+    assert main(segment_command(tmp_path / "drive", tmp_path / "out", tiny_checkpoint, "--no-input",
+                                "--prefix", "/night")) == 0
 
     info = yaml.safe_load((tmp_path / "out/metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert info["version"] == 8 and info["storage_identifier"] == "mcap"
@@ -116,9 +96,9 @@ def test_the_output_metadata_is_what_ros2_bag_info_reads(tmp_path, night_frames,
         assert topic["topic_metadata"]["type_description_hash"].startswith("RIHS01_")
 
 
-def test_an_existing_output_is_kept_unless_overwrite_and_never_a_non_bag(tmp_path, night_frames, checkpoint, capsys):
-    write_camera_bag(tmp_path / "drive", night_frames[:2])
-    command = ["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint)]
+def test_an_existing_output_is_kept_unless_overwrite_and_never_a_non_bag(tmp_path, frames, tiny_checkpoint, capsys):
+    write_camera_bag(tmp_path / "drive", frames[:2])
+    command = segment_command(tmp_path / "drive", tmp_path / "out", tiny_checkpoint)
     assert main(command) == 0
     before = snapshot(tmp_path / "out")
 
@@ -154,11 +134,13 @@ def write_mixed_bag(path, frames) -> None:
             writer.write(CAMERA, "sensor_msgs/msg/Image", log_time, data)
 
 
-def test_bad_messages_are_skipped_with_their_reason_and_the_rest_is_segmented(tmp_path, night_frames, checkpoint, capsys):
-    write_mixed_bag(tmp_path / "drive", night_frames)
+def test_bad_messages_are_skipped_with_their_reason_and_the_rest_is_segmented(
+    tmp_path, frames, tiny_checkpoint, capsys
+):
+    write_mixed_bag(tmp_path / "drive", frames)
 
-    code = main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint),
-                 "--no-input"])  # the input's garbage message would be copied as it is
+    # --no-input: the input's garbage message would be copied as it is
+    code = main(segment_command(tmp_path / "drive", tmp_path / "out", tiny_checkpoint, "--no-input"))
 
     assert code == 0
     out = capsys.readouterr().out
@@ -176,15 +158,15 @@ def truncate(path, fraction: float) -> None:
     storage_file.write_bytes(data[: int(len(data) * fraction)])
 
 
-def test_a_truncated_mcap_recording_is_segmented_up_to_the_cut(tmp_path, night_frames, checkpoint, capsys):
+def test_a_truncated_mcap_recording_is_segmented_up_to_the_cut(tmp_path, frames, tiny_checkpoint, capsys):
     # Camera-sized frames, so that each fills an MCAP chunk of its own (rosbags closes chunks at 1 MiB).
-    frames = [cv2.resize(frame, (1024, 512), interpolation=cv2.INTER_NEAREST) for frame in night_frames]
-    write_camera_bag(tmp_path / "drive", frames, storage="mcap")
+    large = [cv2.resize(frame, (1024, 512), interpolation=cv2.INTER_NEAREST) for frame in frames]
+    write_camera_bag(tmp_path / "drive", large, storage="mcap")
     truncate(tmp_path / "drive", 0.7)  # a recorder killed mid-drive: no summary, no footer, a cut record
     (storage_file,) = (tmp_path / "drive").glob("*.mcap")
     assert total_frames(storage_file) is None  # alone, the file's lost summary held the counts: no progress total
 
-    code = main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint)])
+    code = main(segment_command(tmp_path / "drive", tmp_path / "out", tiny_checkpoint))
 
     assert code == 0
     out = capsys.readouterr().out
@@ -194,46 +176,41 @@ def test_a_truncated_mcap_recording_is_segmented_up_to_the_cut(tmp_path, night_f
     assert f"is damaged after {segmented} message(s): Truncated record" in out
 
 
-def test_a_sqlite3_file_whose_header_is_damaged_is_an_error_naming_it(tmp_path, night_frames, checkpoint, capsys):
-    write_camera_bag(tmp_path / "drive", night_frames)
+def test_a_sqlite3_file_whose_header_is_damaged_is_an_error_naming_it(tmp_path, frames, tiny_checkpoint, capsys):
+    write_camera_bag(tmp_path / "drive", frames)
     (storage_file,) = (tmp_path / "drive").glob("*.db3")
     with storage_file.open("r+b") as file:
         file.write(b"not a database!!")  # over "SQLite format 3\0": no page of it can be trusted
 
-    code = main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint)])
+    code = main(segment_command(tmp_path / "drive", tmp_path / "out", tiny_checkpoint))
 
     assert code == 2
     assert f"bag '{tmp_path / 'drive'}' cannot be read: " in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
-def test_a_bag_with_nothing_to_segment_exits_non_zero(tmp_path, checkpoint, capsys):
+def test_a_bag_with_nothing_to_segment_exits_non_zero(tmp_path, tiny_checkpoint, capsys):
     write_mixed_bag(tmp_path / "drive", [])
 
-    assert main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint)]) == 1
+    assert main(segment_command(tmp_path / "drive", tmp_path / "out", tiny_checkpoint)) == 1
     assert "0 frames segmented" in capsys.readouterr().out
 
 
-def test_an_unknown_topic_is_an_error_listing_the_image_topics(tmp_path, night_frames, checkpoint, capsys):
-    write_camera_bag(tmp_path / "drive", night_frames[:1])
-    assert main(["bag", "segment", str(tmp_path / "drive"), str(tmp_path / "out"), "--checkpoint", str(checkpoint),
-                 "--topic", "/front/image"]) == 2
+def test_an_unknown_topic_is_an_error_listing_the_image_topics(tmp_path, frames, tiny_checkpoint, capsys):
+    write_camera_bag(tmp_path / "drive", frames[:1])
+    assert main(segment_command(tmp_path / "drive", tmp_path / "out", tiny_checkpoint, "--topic", "/front/image")) == 2
     assert "has no image topic '/front/image'; its image topics: ['/camera/image_raw']" in capsys.readouterr().err
-
-
-def segment_command(source, output, checkpoint, *extra) -> list[str]:
-    return ["bag", "segment", str(source), str(output), "--checkpoint", str(checkpoint), *extra]
 
 
 @pytest.mark.parametrize("layout", ["input file in output", "input folder in output", "output in input",
                                     "same", "same through ..", "same through a symlink"])
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_an_output_overlapping_the_input_is_refused_before_anything_is_touched(
-    tmp_path, night_frames, checkpoint, storage, layout, capsys
+    tmp_path, frames, tiny_checkpoint, storage, layout, capsys
 ):
     area = tmp_path / "area"
-    write_camera_bag(area / "out", night_frames[:2], storage=storage)  # an earlier output of egnet's
-    write_camera_bag(area / "out/drive", night_frames[:2], storage=storage)
+    write_camera_bag(area / "out", frames[:2], storage=storage)  # an earlier output of egnet's
+    write_camera_bag(area / "out/drive", frames[:2], storage=storage)
     (storage_file,) = [f for f in (area / "out").iterdir() if f.suffix in (".db3", ".mcap")]
     (area / "link").symlink_to(area / "out/drive")
     source, output = {
@@ -246,18 +223,18 @@ def test_an_output_overlapping_the_input_is_refused_before_anything_is_touched(
     }[layout]
     before = snapshot(area)
 
-    assert main(segment_command(source, output, checkpoint, "--overwrite")) == 2
+    assert main(segment_command(source, output, tiny_checkpoint, "--overwrite")) == 2
 
     assert "overlap" in capsys.readouterr().err
     assert snapshot(area) == before, "neither the input nor anything around it is touched"
 
 
 def test_overwrite_replaces_only_a_bag_egnet_wrote_and_names_any_other_file(
-    tmp_path, night_frames, checkpoint, capsys
+    tmp_path, frames, tiny_checkpoint, capsys
 ):
-    write_camera_bag(tmp_path / "drive", night_frames[:2])
+    write_camera_bag(tmp_path / "drive", frames[:2])
     source = snapshot(tmp_path / "drive")
-    command = segment_command(tmp_path / "drive", tmp_path / "out", checkpoint, "--overwrite")
+    command = segment_command(tmp_path / "drive", tmp_path / "out", tiny_checkpoint, "--overwrite")
     assert main(command) == 0
     (tmp_path / "out/thesis.txt").write_text("four years of work")
     before = snapshot(tmp_path / "out")
@@ -273,8 +250,8 @@ def test_overwrite_replaces_only_a_bag_egnet_wrote_and_names_any_other_file(
     assert snapshot(tmp_path / "drive") == source, "the input is only read"
 
 
-def test_overwrite_refuses_a_bag_egnet_did_not_write(tmp_path, night_frames, checkpoint, capsys):
-    write_camera_bag(tmp_path / "drive", night_frames[:2])
+def test_overwrite_refuses_a_bag_egnet_did_not_write(tmp_path, frames, tiny_checkpoint, capsys):
+    write_camera_bag(tmp_path / "drive", frames[:2])
     with Writer(tmp_path / "recorded", version=8) as writer:  # as `ros2 bag record` would leave it: no egnet mark
         connection = writer.add_connection("/imu", "std_msgs/msg/Header", typestore=TYPESTORE)
         header = TYPESTORE.types["std_msgs/msg/Header"](
@@ -282,7 +259,7 @@ def test_overwrite_refuses_a_bag_egnet_did_not_write(tmp_path, night_frames, che
         writer.write(connection, 1, bytes(TYPESTORE.serialize_cdr(header, "std_msgs/msg/Header")))
     before = snapshot(tmp_path / "recorded")
 
-    assert main(segment_command(tmp_path / "drive", tmp_path / "recorded", checkpoint, "--overwrite")) == 2
+    assert main(segment_command(tmp_path / "drive", tmp_path / "recorded", tiny_checkpoint, "--overwrite")) == 2
 
     assert "egnet did not write" in capsys.readouterr().err
     assert snapshot(tmp_path / "recorded") == before
@@ -290,12 +267,13 @@ def test_overwrite_refuses_a_bag_egnet_did_not_write(tmp_path, night_frames, che
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["raw", "jpeg"])
 def test_frames_over_the_pixel_limit_are_skipped_naming_their_size_and_the_limit(
-    tmp_path, night_frames, checkpoint, compressed, capsys
+    tmp_path, frames, tiny_checkpoint, compressed, capsys
 ):
-    small = [cv2.resize(frame, (64, 32)) for frame in night_frames[:2]]
-    write_camera_bag(tmp_path / "drive", [small[0], night_frames[0], small[1], night_frames[1]], compressed=compressed)
+    small = [cv2.resize(frame, (64, 32)) for frame in frames[:2]]
+    write_camera_bag(tmp_path / "drive", [small[0], frames[0], small[1], frames[1]], compressed=compressed)
 
-    assert main(segment_command(tmp_path / "drive", tmp_path / "out", checkpoint, "--max-frame-pixels", "4096")) == 0
+    assert main(segment_command(tmp_path / "drive", tmp_path / "out", tiny_checkpoint,
+                                "--max-frame-pixels", "4096")) == 0
 
     out = capsys.readouterr().out
     assert "2 frames segmented" in out
@@ -304,33 +282,33 @@ def test_frames_over_the_pixel_limit_are_skipped_naming_their_size_and_the_limit
     assert [m.width for _, m in read_bag(tmp_path / "out")[f"/egnet{CAMERA}/labels"]] == [64, 64]
 
 
-def test_a_pixel_limit_below_one_is_an_error(tmp_path, night_frames, checkpoint, capsys):
-    write_camera_bag(tmp_path / "drive", night_frames[:1])
-    assert main(segment_command(tmp_path / "drive", tmp_path / "out", checkpoint, "--max-frame-pixels", "0")) == 2
+def test_a_pixel_limit_below_one_is_an_error(tmp_path, frames, tiny_checkpoint, capsys):
+    write_camera_bag(tmp_path / "drive", frames[:1])
+    assert main(segment_command(tmp_path / "drive", tmp_path / "out", tiny_checkpoint, "--max-frame-pixels", "0")) == 2
     assert "max_frame_pixels must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
-def test_an_mcap_cut_inside_its_first_chunk_says_where_it_is_damaged(tmp_path, night_frames, checkpoint, capsys):
-    write_camera_bag(tmp_path / "drive", night_frames, storage="mcap")  # small frames: all in one chunk
+def test_an_mcap_cut_inside_its_first_chunk_says_where_it_is_damaged(tmp_path, frames, tiny_checkpoint, capsys):
+    write_camera_bag(tmp_path / "drive", frames, storage="mcap")  # small frames: all in one chunk
     truncate(tmp_path / "drive", 0.5)
     (storage_file,) = (tmp_path / "drive").glob("*.mcap")
 
-    assert main(segment_command(tmp_path / "drive", tmp_path / "out", checkpoint)) == 1
+    assert main(segment_command(tmp_path / "drive", tmp_path / "out", tiny_checkpoint)) == 1
     out = capsys.readouterr().out
     assert "0 frames segmented" in out
     assert (f"input damaged: bag '{tmp_path / 'drive'}' is damaged after 0 message(s): "
             f"{storage_file}: Truncated record at offset") in out
 
-    assert main(segment_command(storage_file, tmp_path / "out2", checkpoint)) == 2
+    assert main(segment_command(storage_file, tmp_path / "out2", tiny_checkpoint)) == 2
     err = capsys.readouterr().err
     assert (f"bag '{storage_file}' is damaged before any image topic could be read: "
             f"{storage_file}: Truncated record at offset") in err
 
 
 @pytest.mark.parametrize("fraction, layout", [(0.6, "folder"), (0.99, "folder"), (0.99, "file")])
-def test_a_cut_sqlite3_file_is_segmented_up_to_its_first_lost_page(tmp_path, checkpoint, fraction, layout, capsys):
-    frames = render_night_frames(4, 40, width=64, height=32)  # enough rows that the table's pages spread out
+def test_a_cut_sqlite3_file_is_segmented_up_to_its_first_lost_page(tmp_path, tiny_checkpoint, fraction, layout, capsys):
+    frames = night_frames(40, width=64, height=32, seed=4)  # enough rows that the table's pages spread out
     write_camera_bag(tmp_path / "full", frames)
     recorded = [t for t, _ in read_bag(tmp_path / "full")[CAMERA]]
     shutil.copytree(tmp_path / "full", tmp_path / "drive")
@@ -340,7 +318,7 @@ def test_a_cut_sqlite3_file_is_segmented_up_to_its_first_lost_page(tmp_path, che
 
     source = tmp_path / "drive" if layout == "folder" else storage_file
 
-    code = main(segment_command(source, tmp_path / "out", checkpoint))
+    code = main(segment_command(source, tmp_path / "out", tiny_checkpoint))
 
     out = capsys.readouterr().out
     assert code == 0, out

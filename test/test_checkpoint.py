@@ -44,13 +44,13 @@ def test_pickled_code_is_never_executed(tmp_path):
         load_model(path)
 
 
-def test_missing_foreign_and_mismatched_checkpoints_are_named(tmp_path):
+def test_missing_foreign_and_mismatched_checkpoints_are_named(tmp_path, tiny_checkpoint):
     with pytest.raises(FileNotFoundError, match="nowhere.pt' does not exist"):
         load_model(tmp_path / "nowhere.pt")
     torch.save({"state": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt' is not an egnet checkpoint"):
         load_model(tmp_path / "other.pt")
-    path = save_checkpoint(tmp_path / "r18.pt", tiny_model())
+    path = tiny_checkpoint
     with pytest.raises(ValueError, match="another architecture: backbone='resnet18' \\(expected 'resnet101'\\)"):
         check_same_architecture(load_model(path).config, ModelConfig(output_stride=32), path)
     state = load_checkpoint(path)
@@ -107,15 +107,15 @@ def test_non_finite_weights_are_refused_at_load_naming_the_tensors(tmp_path, cap
                              "segmentation_head.bias")
 
 
-def test_a_non_finite_config_field_is_refused_at_load(tmp_path, capsys):
-    source = save_checkpoint(tmp_path / "tiny.pt", tiny_model())
-    path = _rewritten(source, tmp_path / "nan_w2.pt", lambda state: state["model_config"].update(w2=float("nan")))
+def test_a_non_finite_config_field_is_refused_at_load(tmp_path, tiny_checkpoint, capsys):
+    path = _rewritten(tiny_checkpoint, tmp_path / "nan_w2.pt",
+                      lambda state: state["model_config"].update(w2=float("nan")))
     _refused_by_every_loader(tmp_path, capsys, path, "non-finite", "model_config.w2")
 
 
-def test_a_model_entry_that_is_not_a_state_dict_is_named(tmp_path, capsys):
-    source = save_checkpoint(tmp_path / "tiny.pt", tiny_model())
-    path = _rewritten(source, tmp_path / "listed.pt", lambda state: state.update(model=list(state["model"].values())))
+def test_a_model_entry_that_is_not_a_state_dict_is_named(tmp_path, tiny_checkpoint, capsys):
+    path = _rewritten(tiny_checkpoint, tmp_path / "listed.pt",
+                      lambda state: state.update(model=list(state["model"].values())))
     _refused_by_every_loader(tmp_path, capsys, path, "a list under 'model'", "expected a state dict")
 
 
@@ -132,7 +132,7 @@ def test_an_empty_file_or_a_folder_given_as_a_checkpoint_is_described(tmp_path):
         load_model(tmp_path / "notes.pt")
 
 
-def test_backbone_weights_that_are_not_a_resnet_state_dict_are_described(tmp_path):
+def test_backbone_weights_that_are_not_a_resnet_state_dict_are_described(tmp_path, tiny_checkpoint):
     (tmp_path / "config.yaml").write_text("model:\n  backbone: resnet18\n")
     with pytest.raises(ValueError, match="config.yaml' is not a readable state dict: it is a text file"):
         tiny_model(backbone_weights=str(tmp_path / "config.yaml"))
@@ -142,9 +142,8 @@ def test_backbone_weights_that_are_not_a_resnet_state_dict_are_described(tmp_pat
     (tmp_path / "weights.pth").mkdir()
     with pytest.raises(ValueError, match="weights.pth' is a folder"):
         tiny_model(backbone_weights=str(tmp_path / "weights.pth"))
-    egnet = save_checkpoint(tmp_path / "egnet.pt", tiny_model())
-    with pytest.raises(ValueError, match="egnet.pt' is an egnet checkpoint, not backbone weights"):
-        tiny_model(backbone_weights=str(egnet))
+    with pytest.raises(ValueError, match="tiny.pt' is an egnet checkpoint, not backbone weights"):
+        tiny_model(backbone_weights=str(tiny_checkpoint))
     torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "resnet34.pth")
     with pytest.raises(ValueError, match="resnet34.pth' do not fit torchvision's resnet18: unexpected layer1.2"):
         tiny_model(backbone_weights=str(tmp_path / "resnet34.pth"))

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import night_frames
 from helpers_ros import next_domain_id
 
 from egnet_core.cli import main
-from egnet_core.data.synthetic import render_night_scene
 from egnet_core.demo import run_demo
 from egnet_core.deploy.inference import available_cpus
 
@@ -27,9 +27,9 @@ def _egnet(*args, check=True):
 
 
 def test_predict_writes_colour_labels_train_ids_and_exposure(tmp_path, tiny_checkpoint):
-    scene = render_night_scene(np.random.default_rng(0), width=160, height=96)
+    (frame,) = night_frames(1, width=160, height=96)
     image_path = tmp_path / "night.png"
-    cv2.imwrite(str(image_path), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(image_path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     before = image_path.read_bytes()
     _egnet("predict", image_path, "--checkpoint", tiny_checkpoint, "--out", tmp_path / "out", "--device", "cpu")
     colour = cv2.imread(str(tmp_path / "out" / "night_color.png"))

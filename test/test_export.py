@@ -8,35 +8,20 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import tiny_model, with_running_statistics
+from helpers import random_frames
 
 from egnet_core.cli import main
 from egnet_core.config import ModelConfig
-from egnet_core.deploy.export import CONFIG_KEY, OPSET, export_onnx, onnx_opset, supported_opsets
+from egnet_core.deploy.export import CONFIG_KEY, OPSET, onnx_opset, supported_opsets
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
-from egnet_core.model.checkpoint import save_checkpoint
+from egnet_core.model.checkpoint import load_model
 
 
 @pytest.fixture(scope="module")
-def model():
-    return with_running_statistics(tiny_model())
-
-
-@pytest.fixture(scope="module")
-def exported(model, tmp_path_factory):
-    """A checkpoint and its static (128×64) and dynamic exports."""
-    root = tmp_path_factory.mktemp("export")
-    checkpoint = save_checkpoint(root / "model.pt", model)
-    return {
-        "checkpoint": checkpoint,
-        "static": export_onnx(checkpoint, root / "static.onnx", size=(128, 64)),
-        "dynamic": export_onnx(checkpoint, root / "dynamic.onnx", size=(128, 64), dynamic=True),
-    }
-
-
-def frames(count: int, height: int, width: int) -> list[np.ndarray]:
-    return [np.random.default_rng(i).integers(0, 256, (height, width, 3), dtype=np.uint8) for i in range(count)]
+def model(exported):
+    """The PyTorch model of conftest's ``exported`` graphs."""
+    return load_model(exported["checkpoint"])
 
 
 def test_the_graph_has_both_outputs_the_stated_opset_and_the_model_config(exported, model):
@@ -65,7 +50,7 @@ def test_onnx_runtime_gives_pytorchs_outputs(exported, model, kind, size):
 
 
 def test_the_segmenter_runs_an_onnx_file_like_a_checkpoint(exported):
-    batch = frames(3, 70, 110)
+    batch = random_frames(3, width=110, height=70)
     reference = Segmenter.from_checkpoint(exported["checkpoint"], input_size=(128, 64)).predict_batch(batch)
     for kind in ("dynamic", "static"):
         results = Segmenter.from_checkpoint(exported[kind], input_size=(128, 64)).predict_batch(batch)
@@ -85,7 +70,7 @@ def test_a_static_graph_needs_its_own_input_size_and_fp32(exported):
     with pytest.raises(ValueError, match="multi-scale and sliding-window protocols need a graph exported with --dynamic"):
         Segmenter.from_checkpoint(exported["static"], input_size=(128, 64), scales=(1.0, 1.5))
     flipped = Segmenter.from_checkpoint(exported["static"], input_size=(128, 64), flip=True)  # same size: fine
-    assert flipped.predict(frames(1, 70, 110)[0]).labels.shape == (70, 110)
+    assert flipped.predict(random_frames(1, width=110, height=70)[0]).labels.shape == (70, 110)
 
 
 def test_an_onnx_runtime_failure_is_a_runtime_error_like_torchs_device_errors(exported):
@@ -108,9 +93,9 @@ def test_a_foreign_onnx_graph_without_the_config_is_refused(tmp_path):
         Segmenter.from_checkpoint(tmp_path / "foreign.onnx")
 
 
-def test_the_export_command_checks_its_graph_against_pytorch(tmp_path, capsys):
-    checkpoint = save_checkpoint(tmp_path / "model.pt", tiny_model())
-    assert main(["export", "--checkpoint", str(checkpoint), "--onnx", str(tmp_path / "m.onnx"), "--size", "128x64"]) == 0
+def test_the_export_command_checks_its_graph_against_pytorch(tmp_path, tiny_checkpoint, capsys):
+    assert main(["export", "--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "m.onnx"),
+                 "--size", "128x64"]) == 0
     out = capsys.readouterr().out
     assert f"opset {OPSET}, batch 1, 128x64" in out
     agreement = float(out.split("PyTorch on a night frame: ")[1].split("%")[0])

@@ -4,19 +4,15 @@ import os
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_model, with_running_statistics
+from helpers import random_frames, tiny_model, with_running_statistics
 
 from egnet_core.data.labels import PALETTE
 from egnet_core.deploy.inference import Segmenter, available_cpus, resolve_device, resolve_threads
 
 
-def _frames(count=2, height=70, width=110):
-    return [np.random.default_rng(i).integers(0, 256, (height, width, 3), dtype=np.uint8) for i in range(count)]
-
-
 def test_results_come_back_at_each_frames_own_size_whatever_the_network_size():
     segmenter = Segmenter(tiny_model(), input_size=(64, 96))
-    results = segmenter.predict_batch(_frames())
+    results = segmenter.predict_batch(random_frames(2, width=110, height=70))
     assert len(results) == 2
     for result in results:
         assert result.labels.shape == (70, 110) and result.labels.dtype == np.uint8
@@ -27,7 +23,7 @@ def test_results_come_back_at_each_frames_own_size_whatever_the_network_size():
 
 def test_labels_are_the_argmax_of_the_model_at_native_size():
     model = tiny_model()
-    frame = _frames(1)[0]
+    frame = random_frames(1, width=110, height=70)[0]
     with torch.no_grad():
         logits = model(torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255).logits
     np.testing.assert_array_equal(Segmenter(model, optimize=False).predict(frame).labels, logits.argmax(1)[0].numpy())
@@ -35,7 +31,7 @@ def test_labels_are_the_argmax_of_the_model_at_native_size():
 
 def test_the_optimized_path_computes_the_same_function():
     model = with_running_statistics(tiny_model())
-    frames = _frames(2, height=96, width=128)
+    frames = random_frames(2, width=128, height=96)
     plain = Segmenter(model, optimize=False).predict_batch(frames)
     fast = Segmenter(model).predict_batch(frames)
     for a, b in zip(plain, fast):
@@ -46,7 +42,7 @@ def test_the_optimized_path_computes_the_same_function():
 
 def test_bf16_on_the_cpu_stays_close_to_fp32():
     model = with_running_statistics(tiny_model())
-    frames = _frames(2, height=96, width=128)
+    frames = random_frames(2, width=128, height=96)
     fp32 = Segmenter(model).predict_batch(frames)
     bf16 = Segmenter(model, precision="bf16").predict_batch(frames)
     assert bf16[0].exposure.dtype == np.float32
@@ -56,7 +52,7 @@ def test_bf16_on_the_cpu_stays_close_to_fp32():
 
 
 def test_confidence_threshold_marks_unsure_pixels_as_ignore():
-    frame = _frames(1)[0]
+    frame = random_frames(1, width=110, height=70)[0]
     assert (Segmenter(tiny_model(), confidence_threshold=1.0).predict(frame).labels == 255).all()
     assert (Segmenter(tiny_model(), confidence_threshold=0.0).predict(frame).labels < 19).all()
 
@@ -64,7 +60,7 @@ def test_confidence_threshold_marks_unsure_pixels_as_ignore():
 def test_bad_frames_and_options_are_named():
     segmenter = Segmenter(tiny_model())
     with pytest.raises(ValueError, match="frames of one size"):
-        segmenter.predict_batch(_frames(1) + _frames(1, height=80))
+        segmenter.predict_batch(random_frames(1, width=110, height=70) + random_frames(1, width=110, height=80))
     with pytest.raises(ValueError, match=r"H×W×3 RGB, got shape \(64, 64\)"):
         segmenter.predict(np.zeros((64, 64), np.uint8))
     with pytest.raises(ValueError, match="uint8, got \\['float64'\\]"):
@@ -104,7 +100,7 @@ def test_threads_are_at_least_one_and_capped_at_the_cpus_this_process_may_use(ca
 
 
 def test_colours_are_the_labels_in_the_cityscapes_palette():
-    frame = _frames(1)[0]
+    frame = random_frames(1, width=110, height=70)[0]
     result = Segmenter(tiny_model(), confidence_threshold=0.2).predict(frame, color=True)
     expected = np.zeros(frame.shape, np.uint8)
     known = result.labels < 19
@@ -115,7 +111,7 @@ def test_colours_are_the_labels_in_the_cityscapes_palette():
 
 def test_torch_compile_computes_the_same_function():
     model = with_running_statistics(tiny_model())
-    frames = _frames(2, height=64, width=96)
+    frames = random_frames(2, width=96, height=64)
     plain = Segmenter(model).predict_batch(frames)
     compiled = Segmenter(model, compile=True).predict_batch(frames)
     for a, b in zip(plain, compiled):
@@ -133,7 +129,7 @@ def test_cuda_only_options_are_refused_on_the_cpu_by_name():
                                      {"precision": "fp16", "cuda_graphs": True}], ids=str)
 def test_cuda_paths_agree_with_the_cpu(options):
     model = with_running_statistics(tiny_model())
-    frames = _frames(2, height=96, width=128)
+    frames = random_frames(2, width=128, height=96)
     reference = Segmenter(model).predict_batch(frames, color=True)
     segmenter = Segmenter(model, device="cuda", **options)
     for _ in range(2):  # the second call replays the captured graph and reuses the pinned buffer

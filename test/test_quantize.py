@@ -6,22 +6,16 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import snapshot, tiny_model, with_running_statistics
+from helpers import night_frames, snapshot
 
 from egnet_core.cli import main
 from egnet_core.data.imageio import write_rgb
-from egnet_core.data.synthetic import render_night_frames
-from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY, export_onnx
+from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
 from egnet_core.deploy.quantize import FLOAT_WEIGHTS, calibration_images, quantize_onnx
-from egnet_core.model.checkpoint import save_checkpoint
 
 SIZE = (128, 64)
-
-
-def night_frames(seed: int, count: int, size=SIZE) -> list[np.ndarray]:
-    return render_night_frames(seed, count, width=size[0], height=size[1])
 
 
 def int8_convolutions(path) -> tuple[int, set[str]]:
@@ -41,17 +35,9 @@ def int8_convolutions(path) -> tuple[int, set[str]]:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("quantize")
-    checkpoint = save_checkpoint(root / "model.pt", with_running_statistics(tiny_model()))
-    return {"checkpoint": checkpoint, "static": export_onnx(checkpoint, root / "static.onnx", size=SIZE),
-            "dynamic": export_onnx(checkpoint, root / "dynamic.onnx", size=SIZE, dynamic=True)}
-
-
-@pytest.fixture(scope="module")
 def quantized(exported, tmp_path_factory):
     path = tmp_path_factory.mktemp("int8") / "int8.onnx"
-    return quantize_onnx(exported["static"], path, night_frames(seed=1, count=4), size=SIZE)
+    return quantize_onnx(exported["static"], path, night_frames(4, seed=1), size=SIZE)
 
 
 def test_convolutions_become_int8_except_the_heads_and_the_config_travels(exported, quantized):
@@ -72,7 +58,7 @@ def test_convolutions_become_int8_except_the_heads_and_the_config_travels(export
 
 
 def test_the_int8_model_runs_in_the_segmenter_close_to_the_float_one(exported, quantized):
-    frames = night_frames(seed=2, count=3, size=(150, 90))
+    frames = night_frames(3, width=150, height=90, seed=2)
     reference = Segmenter.from_checkpoint(exported["checkpoint"], input_size=SIZE).predict_batch(frames)
     results = Segmenter.from_checkpoint(quantized, input_size=SIZE).predict_batch(frames)
     assert Segmenter.from_checkpoint(quantized, input_size=SIZE).precision == "int8"
@@ -84,16 +70,16 @@ def test_the_int8_model_runs_in_the_segmenter_close_to_the_float_one(exported, q
 
 
 def test_a_dynamic_graph_quantizes_on_frames_of_any_size_and_runs_at_other_sizes(exported, tmp_path):
-    frames = night_frames(seed=1, count=1, size=(200, 100)) + night_frames(seed=2, count=1, size=(64, 48))
+    frames = night_frames(1, width=200, height=100, seed=1) + night_frames(1, width=64, height=48, seed=2)
     path = quantize_onnx(exported["dynamic"], tmp_path / "int8.onnx", frames, size=SIZE)
-    result = Segmenter.from_checkpoint(path, input_size=(96, 64)).predict(night_frames(seed=3, count=1)[0])
+    result = Segmenter.from_checkpoint(path, input_size=(96, 64)).predict(night_frames(1, seed=3)[0])
     assert result.labels.shape == (64, 128)
 
 
 def test_bad_quantization_inputs_are_named_and_the_source_is_untouched(exported, tmp_path):
     source = exported["static"]
     before = snapshot(source.parent)
-    frames = night_frames(seed=1, count=1)
+    frames = night_frames(1, seed=1)
     with pytest.raises(ValueError, match="needs at least one calibration frame"):
         quantize_onnx(source, tmp_path / "a.onnx", [], size=SIZE)
     with pytest.raises(ValueError, match=r"calibration frame 1 must be H×W×3 uint8 RGB, got float32 \(64, 128, 3\)"):
@@ -117,11 +103,11 @@ def test_a_graph_that_egnet_did_not_export_is_refused(exported, tmp_path):
         node.input[:] = ["classifier.weight" if i == "segmentation_head.weight" else i for i in node.input]
     onnx.save(graph, str(tmp_path / "foreign.onnx"))
     with pytest.raises(ValueError, match="no convolution with weights 'segmentation_head.weight' to keep in float"):
-        quantize_onnx(tmp_path / "foreign.onnx", tmp_path / "a.onnx", night_frames(seed=1, count=1), size=SIZE)
+        quantize_onnx(tmp_path / "foreign.onnx", tmp_path / "a.onnx", night_frames(1, seed=1), size=SIZE)
 
 
 def test_calibration_images_are_spread_over_a_folder(tmp_path):
-    for index, frame in enumerate(night_frames(seed=4, count=6)):
+    for index, frame in enumerate(night_frames(6, seed=4)):
         write_rgb(tmp_path / "drive" / f"{index:02d}.png", frame)
     (tmp_path / "drive" / "notes.txt").write_text("not an image")
     picked = calibration_images(tmp_path, 3)
@@ -140,7 +126,7 @@ def test_calibration_images_are_spread_over_a_folder(tmp_path):
 
 
 def test_the_export_command_quantizes_with_calibration_images(exported, tmp_path, capsys):
-    for index, frame in enumerate(night_frames(seed=5, count=3)):
+    for index, frame in enumerate(night_frames(3, seed=5)):
         write_rgb(tmp_path / "frames" / f"{index}.jpg", frame)
     out = tmp_path / "int8.onnx"
     args = ["export", "--checkpoint", str(exported["checkpoint"]), "--onnx", str(out), "--size", "128x64"]

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
-from helpers import constant_model, tiny_model
-from helpers_ros import READY_LINE, NodeProcess, Peer, make_header, make_image_msg, next_domain_id
+from helpers import constant_model, night_frames, tiny_model
+from helpers_ros import READY_LINE, NodeProcess, Peer, image_pixels, make_header, make_image_msg, next_domain_id
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
@@ -86,16 +86,6 @@ def stop_cleanly(node: NodeProcess, sig: int = signal.SIGINT) -> str:
     return output
 
 
-def night_frame(height: int = 512, width: int = 1024, seed: int = 0) -> np.ndarray:
-    """A dark RGB frame with a few saturated lamps."""
-    rng = np.random.default_rng(seed)
-    rgb = rng.integers(0, 40, (height, width, 3), dtype=np.uint8)
-    for _ in range(4):
-        y, x = rng.integers(0, height), rng.integers(0, width)
-        cv2.circle(rgb, (int(x), int(y)), 12, (255, 250, 230), -1)
-    return rgb
-
-
 def stamped(msg, sec: int, nanosec: int = 5):
     msg.header = make_header(frame_id="camera_front_optical", sec=sec, nanosec=nanosec)
     return msg
@@ -103,11 +93,6 @@ def stamped(msg, sec: int, nanosec: int = 5):
 
 def by_stamp(messages) -> dict[tuple[int, int], object]:
     return {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in messages}
-
-
-def as_array(msg: Image, dtype: str, channels: int = 1) -> np.ndarray:
-    array = np.frombuffer(bytes(msg.data), dtype=dtype).reshape(msg.height, msg.width, channels)
-    return array[..., 0] if channels == 1 else array
 
 
 def test_node_segments_1024x512_best_effort_frames_from_another_process(graph, tmp_path):
@@ -122,7 +107,7 @@ def test_node_segments_1024x512_best_effort_frames_from_another_process(graph, t
         peer.spin_until(lambda: peer.node.count_publishers(f"{NODE}/{name}") > 0, 20, f"{name} publisher")
     peer.spin_for(1.0)
 
-    frames = {sec: night_frame(seed=sec) for sec in (101, 102, 103)}
+    frames = dict(zip((101, 102, 103), night_frames(3, width=1024, height=512)))
     for sec, rgb in frames.items():
         camera.publish(stamped(make_image_msg(rgb[..., ::-1], "bgr8"), sec))
         peer.spin_until(lambda: len(outputs["overlay"]) >= sec - 100, 30, f"the outputs of frame {sec}")
@@ -137,16 +122,16 @@ def test_node_segments_1024x512_best_effort_frames_from_another_process(graph, t
             assert (msg.width, msg.height, msg.encoding, msg.is_bigendian) == (1024, 512, encoding, 0)
     for (sec, _), msg in by_stamp(outputs["labels"]).items():
         assert msg.step == 1024
-        np.testing.assert_array_equal(as_array(msg, "u1"), np.full((512, 1024), CAR, np.uint8))
+        np.testing.assert_array_equal(image_pixels(msg, "u1"), np.full((512, 1024), CAR, np.uint8))
     for (sec, _), msg in by_stamp(outputs["exposure"]).items():
-        exposure = as_array(msg, "<f4")
+        exposure = image_pixels(msg, "<f4")
         assert 0.0 <= exposure.min() and exposure.max() <= 1.0
         np.testing.assert_allclose(exposure, expected_exposure[sec], atol=1e-4)
     for msg in outputs["color"]:
-        np.testing.assert_array_equal(as_array(msg, "u1", 3), np.broadcast_to(PALETTE[CAR], (512, 1024, 3)))
+        np.testing.assert_array_equal(image_pixels(msg, "u1", 3), np.broadcast_to(PALETTE[CAR], (512, 1024, 3)))
     for (sec, _), msg in by_stamp(outputs["overlay"]).items():
         blend = 0.5 * frames[sec].astype(float) + 0.5 * PALETTE[CAR].astype(float)  # overlay_alpha 0.5
-        assert np.abs(as_array(msg, "u1", 3).astype(float) - blend).max() <= 1.0
+        assert np.abs(image_pixels(msg, "u1", 3).astype(float) - blend).max() <= 1.0
     table = json.loads(class_info[0].data)
     assert table["names"] == list(CLASS_NAMES) and table["palette"] == PALETTE.tolist() and table["ignore"] == 255
 
@@ -185,7 +170,7 @@ def test_every_input_encoding_is_segmented_at_the_input_size(graph, tiny_checkpo
     assert sorted(by_stamp(labels)) == sorted(by_stamp(exposure)) == [(sec, 5) for sec in range(1, len(frames) + 1)]
     for msg in labels + exposure:
         assert (msg.width, msg.height) == (64, 48)
-    assert max(as_array(msg, "u1").max() for msg in labels) < 19
+    assert max(image_pixels(msg, "u1").max() for msg in labels) < 19
 
 
 def bad_frames() -> list[tuple[str, Image]]:
@@ -242,7 +227,7 @@ def test_compressed_jpeg_and_png_frames_are_segmented_and_a_corrupt_one_is_refus
     labels = peer.record(Image, f"{NODE}/labels", RELIABLE)
     peer.wait_for_subscriber(camera)
 
-    rgb = night_frame(96, 128)
+    (rgb,) = night_frames(1, width=128, height=96)
     messages = []
     for sec, (fmt, extension) in enumerate((("jpeg", ".jpg"), ("png", ".png"), ("jpeg", None)), start=1):
         data = b"\xff\xd8 not a jpeg at all" if extension is None else cv2.imencode(extension, rgb[..., ::-1])[1].tobytes()
@@ -274,7 +259,7 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
     peer.wait_for_subscriber(camera)
     peer.spin_for(1.0)
 
-    frame = make_image_msg(night_frame(256, 512), "bgr8")
+    frame = make_image_msg(night_frames(1, width=512, height=256)[0], "bgr8")
     published, rss = 0, []
     period, start = 1 / 30, peer.node.get_clock().now().nanoseconds / 1e9
     steady_at = None  # frames are published at 30 Hz until two were processed, then for 3 s more
@@ -391,9 +376,9 @@ def test_the_node_runs_an_exported_onnx_model_with_onnx_runtime(graph, tmp_path)
     labels = peer.record(Image, f"{NODE}/labels", RELIABLE)
     peer.wait_for_subscriber(camera)
     peer.spin_for(0.5)
-    camera.publish(stamped(make_image_msg(night_frame(96, 160)[..., ::-1], "bgr8"), 7))
+    camera.publish(stamped(make_image_msg(night_frames(1, width=160, height=96)[0][..., ::-1], "bgr8"), 7))
     peer.spin_until(lambda: labels, 30, "labels from the ONNX model")
     output = stop_cleanly(node)
 
     assert "car.onnx" in output
-    np.testing.assert_array_equal(as_array(labels[0], "u1"), np.full((96, 160), CAR, np.uint8))
+    np.testing.assert_array_equal(image_pixels(labels[0], "u1"), np.full((96, 160), CAR, np.uint8))
