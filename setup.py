@@ -63,8 +63,9 @@ setup(
         "console_scripts": [
             "egnet = egnet_core.cli:main",
             # One main under two names: `ros2 run egnet_ros segment_node` on a ROS 2 distro, egnet-segment on PATH.
-            "segment_node = egnet_ros.segment_node:main",
-            "egnet-segment = egnet_ros.segment_node:main",
+            # egnet_ros.segment_main handles SIGINT and SIGTERM before it imports the node (torch, rclpy).
+            "segment_node = egnet_ros.segment_main:main",
+            "egnet-segment = egnet_ros.segment_main:main",
         ],
     },
     zip_safe=True,
