@@ -69,8 +69,9 @@ setup(
         "console_scripts": [
             "egnet = egnet_core.cli:main",
             # One main under two names: `ros2 run egnet_ros segment_node` on a ROS 2 distro, egnet-segment on PATH.
-            "segment_node = egnet_ros.segment_node:main",
-            "egnet-segment = egnet_ros.segment_node:main",
+            # egnet_ros.segment_main handles SIGINT and SIGTERM before it imports the node (torch, rclpy).
+            "segment_node = egnet_ros.segment_main:main",
+            "egnet-segment = egnet_ros.segment_main:main",
         ],
         # The ROS side plugs into `egnet` (see egnet_core/cli.py and demo.py); the library never imports it.
         "egnet.commands": ["bag = egnet_ros.cli:register [ros]"],

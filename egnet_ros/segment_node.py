@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sys
 import threading
 import time
 import traceback
@@ -27,8 +28,10 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions, install_signal_handlers
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
@@ -48,6 +51,7 @@ from .image_conversion import (
     labels_to_image,
     rgb_to_image,
 )
+from .stop_signals import StopSignals
 
 NODE_NAME = "egnet_segment"
 WARM_UP_SIZE = (1024, 512)  # (width, height) of the warm-up frame at native size: NightCity's resolution
@@ -170,6 +174,9 @@ class ProblemThrottle:
 
 
 class SegmentNode(Node):
+    """Built with its parameters, model and publishers; ``warm_up`` then ``listen`` start it, and ``close`` stops
+    its worker. ``main`` runs the steps one by one, so that a stop signal between them ends it at once."""
+
     def __init__(self, **node_options) -> None:
         super().__init__(NODE_NAME, **node_options)
         for name, (default, description) in PARAMETERS.items():
@@ -177,6 +184,8 @@ class SegmentNode(Node):
         settings = self._read_settings()
         if settings.threads:
             torch.set_num_threads(settings.threads)
+        self.get_logger().info(f"loading {settings.checkpoint!r} on {settings.device}")
+        self._settings = settings
         self._segmenter = _load_segmenter(settings)
         self._compressed = settings.compressed
         self._overlay_alpha = settings.overlay_alpha
@@ -197,10 +206,19 @@ class SegmentNode(Node):
         self._warm_up_s: float | None = None  # set by the worker once it has warmed up
         self._worker_ready = threading.Event()
         self._worker = threading.Thread(target=self._run, name=f"{NODE_NAME}_worker", daemon=True)
+
+    def warm_up(self) -> None:
+        """Start the worker and wait for its warm-up frame; WarmUpError when the model cannot run."""
+        width, height = self._segmenter.input_size or WARM_UP_SIZE
+        self.get_logger().info(f"warming up on {self._segmenter.device} at {width}×{height}")
         self._worker.start()
         self._worker_ready.wait()
         if self._warm_up_s is None:
             raise WarmUpError(f"the model could not run once on {self._segmenter.device} (warm-up); see the log above")
+
+    def listen(self) -> None:
+        """Publish the class table and subscribe to the camera: from here frames are segmented."""
+        settings = self._settings
         self._class_info_pub.publish(class_info())
         self._subscription = self.create_subscription(
             CompressedImage if settings.compressed else Image, settings.image_topic, self._on_image,
@@ -218,9 +236,11 @@ class SegmentNode(Node):
         )
 
     def close(self) -> FrameCounts:
-        """Stop the worker (after the frame in flight); the final counts. Call before destroy_node."""
+        """Stop the worker (after the frame in flight, or the warm-up); the final counts. Call before
+        destroy_node: the interpreter must not exit while the worker is inside torch."""
         self._mailbox.close()
-        self._worker.join()
+        if self._worker.is_alive():
+            self._worker.join()
         return self._stats.snapshot()
 
     def _read_settings(self) -> Settings:
@@ -439,17 +459,61 @@ def _require(values: dict[str, object], name: str, condition: bool, expectation:
         raise ParameterError(f"parameter {name!r} must be {expectation}, got {values[name]!r}")
 
 
-def main(args: list[str] | None = None) -> int:
-    use_fastdds_profile()
-    rclpy.init(args=args)
-    node = None
+def _check_parameter_overrides(argv: list[str]) -> None:
+    """rcl cannot parse ``-p NAME:=`` with nothing after ``:=`` (``-p checkpoint:=''`` in a shell) and fails with a
+    traceback inside rclpy.init; name the parameter instead."""
+    ros_args = False
+    for flag, rule in zip(argv, argv[1:]):
+        if flag in ("--ros-args", "--"):
+            ros_args = flag == "--ros-args"
+        elif ros_args and flag in ("-p", "--param"):
+            name, assigns, value = rule.partition(":=")
+            if assigns and not value.strip():
+                raise ParameterError(f"parameter {name!r} is empty on the command line ({flag} {rule}): give it a "
+                                     f"value ({flag} {name}:=...) or leave it to the params file")
+
+
+def _init_rclpy(args: list[str] | None) -> None:
+    _check_parameter_overrides(sys.argv if args is None else args)
     try:
-        node = SegmentNode()
+        # No rclpy signal handlers yet: they would shut the context down under the start-up (see _spin).
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except _rclpy.RCLError as error:  # rcl refuses the command line
+        raise ParameterError(f"the ROS arguments cannot be parsed: {error}") from None
+
+
+def _spin(node: SegmentNode, stop: StopSignals) -> None:
+    """Spin until SIGINT or SIGTERM, unless one came already."""
+    # rclpy's handlers shut the context down, which ends spin, and then call the StopSignals handlers. Installed
+    # only now, so that no start-up step met a shut-down context; a signal that came earlier was only recorded.
+    install_signal_handlers(SignalHandlerOptions.ALL)
+    if not stop.requested:
         rclpy.spin(node)
+
+
+def main(args: list[str] | None = None, *, stop: StopSignals | None = None) -> int:
+    """Run the node until SIGINT or SIGTERM (exit status 0), also when one arrives during start-up; 1 when it
+    cannot start or its worker failed. ``stop``: the console script's StopSignals, installed before the imports."""
+    stop = stop or StopSignals()
+    if stop.requested:
+        return 0  # SIGINT or SIGTERM while torch and rclpy were imported: nothing had started
+    use_fastdds_profile()
+    node, rclpy_handlers = None, False
+    try:
+        _init_rclpy(args)
+        # A signal from here to _spin is only recorded; each step runs to its end and the next is skipped.
+        if not stop.requested:
+            node = SegmentNode()
+        if node is not None and not stop.requested:
+            node.warm_up()
+        if node is not None and not stop.requested:
+            node.listen()
+            rclpy_handlers = True
+            _spin(node, stop)
     except (ParameterError, ParameterException, NameValidationException, WarmUpError) as error:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {error}")
         return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass  # SIGINT or SIGTERM: rclpy's handler has shut the context down, which ends spin
     finally:
         if node is not None:
@@ -458,5 +522,6 @@ def main(args: list[str] | None = None) -> int:
             # Logged after destroy_node: the node's logger would also publish to /rosout, whose context a
             # signal has already shut down.
             rclpy.logging.get_logger(logger_name).info(f"summary: {counts.summary()}")
-        rclpy.try_shutdown()
+        # Uninstalling handlers that were never installed would put SIG_DFL back for a moment.
+        rclpy.try_shutdown(uninstall_handlers=rclpy_handlers)
     return 1 if node is not None and node.crashed else 0

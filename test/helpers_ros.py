@@ -160,6 +160,12 @@ class NodeProcess:
                 raise AssertionError(f"timed out waiting for {text!r}:\n{self.output}")
             time.sleep(0.1)
 
+    def handles(self, sig: int) -> bool:
+        """Whether the process has installed a handler for ``sig`` (the SigCgt mask of /proc/PID/status)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        return bool(caught >> (sig - 1) & 1)
+
     def wait(self, timeout: float = 90.0) -> int:
         try:
             return self.process.wait(timeout=timeout)

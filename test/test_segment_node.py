@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 
 import cv2
@@ -334,6 +335,58 @@ def test_the_node_refuses_to_start_naming_the_parameter(graph, tmp_path, tiny_ch
     assert node.wait() == 1
     assert "cannot start:" in node.output and expected in node.output, node.output
     assert "Traceback" not in node.output
+
+
+def test_an_empty_checkpoint_on_the_command_line_is_one_line_naming_the_parameter(tmp_path):
+    node = NodeProcess("egnet-segment", ["--ros-args", "-p", "checkpoint:="], next_domain_id(), tmp_path / "node.log")
+    assert node.wait() == 1
+    (line,) = node.output.strip().splitlines()  # rcl's own parse error would come first, then a traceback
+    assert "cannot start: parameter 'checkpoint' is empty on the command line (-p checkpoint:=)" in line
+
+
+# Where a stop signal lands in start-up: as soon as the process handles SIGTERM (the seconds of importing torch
+# and rclpy follow), fixed times after that, and at the moments that the node's log marks; each with both signals.
+STOP_POINTS = [(point, sig) for point in (0.0, "loading", "warming up", READY_LINE)
+               for sig in (signal.SIGINT, signal.SIGTERM)] + [(1.5, signal.SIGINT), (3.0, signal.SIGTERM)]
+
+
+def test_a_stop_signal_at_any_moment_of_start_up_ends_the_node_with_0_and_no_traceback(tmp_path, tiny_checkpoint):
+    params = write_params(tmp_path / "params.yaml", checkpoint=str(tiny_checkpoint), device="cpu")
+    domain_id = next_domain_id()
+    # Started together, each signalled at its own point: the test takes about one start-up's time per CPU core.
+    nodes = [NodeProcess("egnet-segment", ["--ros-args", "--params-file", str(params)], domain_id,
+                         tmp_path / f"node{index}.log") for index in range(len(STOP_POINTS))]
+    try:
+        handling: dict[int, float] = {}  # node index: when it was first seen handling SIGTERM
+        pending = dict(enumerate(STOP_POINTS))
+        deadline = time.monotonic() + 180
+        while pending:
+            assert time.monotonic() < deadline, f"timed out before the stop points {pending}"
+            for index, (point, sig) in list(pending.items()):
+                node = nodes[index]
+                assert node.process.poll() is None, f"node {index} exited before {point!r}:\n{node.output}"
+                if index not in handling and node.handles(signal.SIGTERM):
+                    handling[index] = time.monotonic()
+                if isinstance(point, float):
+                    due = index in handling and time.monotonic() >= handling[index] + point
+                else:
+                    due = point in node.output
+                if due:
+                    node.process.send_signal(sig)
+                    del pending[index]
+            time.sleep(0.01)
+        for index, ((point, sig), node) in enumerate(zip(STOP_POINTS, nodes)):
+            code, output = node.wait(60), node.output
+            where = f"node {index}, {signal.Signals(sig).name} at {point!r}"
+            assert code == 0, f"{where}: exit status {code}\n{output}"
+            assert "Traceback" not in output and "terminate called" not in output, f"{where}:\n{output}"
+            if isinstance(point, str):  # the node existed: it says what it did
+                assert "summary: received 0" in output, f"{where}:\n{output}"
+            if point in ("loading", "warming up"):  # stopped before it was ready: it never says it is
+                assert READY_LINE not in output, f"{where}:\n{output}"
+    finally:
+        for node in nodes:
+            node.kill()
 
 
 def test_the_params_file_holds_every_parameter_the_node_declares_with_its_default():
