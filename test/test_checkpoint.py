@@ -162,6 +162,7 @@ print("left:", sorted(os.listdir(folder)))
 """
 
 
+@pytest.mark.integration
 def test_a_full_disk_is_named_and_leaves_no_temporary_file(tmp_path):
     # A real full disk: a 1 MiB tmpfs, mounted in a mount namespace of its own (unshare maps the caller to root
     # there, so this needs no privileges and leaves nothing mounted), far too small for a ResNet-18 EGNet.

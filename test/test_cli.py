@@ -26,6 +26,7 @@ def _egnet(*args, check=True):
     return completed
 
 
+@pytest.mark.integration
 def test_predict_writes_colour_labels_train_ids_and_exposure(tmp_path, tiny_checkpoint):
     (frame,) = night_frames(1, width=160, height=96)
     image_path = tmp_path / "night.png"
@@ -53,6 +54,7 @@ def test_more_threads_than_cpus_are_capped_with_a_warning(tmp_path, tiny_checkpo
     assert f"--threads is 9999, more than the {available_cpus()} CPU(s) this process may use" in caplog.text
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -96,6 +98,7 @@ def test_an_unwritable_output_is_refused_before_any_work(tmp_path, capsys, argum
     assert blocked.read_text() == "a file, not a folder"
 
 
+@pytest.mark.integration
 def test_synth_data_stats_and_evaluate_on_a_generated_data_set(tmp_path, tiny_checkpoint):
     _egnet("synth-data", tmp_path / "data", "--train", 2, "--val", 2, "--size", "128x64", "--seed", 3)
     assert len(list((tmp_path / "data" / "NightCity-images" / "images" / "val").glob("*.png"))) == 2
@@ -110,6 +113,7 @@ def test_synth_data_stats_and_evaluate_on_a_generated_data_set(tmp_path, tiny_ch
     assert len(metrics["ef1"]) == 10
 
 
+@pytest.mark.integration
 def test_training_script_and_cli_are_one_code_path(tmp_path):
     script = Path(__file__).resolve().parent.parent / "training" / "train.py"
     completed = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=60)
@@ -117,6 +121,7 @@ def test_training_script_and_cli_are_one_code_path(tmp_path):
     assert completed.stdout == _egnet("train", "--help").stdout
 
 
+@pytest.mark.integration
 def test_the_demo_pipeline_at_a_tiny_size(tmp_path):
     report = run_demo(tmp_path, size=(128, 64), iterations=2, device="cpu", domain_id=next_domain_id())
     assert report.checkpoint.is_file()
@@ -134,6 +139,7 @@ def test_the_demo_pipeline_at_a_tiny_size(tmp_path):
     assert strip.shape[0] == 3 * 192  # one row per example
 
 
+@pytest.mark.integration
 def test_the_demo_replaces_its_own_output_and_refuses_any_other_folder(tmp_path):
     options = {"size": (128, 64), "iterations": 1, "device": "cpu", "drive_frames": 2}
     first = run_demo(tmp_path / "demo", domain_id=next_domain_id(), **options)

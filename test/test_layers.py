@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from egnet_core.data.synthetic import write_nightcity
 
@@ -48,6 +49,7 @@ def test_no_egnet_core_module_names_the_ros_side():
             assert name not in text, f"{path.relative_to(ROOT)} names {name}"
 
 
+@pytest.mark.integration
 def test_core_trains_evaluates_and_predicts_without_the_ros_extra(tmp_path):
     data = write_nightcity(tmp_path / "data", train=2, val=2, width=96, height=64, seed=0).root
     trained = _without_ros(
@@ -70,6 +72,7 @@ def test_core_trains_evaluates_and_predicts_without_the_ros_extra(tmp_path):
     assert (tmp_path / "labels" / "night_trainIds.png").is_file()
 
 
+@pytest.mark.integration
 def test_without_the_ros_extra_egnet_bag_says_what_to_install(tmp_path):
     listed = _without_ros("--help", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr[-3000:]

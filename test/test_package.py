@@ -57,6 +57,7 @@ def wheel(tmp_path_factory):
     return zipfile.ZipFile(path)
 
 
+@pytest.mark.integration
 def test_the_wheel_installs_the_ament_index_marker_launch_and_config_under_share(wheel):
     names = wheel.namelist()
     data = [name.split(".data/data/", 1)[1] for name in names if ".data/data/" in name]

@@ -147,6 +147,7 @@ while True:
 """
 
 
+@pytest.mark.integration
 def test_sigkill_while_writing_leaves_the_previous_checkpoint_intact(tmp_path):
     path = tmp_path / "model.pt"
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True)
@@ -168,6 +169,7 @@ def test_sigkill_while_writing_leaves_the_previous_checkpoint_intact(tmp_path):
     assert load_model(path).config.backbone == "resnet50"
 
 
+@pytest.mark.integration
 def test_torchrun_with_two_processes_on_gloo(night_data, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     environment = dict(os.environ, OMP_NUM_THREADS="1")
@@ -211,6 +213,7 @@ def test_resume_with_only_damaged_checkpoints_names_them(night_data, tmp_path):
         train(_config(night_data, tmp_path, "optim.iterations=8"), resume=True)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("program", ["egnet train", "training/train.py"])
 def test_sigint_stops_training_cleanly_and_names_the_checkpoint_to_resume_from(night_data, tmp_path, program):
     command = ([str(Path(sys.executable).parent / "egnet"), "train"] if program == "egnet train"
