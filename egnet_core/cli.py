@@ -17,7 +17,8 @@ from egnet_core.config import DATASETS
 from egnet_core.data.imageio import read_rgb, write_rgb
 from egnet_core.data.labels import colorize
 from egnet_core.deploy.export import MIN_OPSET, OPSET
-from egnet_core.deploy.inference import PRECISIONS, Segmenter, resolve_threads
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.options import PRECISIONS, InferenceOptions, resolve_threads
 from egnet_core.deploy.quantize import CALIBRATION_FRAMES
 from egnet_core.extras import INSTALL, MissingExtra
 from egnet_core.reports.visualize import exposure_picture
@@ -62,15 +63,21 @@ def ensure_writable_dir(path: Path, what: str, *, folder: Path | None = None) ->
         raise OSError(f"{what} {str(path)!r} cannot be written: {reason}; choose another place") from None
 
 
-def _set_threads(args: argparse.Namespace) -> None:
-    if args.threads is not None:
-        torch.set_num_threads(resolve_threads(args.threads, name="--threads"))
+# The CLI's names of InferenceOptions fields, for the options' messages.
+OPTION_NAMES = {"device": "--device", "precision": "--precision", "threads": "--threads",
+                "input_size": "--input-size", "compile": "--compile", "cuda_graphs": "--cuda-graphs",
+                "scales": "--scales", "flip": "--flip"}
+
+
+def inference_options(args: argparse.Namespace, **options) -> InferenceOptions:
+    """The options of ``add_inference_arguments`` (and ``options``, a command's own) as InferenceOptions."""
+    return InferenceOptions(device=args.device, precision=args.precision,
+                            threads=0 if args.threads is None else args.threads,
+                            compile=args.compile, cuda_graphs=args.cuda_graphs, names=OPTION_NAMES, **options)
 
 
 def build_segmenter(args: argparse.Namespace, **options) -> Segmenter:
-    _set_threads(args)
-    return Segmenter.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision,
-                                     compile=args.compile, cuda_graphs=args.cuda_graphs, **options)
+    return Segmenter.from_checkpoint(args.checkpoint, inference_options(args, **options))
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -218,7 +225,8 @@ def _bench(args: argparse.Namespace) -> int:
     from egnet_core.deploy.inference import resolve_device
 
     ensure_writable_dir(args.out, "--out")
-    _set_threads(args)
+    if args.threads is not None:
+        torch.set_num_threads(resolve_threads(args.threads, name="--threads"))
     result = run_benchmark(device=resolve_device(args.device), quick=args.quick, checkpoint=args.checkpoint)
     json_path, markdown = write_benchmark(result, args.out)
     print(format_benchmark(result))

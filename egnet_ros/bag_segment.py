@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from egnet_core.data.imageio import MAX_FRAME_PIXELS
 from egnet_core.data.statistics import ExposureCounter, ExposureHistogram
+from egnet_core.deploy.batching import batches_of_one_size
 from egnet_core.deploy.inference import Segmenter
 
 from .bags import (
@@ -72,49 +73,43 @@ def output_topic(prefix: str, topic: str, name: str) -> str:
 
 
 class _Segmenting:
-    """Frames collected into batches of one size, predicted and written; counts what happened."""
+    """Frames converted, predicted in batches and written; counts what happened."""
 
-    def __init__(self, writer: BagWriter, segmenter: Segmenter, *, batch_size: int, prefix: str, color: bool,
-                 max_frame_pixels: int, progress: Callable[[int], None] | None) -> None:
+    def __init__(self, writer: BagWriter, segmenter: Segmenter, *, prefix: str, color: bool, max_frame_pixels: int,
+                 progress: Callable[[int], None] | None) -> None:
         self.writer, self.segmenter = writer, segmenter
-        self.batch_size, self.prefix, self.color, self.progress = batch_size, prefix, color, progress
+        self.prefix, self.color, self.progress = prefix, color, progress
         self.max_frame_pixels = max_frame_pixels
-        self.pending: list[_Frame] = []
         self.frames = 0
         self.skipped: Counter[str] = Counter()
         self.exposure = ExposureCounter()
 
-    def add(self, record: BagRecord) -> None:
-        try:
-            msg = decode_message(record.data, record.msgtype)
-            to_rgb = compressed_to_rgb if record.msgtype == COMPRESSED_IMAGE else image_to_rgb
-            rgb = to_rgb(msg, max_frame_pixels=self.max_frame_pixels)
-            self.segmenter.check_frame(rgb)
-        except ValueError as error:  # does not decode, or ImageConversionError, or too small for the network
-            self._skip(f"{record.topic}: {error}")
-            return
-        self.exposure.add(rgb)
-        if self.pending and self.pending[0].rgb.shape != rgb.shape:
-            self.flush()  # a batch holds frames of one size
-        self.pending.append(_Frame(topic=record.topic, log_time=record.log_time, header=msg.header, rgb=rgb))
-        if len(self.pending) == self.batch_size:
-            self.flush()
+    def frames_of(self, records: Iterable[BagRecord]) -> Iterator[_Frame]:
+        """The frames that convert, in order; the others are skipped with their reason."""
+        for record in records:
+            try:
+                msg = decode_message(record.data, record.msgtype)
+                to_rgb = compressed_to_rgb if record.msgtype == COMPRESSED_IMAGE else image_to_rgb
+                rgb = to_rgb(msg, max_frame_pixels=self.max_frame_pixels)
+                self.segmenter.check_frame(rgb)
+            except ValueError as error:  # does not decode, or ImageConversionError, or too small for the network
+                self._skip(f"{record.topic}: {error}")
+                continue
+            self.exposure.add(rgb)
+            yield _Frame(topic=record.topic, log_time=record.log_time, header=msg.header, rgb=rgb)
 
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        results = self.segmenter.predict_batch([frame.rgb for frame in self.pending], color=self.color)
-        for frame, result in zip(self.pending, results):
+    def write(self, batch: list[_Frame]) -> None:
+        results = self.segmenter.predict_batch([frame.rgb for frame in batch], color=self.color)
+        for frame, result in zip(batch, results):
             outputs = {"labels": labels_fields(result.labels), "exposure": exposure_fields(result.exposure)}
             if self.color:
                 outputs["color"] = rgb_fields(result.color)
             for name, fields in outputs.items():
                 topic = output_topic(self.prefix, frame.topic, name)
                 self.writer.write(topic, IMAGE, frame.log_time, serialize_image(fields, frame.header))
-        self.frames += len(self.pending)
+        self.frames += len(batch)
         if self.progress is not None:
-            self.progress(len(self.pending))
-        self.pending.clear()
+            self.progress(len(batch))
 
     def _skip(self, reason: str) -> None:
         if not self.skipped[reason]:
@@ -150,26 +145,39 @@ def segment_bag(
         raise ValueError(f"max_frame_pixels must be at least 1, got {max_frame_pixels!r}")
     check_apart(source, output)
     start = time.perf_counter()
-    damage = None
     with open_bag(source) as reader:
         connections = image_connections(reader, topics, source)
         with BagWriter(output, storage or storage_of(reader), overwrite=overwrite) as writer:
-            run = _Segmenting(writer, segmenter, batch_size=batch_size, prefix=prefix, color=color,
-                              max_frame_pixels=max_frame_pixels, progress=progress)
-            try:
-                for record in read_records(reader, connections, source):
-                    if copy_input:
-                        writer.write(record.topic, record.msgtype, record.log_time, record.data)
-                    run.add(record)
-            except BagDamaged as error:
-                damage = str(error)
-                log.error("%s; the frames before it are segmented", damage)
-            run.flush()
+            run = _Segmenting(writer, segmenter, color=color, prefix=prefix, max_frame_pixels=max_frame_pixels,
+                              progress=progress)
+            records = _CopiedRecords(read_records(reader, connections, source), writer if copy_input else None)
+            for batch in batches_of_one_size(run.frames_of(records), batch_size, size=lambda frame: frame.rgb.shape):
+                run.write(batch)
+            damage = records.damage
     return BagSegmentation(
         output=output, frames=run.frames, skipped=dict(run.skipped), damage=damage,
         seconds=time.perf_counter() - start,
         exposure=run.exposure.histogram() if run.exposure.images else None,
     )
+
+
+class _CopiedRecords:
+    """The records of a bag, each also copied to ``writer`` (when given) as it is read; a damaged bag ends the
+    records, its damage kept in ``damage``, so that the frames before it are still segmented."""
+
+    def __init__(self, records: Iterator[BagRecord], writer: BagWriter | None) -> None:
+        self._records, self._writer = records, writer
+        self.damage: str | None = None
+
+    def __iter__(self) -> Iterator[BagRecord]:
+        try:
+            for record in self._records:
+                if self._writer is not None:
+                    self._writer.write(record.topic, record.msgtype, record.log_time, record.data)
+                yield record
+        except BagDamaged as error:
+            self.damage = str(error)
+            log.error("%s; the frames before it are segmented", self.damage)
 
 
 def check_apart(source: Path, output: Path) -> None:

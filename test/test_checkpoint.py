@@ -12,7 +12,13 @@ from helpers import tiny_model
 from egnet_core.cli import main
 from egnet_core.config import ModelConfig
 from egnet_core.deploy.inference import Segmenter
-from egnet_core.model.checkpoint import check_same_architecture, load_checkpoint, load_model, save_checkpoint
+from egnet_core.model.checkpoint import (
+    CheckpointMismatch,
+    check_same_architecture,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 
 
 def test_a_checkpoint_is_loaded_by_path_alone(tmp_path):
@@ -51,8 +57,10 @@ def test_missing_foreign_and_mismatched_checkpoints_are_named(tmp_path, tiny_che
     with pytest.raises(ValueError, match="other.pt' is not an egnet checkpoint"):
         load_model(tmp_path / "other.pt")
     path = tiny_checkpoint
-    with pytest.raises(ValueError, match="another architecture: backbone='resnet18' \\(expected 'resnet101'\\)"):
+    mismatch = "another architecture: backbone='resnet18' \\(expected 'resnet101'\\)"
+    with pytest.raises(CheckpointMismatch, match=mismatch) as raised:
         check_same_architecture(load_model(path).config, ModelConfig(output_stride=32), path)
+    assert raised.value.differences == {"backbone": ("resnet18", "resnet101")}
     state = load_checkpoint(path)
     state["model_config"]["num_classes"] = 7
     torch.save(state, tmp_path / "broken.pt")

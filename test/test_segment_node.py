@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
@@ -26,7 +27,8 @@ from egnet_core.data.labels import CLASS_NAMES, PALETTE
 from egnet_core.deploy.export import export_onnx
 from egnet_core.deploy.inference import Segmenter, available_cpus
 from egnet_core.model.checkpoint import save_checkpoint
-from egnet_ros.segment_node import PARAMETERS, LatestFrame, ProblemThrottle
+from egnet_ros.diagnostics import ProblemThrottle
+from egnet_ros.segment_node import PARAMETERS, LatestFrame
 
 ROOT = Path(__file__).resolve().parent.parent
 CAR = CLASS_NAMES.index("car")
@@ -435,3 +437,39 @@ def test_the_node_runs_an_exported_onnx_model_with_onnx_runtime(graph, tmp_path)
 
     assert "car.onnx" in output
     np.testing.assert_array_equal(image_pixels(labels[0], "u1"), np.full((96, 160), CAR, np.uint8))
+
+
+def _fails_unless_pixels_divide_by_256(exported: Path, path: Path) -> Path:
+    """``exported`` with a reshape of its input into rows of 256 values before the network: ONNX Runtime runs it on
+    frames whose width×height divides by 256 (the 1024×512 warm-up) and fails on others, a real inference failure."""
+    model = onnx.load(exported)
+    graph, image = model.graph, model.graph.input[0].name
+    for node in graph.node:
+        node.input[:] = ["checked_image" if name == image else name for name in node.input]
+    graph.initializer.append(onnx.numpy_helper.from_array(np.array([-1, 3, 256], np.int64), "rows_of_256"))
+    graph.node.insert(0, onnx.helper.make_node("Shape", [image], ["image_shape"]))
+    graph.node.insert(1, onnx.helper.make_node("Reshape", [image, "rows_of_256"], ["rows"]))
+    graph.node.insert(2, onnx.helper.make_node("Reshape", ["rows", "image_shape"], ["checked_image"]))
+    onnx.save(model, path)
+    return path
+
+
+def test_frames_failing_at_inference_in_a_row_stop_the_node_with_exit_status_3(graph, tmp_path):
+    exported = export_onnx(save_checkpoint(tmp_path / "car.pt", constant_model(CAR)), tmp_path / "car.onnx",
+                           size=(64, 48), dynamic=True)
+    model = _fails_unless_pixels_divide_by_256(exported, tmp_path / "picky.onnx")
+    node = graph.start(model, max_consecutive_failures=2, input_reliability="reliable")
+    peer = graph.peer
+    camera = peer.publisher(Image, CAMERA, RELIABLE)
+    peer.wait_for_subscriber(camera)
+    failing = make_image_msg(night_frames(1, width=100, height=33)[0][..., ::-1], "bgr8")  # 3300 pixels
+    deadline = time.monotonic() + 60
+    while node.process.poll() is None:  # the mailbox keeps the newest: the node takes them one after another
+        assert time.monotonic() < deadline, node.output
+        camera.publish(failing)
+        peer.spin_for(0.2)
+    output = node.output
+    assert node.wait() == 3, output
+    assert ("2 frames in a row failed at inference on cpu (parameter 'max_consecutive_failures' is 2); stopping "
+            "with exit status 3. The last error: ONNX Runtime failed") in output, output
+    assert "failed 2" in output and "Traceback" not in output, output

@@ -16,9 +16,10 @@ protocol is exactly the model's own output; the confidence threshold applies to 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
-import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,15 +31,24 @@ import torch.nn.functional as F
 from egnet_core.config import ModelConfig
 from egnet_core.data.labels import IGNORE_INDEX, PALETTE_LUT
 from egnet_core.deploy.cuda_graphs import CudaGraphNetwork
+from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
+from egnet_core.deploy.options import (  # noqa: F401  (resolve_device, SlidingWindow: this module's API too)
+    PRECISIONS,
+    InferenceOptions,
+    SlidingWindow,
+    available_cpus,
+    resolve_device,
+    resolve_threads,
+)
 from egnet_core.model.checkpoint import check_same_architecture, load_model
 from egnet_core.model.egnet import MIN_INPUT_SIZE, EGNet, EGNetOutput
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PAPER_INPUT_SIZE = (900, 900)  # (width, height) the paper resizes every test image to
+WARM_UP_SIZE = (1024, 512)  # (width, height) of a warm-up frame at native size: NightCity's resolution
 
 
 @dataclass(frozen=True)
@@ -46,70 +56,6 @@ class Segmentation:
     labels: np.ndarray  # H×W uint8 train ids, IGNORE_INDEX where the model is below the confidence threshold
     exposure: np.ndarray  # H×W float32 predicted exposure in [0, 1]
     color: np.ndarray | None = None  # H×W×3 uint8 labels in the Cityscapes palette, when asked for
-
-
-@dataclass(frozen=True)
-class SlidingWindow:
-    """Windows of ``size`` (width, height) placed every ``stride`` (width, height) pixels; the last window of a
-    row or column is moved back to end at the image border, so every pixel is covered."""
-
-    size: tuple[int, int]
-    stride: tuple[int, int]
-
-    def __post_init__(self) -> None:
-        if len(self.size) != 2 or min(self.size) < MIN_INPUT_SIZE:
-            raise ValueError(
-                f"sliding window size must be (width, height), each at least {MIN_INPUT_SIZE}, got {self.size!r}"
-            )
-        if len(self.stride) != 2 or min(self.stride) < 1:
-            raise ValueError(f"sliding window stride must be (width, height), each at least 1, got {self.stride!r}")
-        if self.stride[0] > self.size[0] or self.stride[1] > self.size[1]:
-            raise ValueError(
-                f"a sliding window stride larger than the window leaves gaps: stride {self.stride!r}, size {self.size!r}"
-            )
-
-
-def _as_device(device: torch.device | str) -> torch.device:
-    return resolve_device(device) if isinstance(device, str) else device
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when there is a GPU, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} was asked for, but CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
-    return device
-
-
-def available_cpus() -> int:
-    """The CPUs this process may run on: its affinity mask (``taskset``, a container's cpuset) where the OS
-    has one, else every CPU of the machine."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def resolve_threads(threads: int, *, name: str) -> int:
-    """CPU threads for inference, at least 1 and at most the available CPUs: more only contend with each other
-    (9999 made a prediction 12 times slower), so they are capped with a warning. ``name``: the option, for the
-    messages (``--threads``, ``parameter 'threads'``)."""
-    if threads < 1:
-        raise ValueError(f"{name} must be at least 1, got {threads}")
-    cpus = available_cpus()
-    if threads > cpus:
-        log.warning("%s is %d, more than the %d CPU(s) this process may use: using %d", name, threads, cpus, cpus)
-        return cpus
-    return threads
 
 
 class Segmenter:
@@ -128,75 +74,60 @@ class Segmenter:
     buffer and only labels, exposure (and colours) come back. The caller's ``model`` is never changed.
     """
 
-    def __init__(
-        self,
-        model: EGNet | OnnxNetwork,
-        *,
-        device: torch.device | str = "cpu",
-        input_size: tuple[int, int] | None = None,
-        confidence_threshold: float | None = None,
-        flip: bool = False,
-        scales: Sequence[float] = (1.0,),
-        sliding_window: SlidingWindow | None = None,
-        precision: str = "fp32",
-        optimize: bool = True,
-        compile: bool = False,
-        cuda_graphs: bool = False,
-    ) -> None:
-        if input_size is not None and (len(input_size) != 2 or min(input_size) < MIN_INPUT_SIZE):
-            raise ValueError(f"input_size must be (width, height), each at least {MIN_INPUT_SIZE}, got {input_size!r}")
-        if confidence_threshold is not None and not 0.0 <= confidence_threshold <= 1.0:
-            raise ValueError(f"confidence_threshold must lie in [0, 1], got {confidence_threshold!r}")
-        if not isinstance(flip, bool):
-            raise ValueError(f"flip must be True or False, got {flip!r}")
-        _check_scales(scales, input_size)
-        if sliding_window is not None and not isinstance(sliding_window, SlidingWindow):
-            raise ValueError(f"sliding_window must be a SlidingWindow or None, got {sliding_window!r}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        for name, flag in (("optimize", optimize), ("compile", compile), ("cuda_graphs", cuda_graphs)):
-            if not isinstance(flag, bool):
-                raise ValueError(f"{name} must be True or False, got {flag!r}")
-        self.device = _as_device(device)
-        if precision == "fp16" and self.device.type != "cuda":
-            raise ValueError(f"fp16 precision needs a CUDA device, got {str(self.device)!r}; use bf16 on the CPU")
-        if cuda_graphs and self.device.type != "cuda":
-            raise ValueError(f"cuda_graphs needs a CUDA device, got {str(self.device)!r}")
-        self.precision = precision
-        self.dtype = PRECISIONS[precision]
+    def __init__(self, model: EGNet | OnnxNetwork, options: InferenceOptions | None = None, **keywords) -> None:
+        """``options``, or its fields as keywords (``Segmenter(model, input_size=(900, 900))``), or both: the
+        keywords then replace those fields. The options were validated when they were made."""
+        options = _options(options, keywords)
+        self.options = options
+        self.device = options.device
+        self.threads = _apply_threads(options)
+        self.precision = options.precision
+        self.dtype = PRECISIONS[options.precision]
         if isinstance(model, OnnxNetwork):
-            if precision != "fp32" or compile or cuda_graphs:
+            if options.precision != "fp32" or options.compile or options.cuda_graphs:
                 raise ValueError("an ONNX model runs as ONNX Runtime built it: precision must be fp32 and compile and "
-                                 f"cuda_graphs off, got {precision!r}, compile={compile}, cuda_graphs={cuda_graphs}")
-            model.check_input_size(input_size, resizes=tuple(scales) != (1.0,) or sliding_window is not None)
+                                 f"cuda_graphs off, got {options.precision!r}, compile={options.compile}, "
+                                 f"cuda_graphs={options.cuda_graphs}")
+            model.check_input_size(options.input_size, resizes=options.resizes)
             self.precision = model.precision  # fp32, or int8 from `egnet export --int8`
             self.memory_format = torch.contiguous_format
             self.model = model
         else:
-            self.memory_format = torch.channels_last if optimize else torch.contiguous_format
-            model = fuse_conv_bn(model) if optimize else copy.deepcopy(model)
-            model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
-            self.model = _accelerated(model, compile=compile, cuda_graphs=cuda_graphs)
+            self.memory_format = torch.channels_last if options.optimize else torch.contiguous_format
+            model = fuse_conv_bn(model) if options.optimize else copy.deepcopy(model)
+            try:
+                model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
+            except RuntimeError as error:  # CUDA out of memory, a driver error
+                _release_cuda_memory(self.device)
+                raise InferenceError(f"the model cannot be placed on {self.device}: {error}") from error
+            self.model = _accelerated(model, compile=options.compile, cuda_graphs=options.cuda_graphs)
         self._staging: dict[tuple[int, ...], torch.Tensor] = {}  # pinned host buffers by batch shape (CUDA)
         self._palette = torch.from_numpy(PALETTE_LUT).to(self.device)
-        self.input_size = tuple(input_size) if input_size is not None else None
-        self.confidence_threshold = confidence_threshold
-        self.flip = flip
-        self.scales = tuple(float(scale) for scale in scales)
-        self.sliding_window = sliding_window
+        self.input_size = options.input_size
+        self.confidence_threshold = options.confidence_threshold
+        self.flip = options.flip
+        self.scales = tuple(options.scales)
+        self.sliding_window = options.sliding_window
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, *, expect: ModelConfig | None = None, **options) -> Segmenter:
-        """A checkpoint (``.pt``) run by torch, or an exported ``.onnx`` run by ONNX Runtime. ``expect``: the
-        architecture the caller requires; another is refused with the fields that differ."""
+    def from_checkpoint(
+        cls, path: str | os.PathLike, options: InferenceOptions | None = None, *, expect: ModelConfig | None = None,
+        **keywords,
+    ) -> Segmenter:
+        """A checkpoint (``.pt``) run by torch, or an exported ``.onnx`` run by ONNX Runtime. ``expect`` (or the
+        options' ``architecture``): the architecture the caller requires; another is refused with
+        CheckpointMismatch, which lists the fields that differ."""
+        options = _options(options, keywords)
         if Path(path).suffix == ".onnx":
-            options["device"] = device = _as_device(options.get("device", "cpu"))
-            network = OnnxNetwork(path, device=device)
+            threads = min(options.threads, available_cpus()) or None  # the Segmenter warns about the cap
+            network = OnnxNetwork(path, device=options.device, threads=threads)
         else:
             network = load_model(path)
         if expect is not None:
             check_same_architecture(network.config, expect, path)
-        return cls(network, **options)
+        if options.architecture:
+            check_same_architecture(network.config, dataclasses.replace(network.config, **options.architecture), path)
+        return cls(network, options)
 
     @property
     def config(self) -> ModelConfig:
@@ -225,6 +156,26 @@ class Segmenter:
         batch = _stack_frames(images)  # B×H×W×3 uint8
         height, width = batch.shape[1:3]
         output_hw = (height, width) if output_size is None else _check_output_size(output_size)[::-1]
+        try:
+            return self._predict(batch, output_hw, color)
+        except InferenceError:
+            raise
+        except RuntimeError as error:  # torch's device errors, torch.cuda.OutOfMemoryError among them
+            # The failed batch's blocks go back to the device, so that the next, maybe smaller, frame can run.
+            _release_cuda_memory(self.device)
+            raise InferenceError(f"inference on {self.device} failed on a {tuple(batch.shape)} batch: "
+                                 f"{error}") from error
+
+    def warm_up(self, size: tuple[int, int] | None = None, batch: int = 1) -> float:
+        """Seconds of one prediction on black frames of ``size`` (width, height; by default the input size,
+        else NightCity's), so that the first real frame is not slowed by allocator and kernel set-up (on
+        CUDA, seconds). Run it on the thread that will predict: its thread pools are the ones set up."""
+        width, height = size or self.input_size or WARM_UP_SIZE
+        start = time.perf_counter()
+        self.predict_batch([np.zeros((height, width, 3), dtype=np.uint8)] * batch)
+        return time.perf_counter() - start
+
+    def _predict(self, batch: np.ndarray, output_hw: tuple[int, int], color: bool) -> list[Segmentation]:
         x = to_network_input(self._upload(batch))  # B×3×H×W
         output = self._logits(x, output_hw)
         labels = output.logits.argmax(dim=1).to(torch.uint8)  # B×h×w
@@ -233,7 +184,8 @@ class Segmenter:
         colors = self._palette[labels.long()].cpu().numpy() if color else [None] * len(labels)  # B×h×w×3
         labels_np = labels.cpu().numpy()
         exposure_np = output.exposure.clamp_(0, 1)[:, 0].float().cpu().numpy()  # B×h×w
-        return [Segmentation(labels=l, exposure=e, color=c) for l, e, c in zip(labels_np, exposure_np, colors)]
+        return [Segmentation(labels=label_map, exposure=exposure, color=colour)
+                for label_map, exposure, colour in zip(labels_np, exposure_np, colors)]
 
     def _upload(self, batch: np.ndarray) -> torch.Tensor:
         """B×H×W×3 uint8 on the device; on CUDA through a pinned buffer, without blocking the host."""
@@ -271,6 +223,24 @@ class Segmenter:
         return EGNetOutput(logits=output.logits.float(), exposure=output.exposure.float())
 
 
+def _options(options: InferenceOptions | None, keywords: dict) -> InferenceOptions:
+    if options is None:
+        return InferenceOptions(**keywords)
+    return dataclasses.replace(options, **keywords) if keywords else options
+
+
+def _apply_threads(options: InferenceOptions) -> int:
+    """The CPU threads torch uses from now on (process-wide), capped at the available CPUs with a warning."""
+    if options.threads:
+        torch.set_num_threads(resolve_threads(options.threads, name=options.name("threads")))
+    return torch.get_num_threads()
+
+
+def _release_cuda_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def _accelerated(model: EGNet, *, compile: bool, cuda_graphs: bool):
     if compile:
         return torch.compile(model, mode="reduce-overhead" if cuda_graphs else None, dynamic=False)
@@ -299,19 +269,6 @@ def _window_starts(length: int, window: int, stride: int) -> list[int]:
     if length <= window:
         return [0]
     return list(range(0, length - window, stride)) + [length - window]
-
-
-def _check_scales(scales: Sequence[float], input_size: tuple[int, int] | None) -> None:
-    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or len(scales) == 0:
-        raise ValueError(f"scales must be a non-empty sequence of positive factors, got {scales!r}")
-    for scale in scales:
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scales must be positive finite numbers, got {scale!r} in {tuple(scales)!r}")
-        if input_size is not None and min(round(side * scale) for side in input_size) < MIN_INPUT_SIZE:
-            raise ValueError(
-                f"scale {scale!r} shrinks input_size {tuple(input_size)!r} below the model's "
-                f"{MIN_INPUT_SIZE}×{MIN_INPUT_SIZE} minimum"
-            )
 
 
 def _check_output_size(output_size: tuple[int, int]) -> tuple[int, int]:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from egnet_core.config import ModelConfig
+from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.export import CONFIG_KEY, INPUT_NAME, OUTPUT_NAMES, onnx_model_config, onnx_precision
 from egnet_core.extras import require
 from egnet_core.model.egnet import EGNetOutput
@@ -79,8 +80,8 @@ class OnnxNetwork:
             outputs = [self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(chunk)})
                        for chunk in chunks]
         except Exception as error:  # ONNX Runtime's own exception types derive from Exception only
-            # RuntimeError, as torch's device errors are: the node counts the frame as failed and goes on.
-            raise RuntimeError(f"ONNX Runtime failed on a {tuple(images.shape)} batch: {error}") from error
+            # Typed as torch's device errors become: the node counts the frame as failed and goes on.
+            raise InferenceError(f"ONNX Runtime failed on a {tuple(images.shape)} batch: {error}") from error
         logits, exposure = (np.concatenate(parts) for parts in zip(*outputs))
         return EGNetOutput(logits=torch.from_numpy(logits).to(images.device),
                            exposure=torch.from_numpy(exposure).to(images.device))

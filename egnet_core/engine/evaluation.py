@@ -21,6 +21,7 @@ from tqdm import tqdm
 from egnet_core.criteria.metrics import AVERAGES, SegmentationEvaluator, SegmentationScores
 from egnet_core.data.exposure import exposure_map
 from egnet_core.data.sample import RawSample
+from egnet_core.deploy.batching import batches_of_one_size
 from egnet_core.deploy.inference import Segmenter
 
 logger = logging.getLogger(__name__)
@@ -101,20 +102,8 @@ def _score_batch(segmenter: Segmenter, batch: list[RawSample], evaluator: Segmen
 
 
 def _batches(dataset: Sequence[RawSample], indices: Sequence[int], batch_size: int) -> Iterator[list[RawSample]]:
-    """Consecutive samples, up to ``batch_size`` at a time; a change of image or label size starts a new batch,
-    since one forward pass needs frames of one size."""
-    batch: list[RawSample] = []
-    for index in indices:
-        sample = _check_sample(dataset[index], index)
-        if batch and (sample.image.shape, sample.label.shape) != (batch[0].image.shape, batch[0].label.shape):
-            yield batch
-            batch = []
-        batch.append(sample)
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    samples = (_check_sample(dataset[index], index) for index in indices)
+    return batches_of_one_size(samples, batch_size, size=lambda sample: (sample.image.shape, sample.label.shape))
 
 
 def _exposure_at(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -28,6 +28,7 @@ from egnet_core.data.datasets import open_dataset
 from egnet_core.data.labels import colorize
 from egnet_core.data.transforms import TrainTransform
 from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.options import InferenceOptions
 from egnet_core.engine.distributed import (
     DistributedContext,
     cleanup_distributed,
@@ -205,10 +206,16 @@ def _loader(config: TrainConfig, context: DistributedContext, start: int, stop: 
                       num_workers=config.data.workers, pin_memory=context.device.type == "cuda")
 
 
+def validation_options(config: TrainConfig, device: torch.device) -> InferenceOptions:
+    """How validation runs the model being trained: the options every other caller of the Segmenter builds."""
+    return InferenceOptions(device=device, input_size=config.data.eval_size,
+                            names={"input_size": "data.eval_size", "device": "run.device"})
+
+
 def _validate(model: EGNet, val_set: Dataset, config: TrainConfig, context: DistributedContext, run: _RunFiles,
               iteration: int) -> float:
     _require_finite_weights(model, iteration)  # NaN weights predict class 0 everywhere, and best.pt would keep them
-    segmenter = Segmenter(model, device=context.device, input_size=config.data.eval_size)
+    segmenter = Segmenter(model, validation_options(config, context.device))
     result = evaluate(segmenter, val_set, limit=config.data.eval_limit, shard=(context.rank, context.world_size))
     scores = result.scores
     run.scalars(iteration, val_miou=scores.miou, val_mef1=scores.mef1, val_pixel_accuracy=scores.pixel_accuracy)

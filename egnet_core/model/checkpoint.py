@@ -127,12 +127,24 @@ def load_model(path: str | os.PathLike) -> EGNet:
     return model.eval()
 
 
+class CheckpointMismatch(ValueError):
+    """A model of another architecture than the caller requires; ``differences``: field -> (found, expected)."""
+
+    def __init__(self, path: str | os.PathLike, differences: dict[str, tuple[Any, Any]]) -> None:
+        listed = ", ".join(f"{name}={found!r} (expected {expected!r})"
+                           for name, (found, expected) in differences.items())
+        super().__init__(f"checkpoint {str(path)!r} is from another architecture: {listed}")
+        self.path = path
+        self.differences = differences
+
+
 def check_same_architecture(found: ModelConfig, expected: ModelConfig, path: str | os.PathLike) -> None:
-    """ValueError listing every field (but the backbone weights file) in which ``found`` differs from ``expected``."""
-    differences = [
-        f"{field.name}={getattr(found, field.name)!r} (expected {getattr(expected, field.name)!r})"
+    """CheckpointMismatch listing every field (but the backbone weights file) in which ``found`` differs from
+    ``expected``."""
+    differences = {
+        field.name: (getattr(found, field.name), getattr(expected, field.name))
         for field in dataclasses.fields(ModelConfig)
         if field.name != "backbone_weights" and getattr(found, field.name) != getattr(expected, field.name)
-    ]
+    }
     if differences:
-        raise ValueError(f"checkpoint {str(path)!r} is from another architecture: {', '.join(differences)}")
+        raise CheckpointMismatch(path, differences)
