@@ -82,7 +82,7 @@ def main() -> None:
     lines += [f"| {name} | {r['frames']} | {r['frames_per_second']:.2f} | {r['peak_rss_mib']:.0f} |"
               for name, r in result["throughput"].items()]
     short, long = result["memory"][args.short], result["memory"][args.long]
-    lines += ["", f"Peak memory against the bag's length (EGNet-ResNet18 OS32):", "",
+    lines += ["", "Peak memory against the bag's length (EGNet-ResNet18 OS32):", "",
               "| frames in the bag | peak memory (MiB) | × the short bag |", "|---:|---:|---:|",
               f"| {args.short} | {short['peak_rss_mib']:.0f} | 1.00 |",
               f"| {args.long} | {long['peak_rss_mib']:.0f} | {long['peak_rss_mib'] / short['peak_rss_mib']:.2f} |"]

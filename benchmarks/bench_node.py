@@ -31,7 +31,7 @@ from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.model.egnet import EGNet
 from egnet_ros.dds import use_fastdds_profile
 from egnet_ros.image_conversion import exposure_to_image, image_to_rgb, labels_to_image
-from egnet_ros.live_replay import start_segment_node, stop_process
+from egnet_ros.node_process import start_segment_node
 
 DOMAIN_ID = 77
 
@@ -102,11 +102,11 @@ def main() -> None:
         checkpoint = save_checkpoint(Path(scratch) / "bench.pt", model)
         log = Path(scratch) / "node.log"
         process = start_segment_node(["-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"], domain_id=DOMAIN_ID,
-                                     log_path=log)
+                                     log=log)
         try:
             latencies = _node_latencies_ms(msg, args.frames)
         finally:
-            stop_process(process)
+            process.stop()
         summary = re.search(r"inference p50 ([\d.]+) ms", log.read_text())
     end_to_end_ms = statistics.median(latencies)
     result = {

@@ -7,10 +7,6 @@ choosing so that the replay stays off the user's own graph.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -23,9 +19,9 @@ from rclpy.parameter import Parameter
 from .bag_play import play_bag, wait_until
 from .bag_record import BagRecorder
 from .dds import use_fastdds_profile
+from .node_process import start_segment_node
 from .segment_node import NODE_NAME
 
-READY_LINE = "ready:"
 OUTPUTS = ("labels", "exposure")
 
 
@@ -47,12 +43,12 @@ def replay_through_node(
     use_fastdds_profile()
     node_process = start_segment_node(
         ["-p", f"checkpoint:={checkpoint}", "-p", f"device:={device}", "-p", "use_sim_time:=true", "-r", f"image:={topic}"],
-        domain_id=domain_id, log_path=log_path, timeout=start_timeout,
+        domain_id=domain_id, log=log_path, timeout=start_timeout,
     )
     try:
         played, recorded = _play_and_record(bag, output, domain_id=domain_id, settle=settle, overwrite=overwrite)
     finally:
-        stop_process(node_process)
+        node_process.stop()
     return LiveReplay(played=played, recorded=recorded, output=output, node_log=log_path)
 
 
@@ -81,35 +77,3 @@ def _play_and_record(bag, output: Path, *, domain_id: int, settle: float, overwr
         return played, dict(recorder.counts)
     finally:
         rclpy.try_shutdown(context=context)
-
-
-def stop_process(process: subprocess.Popen, timeout: float = 60.0) -> None:
-    """SIGINT, as Ctrl-C would; killed if it has not ended within ``timeout`` seconds."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def start_segment_node(ros_args: list[str], *, domain_id: int, log_path: Path, timeout: float = 120.0):
-    """``egnet-segment --ros-args ROS_ARGS`` in its own process on ``domain_id``, its log in ``log_path``;
-    returns the process once the node is ready. Stop it with SIGINT."""
-    script = Path(sys.executable).with_name("egnet-segment")
-    env = os.environ | {"ROS_DOMAIN_ID": str(domain_id), "RCUTILS_LOGGING_BUFFERED_STREAM": "0"}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
-        process = subprocess.Popen([str(script), "--ros-args", *ros_args], env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    try:
-        while READY_LINE not in log_path.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the segmentation node did not start; its log, {log_path}:\n{log_path.read_text()}")
-            time.sleep(0.2)
-    except BaseException:  # not started, or Ctrl-C while waiting: no node is left behind
-        process.kill()
-        process.wait()
-        raise
-    return process

@@ -8,8 +8,7 @@ rate, and the memory stays flat.
 Every output carries the input's header unchanged and has the input's resolution; the network itself may
 run at ``input_width`` × ``input_height`` (the Segmenter scales the results back).
 
-Exit status: 0 after SIGINT or SIGTERM (also during start-up); 1 when it cannot start or its worker failed;
-3 when ``max_consecutive_failures`` frames in a row failed at inference.
+The process around it (signals, rclpy, the start-up steps, the exit status) is ``segment_main``.
 """
 
 from __future__ import annotations
@@ -24,11 +23,8 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import NameValidationException, ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions, install_signal_handlers
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
@@ -37,21 +33,12 @@ from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.inference import WARM_UP_SIZE, Segmentation
 from egnet_core.reports.visualize import overlay
 
-from .dds import use_fastdds_profile
 from .diagnostics import ProblemThrottle, inference_status
 from .frame_stats import FrameCounts, FrameStats
 from .image_conversion import compressed_to_rgb, exposure_to_image, image_to_rgb, labels_to_image, rgb_to_image
-from .segment_parameters import (
-    PARAMETERS,
-    ParameterError,
-    declare_parameters,
-    init_rclpy,
-    load_segmenter,
-    read_parameters,
-)
-from .stop_signals import StopSignals
+from .segment_parameters import PARAMETERS, declare_parameters, load_segmenter, read_parameters
 
-__all__ = ["PARAMETERS", "LatestFrame", "SegmentNode", "main"]
+__all__ = ["PARAMETERS", "LatestFrame", "SegmentNode"]
 
 NODE_NAME = "egnet_segment"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -273,49 +260,3 @@ def class_info() -> String:
     """
     table = {"names": list(CLASS_NAMES), "palette": PALETTE.tolist(), "ignore": IGNORE_INDEX}
     return String(data=json.dumps(table))
-
-
-def _spin(node: SegmentNode, stop: StopSignals) -> None:
-    """Spin until SIGINT or SIGTERM, unless one came already."""
-    # rclpy's handlers shut the context down, which ends spin, and then call the StopSignals handlers. Installed
-    # only now, so that no start-up step met a shut-down context; a signal that came earlier was only recorded.
-    install_signal_handlers(SignalHandlerOptions.ALL)
-    if not stop.requested:
-        rclpy.spin(node)
-
-
-def main(args: list[str] | None = None, *, stop: StopSignals | None = None) -> int:
-    """Run the node until SIGINT or SIGTERM (exit status 0), also when one arrives during start-up; 1 when it
-    cannot start or its worker failed, 3 after ``max_consecutive_failures`` failed frames in a row. ``stop``: the
-    console script's StopSignals, installed before the imports."""
-    stop = stop or StopSignals()
-    if stop.requested:
-        return 0  # SIGINT or SIGTERM while torch and rclpy were imported: nothing had started
-    use_fastdds_profile()
-    node, rclpy_handlers = None, False
-    try:
-        init_rclpy(args)
-        # A signal from here to _spin is only recorded; each step runs to its end and the next is skipped.
-        if not stop.requested:
-            node = SegmentNode()
-        if node is not None and not stop.requested:
-            node.warm_up()
-        if node is not None and not stop.requested:
-            node.listen()
-            rclpy_handlers = True
-            _spin(node, stop)
-    except (ParameterError, ParameterException, NameValidationException, WarmUpError) as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {error}")
-        return EXIT_FAILED
-    except ExternalShutdownException:
-        pass  # SIGINT or SIGTERM: rclpy's handler has shut the context down, which ends spin
-    finally:
-        if node is not None:
-            counts, logger_name = node.close(), node.get_logger().name
-            node.destroy_node()
-            # Logged after destroy_node: the node's logger would also publish to /rosout, whose context a
-            # signal has already shut down.
-            rclpy.logging.get_logger(logger_name).info(f"summary: {counts.summary()}")
-        # Uninstalling handlers that were never installed would put SIG_DFL back for a moment.
-        rclpy.try_shutdown(uninstall_handlers=rclpy_handlers)
-    return node.exit_code if node is not None else 0

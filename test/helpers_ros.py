@@ -6,12 +6,8 @@ from __future__ import annotations
 import array
 import itertools
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -76,21 +72,10 @@ def read_bag(path) -> dict[str, list]:
 # A ROS graph of the test's own: one context on a domain no other test uses, discovery kept on this host.
 
 _DOMAIN_IDS = itertools.count(1 + (os.getpid() % 40) * 5)
-READY_LINE = "ready:"
 
 
 def next_domain_id() -> int:
     return next(_DOMAIN_IDS) % 230 + 1
-
-
-def ros_environment(domain_id: int) -> dict[str, str]:
-    """The environment of a node process on ``domain_id``: this process's, so the same Fast DDS profile."""
-    return os.environ | {
-        "ROS_DOMAIN_ID": str(domain_id),
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-        "PYTHONUNBUFFERED": "1",
-        "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
-    }
 
 
 class Peer:
@@ -132,52 +117,3 @@ class Peer:
         rclpy.try_shutdown(context=self.context)
 
 
-class NodeProcess:
-    """A console script run as its own process, its log in a file; stopped with a signal, as a user would."""
-
-    def __init__(self, script: str, args: list[str], domain_id: int, log: Path, *, background: bool = False) -> None:
-        """``background``: start it with SIGINT ignored, as a shell script's ``command &`` does."""
-        executable = Path(sys.executable).with_name(script)
-        if not executable.exists():
-            raise FileNotFoundError(f"console script {executable} is missing: install the project with pip install -e .")
-        self.log_path = log
-        self._log = open(log, "w")
-        self.process = subprocess.Popen(
-            [str(executable), *args], env=ros_environment(domain_id), stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None,
-        )
-
-    @property
-    def output(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_for_line(self, text: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            if self.process.poll() is not None:
-                raise AssertionError(f"process exited with {self.process.returncode} before {text!r}:\n{self.output}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {text!r}:\n{self.output}")
-            time.sleep(0.1)
-
-    def handles(self, sig: int) -> bool:
-        """Whether the process has installed a handler for ``sig`` (the SigCgt mask of /proc/PID/status)."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
-        return bool(caught >> (sig - 1) & 1)
-
-    def wait(self, timeout: float = 90.0) -> int:
-        try:
-            return self.process.wait(timeout=timeout)
-        finally:
-            self._log.close()
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.wait(timeout)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.wait()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from helpers import night_frames
-from helpers_ros import READY_LINE, TYPESTORE, NodeProcess, Peer, next_domain_id, read_bag
+from helpers_ros import TYPESTORE, Peer, next_domain_id, read_bag
 from rclpy.parameter import Parameter
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
@@ -19,6 +19,7 @@ from std_msgs.msg import String
 from egnet_ros.bag_record import BagRecorder
 from egnet_ros.bags import BagError, write_camera_bag
 from egnet_ros.live_replay import replay_through_node
+from egnet_ros.node_process import READY_LINE, NodeProcess
 
 FRAMES = 8
 OUTPUTS = {"/egnet_segment/labels": "mono8", "/egnet_segment/exposure": "32FC1"}
@@ -36,8 +37,9 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
         bag_start, bag_end = reader.start_time, reader.end_time
 
     domain_id = next_domain_id()
-    node = NodeProcess("egnet-segment", ["--ros-args", "-p", f"checkpoint:={tiny_checkpoint}", "-p", "use_sim_time:=true",
-                                         "-r", "image:=/camera/image_raw"], domain_id, tmp_path / "node.log")
+    node = NodeProcess.script("egnet-segment", ["--ros-args", "-p", f"checkpoint:={tiny_checkpoint}",
+                                                "-p", "use_sim_time:=true", "-r", "image:=/camera/image_raw"],
+                              domain_id=domain_id, log=tmp_path / "node.log")
     peer = Peer(domain_id)
     peer.node.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])  # record at bag time
     try:
@@ -46,8 +48,8 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
                                                                  "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"})
         peer.spin_until(lambda: all(peer.node.count_publishers(topic) for topic in OUTPUTS), 20,
                         "the recorder to see the node's publishers")
-        player = NodeProcess("egnet", ["bag", "play", str(tmp_path / "drive"), "--clock", "--delay", "30"], domain_id,
-                             tmp_path / "play.log")
+        player = NodeProcess.script("egnet", ["bag", "play", str(tmp_path / "drive"), "--clock", "--delay", "30"],
+                                    domain_id=domain_id, log=tmp_path / "play.log")
         peer.spin_until(lambda: player.process.poll() is not None, 60, "the player to finish")
         assert player.wait() == 0, player.output
         assert f"played {FRAMES} messages" in player.output
@@ -109,9 +111,9 @@ def test_play_loops_over_the_chosen_topics_until_stopped(tmp_path, sig, backgrou
     domain_id = next_domain_id()
     peer = Peer(domain_id)
     frames = peer.record(Image, "/camera/image_raw", 10)
-    player = NodeProcess("egnet", ["bag", "play", str(tmp_path / "drive"), "--loop", "--rate", "2",
-                                   "--topics", "/camera/image_raw", "--delay", "1"], domain_id, tmp_path / "play.log",
-                         background=background)
+    player = NodeProcess.script("egnet", ["bag", "play", str(tmp_path / "drive"), "--loop", "--rate", "2",
+                                          "--topics", "/camera/image_raw", "--delay", "1"],
+                                domain_id=domain_id, log=tmp_path / "play.log", background=background)
     try:
         peer.spin_until(lambda: len(frames) >= 9, 30, "three rounds of the three-frame bag")
         assert player.stop(sig) == 0, player.output
@@ -124,8 +126,8 @@ def test_play_loops_over_the_chosen_topics_until_stopped(tmp_path, sig, backgrou
 
 def test_play_names_a_topic_the_bag_does_not_have(tmp_path):
     write_camera_bag(tmp_path / "drive", [np.zeros((48, 64, 3), np.uint8)])
-    player = NodeProcess("egnet", ["bag", "play", str(tmp_path / "drive"), "--topics", "/lidar/points"],
-                         next_domain_id(), tmp_path / "play.log")
+    player = NodeProcess.script("egnet", ["bag", "play", str(tmp_path / "drive"), "--topics", "/lidar/points"],
+                                domain_id=next_domain_id(), log=tmp_path / "play.log")
     assert player.wait() == 2
     assert "has no topic '/lidar/points'; its topics: ['/camera/image_raw']" in player.output
 

@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers_ros import Peer, next_domain_id, ros_environment
+from helpers_ros import Peer, next_domain_id
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
+
+from egnet_ros.node_process import NodeProcess, node_environment
 
 pytestmark = pytest.mark.integration
 
@@ -52,25 +54,22 @@ def test_the_installed_node_starts_and_publishes_its_class_table(workspace, tiny
     (site_packages,) = (workspace / "lib").glob("python3*/site-packages")
     domain_id = next_domain_id()
     # What `source install/setup.bash` does for Python: the installed copy comes first.
-    environment = ros_environment(domain_id) | {"PYTHONPATH": str(site_packages)}
+    environment = node_environment(domain_id) | {"PYTHONPATH": str(site_packages)}
     where = subprocess.run([sys.executable, "-c", "import egnet_ros, egnet_core; print(egnet_ros.__file__); "
                             "print(egnet_core.__file__)"], env=environment, cwd=tmp_path, capture_output=True, text=True,
                            check=True)
     assert all(line.startswith(str(site_packages)) for line in where.stdout.split()), where.stdout
 
-    log_path = tmp_path / "node.log"
     peer = Peer(domain_id)
-    with log_path.open("w") as log:
-        node = subprocess.Popen([str(workspace / "lib" / "egnet_ros" / "segment_node"), "--ros-args",
-                                 "-p", f"checkpoint:={tiny_checkpoint}", "-p", "input_width:=64",
-                                 "-p", "input_height:=64"], env=environment, cwd=tmp_path, stdout=log,
-                                stderr=subprocess.STDOUT)
+    node = NodeProcess([workspace / "lib" / "egnet_ros" / "segment_node", "--ros-args", "-p",
+                        f"checkpoint:={tiny_checkpoint}", "-p", "input_width:=64", "-p", "input_height:=64"],
+                       domain_id=domain_id, log=tmp_path / "node.log", env={"PYTHONPATH": str(site_packages)},
+                       cwd=tmp_path)
     try:
         class_info = peer.record(String, "/egnet_segment/class_info", LATCHED)
-        peer.spin_until(lambda: class_info or node.poll() is not None, 120, "the installed node's class table")
-        assert class_info, log_path.read_text()
+        peer.spin_until(lambda: class_info or node.process.poll() is not None, 120, "the installed node's class table")
+        assert class_info, node.output
         assert '"names": ["road", "sidewalk"' in class_info[0].data
     finally:
         peer.close()
-        node.send_signal(2)
-        assert node.wait(timeout=60) == 0, log_path.read_text()
+        assert node.stop() == 0, node.output

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from helpers_ros import READY_LINE, NodeProcess, Peer, make_header, make_image_msg, next_domain_id
+from helpers_ros import Peer, make_header, make_image_msg, next_domain_id
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from egnet_ros.dds import FASTDDS_PROFILE, FASTDDS_PROFILE_ENV, use_fastdds_profile
+from egnet_ros.node_process import READY_LINE, NodeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_FILE = ROOT / "launch/segment.launch.py"
@@ -151,7 +152,7 @@ def test_the_node_runs_with_the_command_line_launch_would_give_it(launch_file, t
                   namespace="car1")
     domain_id = next_domain_id()
     peer = Peer(domain_id)
-    process = NodeProcess("segment_node", ros_args(node), domain_id, tmp_path / "node.log")
+    process = NodeProcess.script("segment_node", ros_args(node), domain_id=domain_id, log=tmp_path / "node.log")
     try:
         process.wait_for_line(READY_LINE)
         camera = peer.publisher(Image, "/front/image_raw", qos_profile_sensor_data)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from helpers import constant_model, night_frames, tiny_model
-from helpers_ros import READY_LINE, NodeProcess, Peer, image_pixels, make_header, make_image_msg, next_domain_id
+from helpers_ros import Peer, image_pixels, make_header, make_image_msg, next_domain_id
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
@@ -28,6 +28,7 @@ from egnet_core.deploy.export import export_onnx
 from egnet_core.deploy.inference import Segmenter, available_cpus
 from egnet_core.model.checkpoint import save_checkpoint
 from egnet_ros.diagnostics import ProblemThrottle
+from egnet_ros.node_process import READY_LINE, NodeProcess
 from egnet_ros.segment_node import PARAMETERS, LatestFrame
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,9 +63,9 @@ def graph(request, tmp_path):
 
         def start(self, checkpoint: Path, *extra: str, wait: bool = True, **params) -> NodeProcess:
             params_file = write_params(tmp_path / f"params{len(self.processes)}.yaml", checkpoint=str(checkpoint), **params)
-            node = NodeProcess(
+            node = NodeProcess.script(
                 "egnet-segment", ["--ros-args", "--params-file", str(params_file), "-r", f"image:={CAMERA}", *extra],
-                self.domain_id, tmp_path / f"node{len(self.processes)}.log",
+                domain_id=self.domain_id, log=tmp_path / f"node{len(self.processes)}.log",
             )
             self.processes.append(node)
             if wait:
@@ -340,7 +341,8 @@ def test_the_node_refuses_to_start_naming_the_parameter(graph, tmp_path, tiny_ch
 
 
 def test_an_empty_checkpoint_on_the_command_line_is_one_line_naming_the_parameter(tmp_path):
-    node = NodeProcess("egnet-segment", ["--ros-args", "-p", "checkpoint:="], next_domain_id(), tmp_path / "node.log")
+    node = NodeProcess.script("egnet-segment", ["--ros-args", "-p", "checkpoint:="], domain_id=next_domain_id(),
+                              log=tmp_path / "node.log")
     assert node.wait() == 1
     (line,) = node.output.strip().splitlines()  # rcl's own parse error would come first, then a traceback
     assert "cannot start: parameter 'checkpoint' is empty on the command line (-p checkpoint:=)" in line
@@ -356,8 +358,8 @@ def test_a_stop_signal_at_any_moment_of_start_up_ends_the_node_with_0_and_no_tra
     params = write_params(tmp_path / "params.yaml", checkpoint=str(tiny_checkpoint), device="cpu")
     domain_id = next_domain_id()
     # Started together, each signalled at its own point: the test takes about one start-up's time per CPU core.
-    nodes = [NodeProcess("egnet-segment", ["--ros-args", "--params-file", str(params)], domain_id,
-                         tmp_path / f"node{index}.log") for index in range(len(STOP_POINTS))]
+    nodes = [NodeProcess.script("egnet-segment", ["--ros-args", "--params-file", str(params)], domain_id=domain_id,
+                                log=tmp_path / f"node{index}.log") for index in range(len(STOP_POINTS))]
     try:
         handling: dict[int, float] = {}  # node index: when it was first seen handling SIGTERM
         pending = dict(enumerate(STOP_POINTS))
