@@ -29,6 +29,7 @@ def stamp_ns(msg) -> int:
     return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
 
 
+@pytest.mark.integration
 def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path, tiny_checkpoint):
     frames = night_frames(FRAMES, width=160, height=96, seed=11)
     write_camera_bag(tmp_path / "drive", frames, storage="mcap", rate_hz=5.0)
@@ -77,6 +78,7 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
         assert stamp_ns(msg) <= log_time <= bag_end + 10**9
 
 
+@pytest.mark.integration
 def test_the_recorder_logs_messages_that_beat_the_first_clock_at_the_bag_time_not_at_zero(tmp_path):
     domain_id = next_domain_id()
     recording, source = Peer(domain_id, "egnet_test_recorder"), Peer(domain_id, "egnet_test_source")
@@ -104,6 +106,7 @@ def test_the_recorder_logs_messages_that_beat_the_first_clock_at_the_bag_time_no
     assert log_times == [1_700_000_000 * 10**9] * 2
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("sig, background", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
                          ids=["ctrl-c", "sigterm", "sigint-to-a-background-job"])
 def test_play_loops_over_the_chosen_topics_until_stopped(tmp_path, sig, background):
@@ -124,6 +127,7 @@ def test_play_loops_over_the_chosen_topics_until_stopped(tmp_path, sig, backgrou
     assert {stamp_ns(msg) for msg in frames} == {1_700_000_000_000_000_000 + i * 50_000_000 for i in range(3)}
 
 
+@pytest.mark.integration
 def test_play_names_a_topic_the_bag_does_not_have(tmp_path):
     write_camera_bag(tmp_path / "drive", [np.zeros((48, 64, 3), np.uint8)])
     player = NodeProcess.script("egnet", ["bag", "play", str(tmp_path / "drive"), "--topics", "/lidar/points"],
@@ -132,6 +136,7 @@ def test_play_names_a_topic_the_bag_does_not_have(tmp_path):
     assert "has no topic '/lidar/points'; its topics: ['/camera/image_raw']" in player.output
 
 
+@pytest.mark.integration
 def test_a_failed_replay_leaves_no_node_running(tmp_path, tiny_checkpoint):
     write_camera_bag(tmp_path / "drive", [np.zeros((48, 64, 3), np.uint8)])
     (tmp_path / "outputs").mkdir()

@@ -105,6 +105,7 @@ def ros_args(node: Node) -> list[str]:
     return args
 
 
+@pytest.mark.integration
 def test_the_defaults_start_the_installed_node_with_the_shipped_params_and_dds_profile(load_launch_file, monkeypatch):
     monkeypatch.delenv(FASTDDS_PROFILE_ENV, raising=False)
     node = launch(load_launch_file())
@@ -119,6 +120,7 @@ def test_the_defaults_start_the_installed_node_with_the_shipped_params_and_dds_p
     assert Path(node.kwargs["additional_env"][FASTDDS_PROFILE_ENV]) == FASTDDS_PROFILE
 
 
+@pytest.mark.integration
 def test_arguments_reach_the_node(launch_file, tmp_path):
     node = launch(launch_file, image_topic="/front/image_color", checkpoint="/models/best.pt", use_sim_time="True",
                   namespace="car1", params_file=str(tmp_path / "mine.yaml"), fastdds_profile="")
@@ -128,6 +130,7 @@ def test_arguments_reach_the_node(launch_file, tmp_path):
     assert node.kwargs["additional_env"] == {FASTDDS_PROFILE_ENV: ""}  # the node then loads none
 
 
+@pytest.mark.integration
 def test_a_fastdds_profile_the_user_chose_is_kept(load_launch_file, monkeypatch):
     monkeypatch.setenv(FASTDDS_PROFILE_ENV, "/etc/fleet/fastdds.xml")
     node = launch(load_launch_file())
@@ -142,11 +145,13 @@ def test_an_empty_profile_variable_means_no_profile(monkeypatch):
     assert os.environ[FASTDDS_PROFILE_ENV] == str(FASTDDS_PROFILE)
 
 
+@pytest.mark.integration
 def test_a_bad_use_sim_time_is_an_error_naming_the_argument(launch_file):
     with pytest.raises(ValueError, match="launch argument 'use_sim_time' must be true or false, got 'yes'"):
         launch(launch_file, use_sim_time="yes")
 
 
+@pytest.mark.integration
 def test_the_node_runs_with_the_command_line_launch_would_give_it(launch_file, tiny_checkpoint, tmp_path):
     node = launch(launch_file, image_topic="/front/image_raw", checkpoint=str(tiny_checkpoint), use_sim_time="true",
                   namespace="car1")
@@ -173,6 +178,7 @@ def test_the_node_runs_with_the_command_line_launch_would_give_it(launch_file, t
     assert diagnostics[-1].header.stamp.sec == 0 and diagnostics[-1].header.stamp.nanosec == 0
 
 
+@pytest.mark.integration
 def test_max_frame_pixels_reaches_the_node_as_an_integer(launch_file):
     node = launch(launch_file, max_frame_pixels="8294400")
     assert node.kwargs["parameters"][1] == {"use_sim_time": False, "max_frame_pixels": 8294400}

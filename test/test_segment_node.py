@@ -99,6 +99,7 @@ def by_stamp(messages) -> dict[tuple[int, int], object]:
     return {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in messages}
 
 
+@pytest.mark.integration
 def test_node_segments_1024x512_best_effort_frames_from_another_process(graph, tmp_path):
     checkpoint = save_checkpoint(tmp_path / "car.pt", constant_model(CAR))
     node = graph.start(checkpoint)
@@ -156,6 +157,7 @@ def encoded_frames() -> list[tuple[str, Image]]:
     return frames
 
 
+@pytest.mark.integration
 def test_every_input_encoding_is_segmented_at_the_input_size(graph, tiny_checkpoint):
     node = graph.start(tiny_checkpoint)
     peer = graph.peer
@@ -198,6 +200,7 @@ def diagnostics_value(array: DiagnosticArray, key: str) -> str:
     return {kv.key: kv.value for kv in status.values}[key]
 
 
+@pytest.mark.integration
 def test_bad_frames_are_dropped_with_a_clear_error_and_the_next_good_frame_is_processed(graph, tiny_checkpoint):
     node = graph.start(tiny_checkpoint, input_reliability="reliable", input_qos_depth=10, max_frame_pixels=64 * 48)
     peer = graph.peer
@@ -224,6 +227,7 @@ def test_bad_frames_are_dropped_with_a_clear_error_and_the_next_good_frame_is_pr
     assert "invalid 6" in output
 
 
+@pytest.mark.integration
 def test_compressed_jpeg_and_png_frames_are_segmented_and_a_corrupt_one_is_refused(graph, tiny_checkpoint):
     node = graph.start(tiny_checkpoint, input_type="compressed", input_reliability="reliable")
     peer = graph.peer
@@ -252,6 +256,7 @@ def resident_mib(node: NodeProcess) -> float:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
 
 
+@pytest.mark.integration
 def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
     # A real model made slow by its input size: 512×256 frames run at 1024×512, several times a frame period.
     checkpoint = save_checkpoint(tmp_path / "slow.pt", tiny_model(output_stride=8))
@@ -308,6 +313,7 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
     assert float(status["latency p50 (ms)"]) <= 2.5 * float(status["inference p50 (ms)"]) + 50, status
 
 
+@pytest.mark.integration
 def test_sigterm_stops_the_node_cleanly_with_a_summary(graph, tiny_checkpoint):
     # CUDA-only options on a machine without CUDA: warned about by name, and the node runs without them.
     # More threads than CPUs only contend: capped, with a warning.
@@ -320,6 +326,7 @@ def test_sigterm_stops_the_node_cleanly_with_a_summary(graph, tiny_checkpoint):
     assert "on cpu (fp32)" in output
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "problem, params, expected",
     [
@@ -340,6 +347,7 @@ def test_the_node_refuses_to_start_naming_the_parameter(graph, tmp_path, tiny_ch
     assert "Traceback" not in node.output
 
 
+@pytest.mark.integration
 def test_an_empty_checkpoint_on_the_command_line_is_one_line_naming_the_parameter(tmp_path):
     node = NodeProcess.script("egnet-segment", ["--ros-args", "-p", "checkpoint:="], domain_id=next_domain_id(),
                               log=tmp_path / "node.log")
@@ -354,6 +362,7 @@ STOP_POINTS = [(point, sig) for point in (0.0, "loading", "warming up", READY_LI
                for sig in (signal.SIGINT, signal.SIGTERM)] + [(1.5, signal.SIGINT), (3.0, signal.SIGTERM)]
 
 
+@pytest.mark.integration
 def test_a_stop_signal_at_any_moment_of_start_up_ends_the_node_with_0_and_no_traceback(tmp_path, tiny_checkpoint):
     params = write_params(tmp_path / "params.yaml", checkpoint=str(tiny_checkpoint), device="cpu")
     domain_id = next_domain_id()
@@ -424,6 +433,7 @@ def test_the_problem_log_lets_each_kind_through_once_per_period():
     assert throttle.allow("image has zero size: width=0, height=0", now=5.5)
 
 
+@pytest.mark.integration
 def test_the_node_runs_an_exported_onnx_model_with_onnx_runtime(graph, tmp_path):
     checkpoint = save_checkpoint(tmp_path / "car.pt", constant_model(CAR))
     exported = export_onnx(checkpoint, tmp_path / "car.onnx", size=(64, 48), dynamic=True)
@@ -456,6 +466,7 @@ def _fails_unless_pixels_divide_by_256(exported: Path, path: Path) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_frames_failing_at_inference_in_a_row_stop_the_node_with_exit_status_3(graph, tmp_path):
     exported = export_onnx(save_checkpoint(tmp_path / "car.pt", constant_model(CAR)), tmp_path / "car.onnx",
                            size=(64, 48), dynamic=True)
