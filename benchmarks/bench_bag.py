@@ -67,10 +67,14 @@ def main() -> None:
         scratch = Path(scratch)
         write_camera_bag(scratch / "short_drive", _drive(scenes, args.frames), storage="mcap")
         for name, (backbone, stride) in THROUGHPUT_MODELS.items():
-            checkpoint = save_checkpoint(scratch / f"{backbone}_{stride}.pt", EGNet(backbone=backbone, output_stride=stride))
+            checkpoint = save_checkpoint(
+                scratch / f"{backbone}_{stride}.pt", EGNet(backbone=backbone, output_stride=stride)
+            )
             result["throughput"][name] = _segment(scratch / "short_drive", checkpoint, scratch / "out")
             print(name, result["throughput"][name])
-        checkpoint = save_checkpoint(scratch / "memory.pt", EGNet(backbone=MEMORY_MODEL[0], output_stride=MEMORY_MODEL[1]))
+        checkpoint = save_checkpoint(
+            scratch / "memory.pt", EGNet(backbone=MEMORY_MODEL[0], output_stride=MEMORY_MODEL[1])
+        )
         for length in (args.short, args.long):
             write_camera_bag(scratch / "drive", _drive(scenes, length), storage="mcap", overwrite=True)
             result["memory"][length] = _segment(scratch / "drive", checkpoint, scratch / "out")

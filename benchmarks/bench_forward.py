@@ -70,7 +70,8 @@ def main() -> None:
               "torch": torch.__version__, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "forward_bench.json").write_text(json.dumps(result, indent=2))
-    lines = [f"Forward pass, batch 1, {width}×{height}, CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
+    lines = [f"Forward pass, batch 1, {width}×{height}, CPU, {torch.get_num_threads()} threads, "
+             f"torch {torch.__version__}",
              "", "| model | parameters (M) | median (s) | × DeepLabV3-R101 |", "|---|---:|---:|---:|"]
     lines += [f"| {r['model']} | {r['parameters_m']:.1f} | {r['median_s']:.3f} | {r['ratio_to_deeplabv3']:.2f} |"
               for r in rows]

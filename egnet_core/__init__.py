@@ -1,4 +1,5 @@
-"""egnet_core: the Exposure-Guided Network (Tan et al., "Night-time Scene Parsing with a Large Real Dataset", IEEE TIP 2021).
+"""egnet_core: the Exposure-Guided Network (Tan et al., "Night-time Scene Parsing with a Large Real Dataset",
+IEEE TIP 2021).
 
 Data flows one way through the package: ``labels`` and ``exposure`` describe the data, ``model`` (built from
 ``backbone`` and ``guidance``) maps images to logits and exposure maps, ``losses`` and ``metrics`` score them,

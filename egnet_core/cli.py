@@ -149,7 +149,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from egnet_core.reports.report import write_report
 
     ensure_writable_dir(args.out, "--out")
-    window = SlidingWindow(size=args.sliding_window, stride=args.stride or args.sliding_window) if args.sliding_window else None
+    window = (
+        SlidingWindow(size=args.sliding_window, stride=args.stride or args.sliding_window)
+        if args.sliding_window else None
+    )
     segmenter = build_segmenter(
         args, input_size=None if args.native_size else args.eval_size,
         flip=args.flip, scales=tuple(args.scales), sliding_window=window,
@@ -157,7 +160,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.dataset, args.data, args.split)
     result = evaluate(segmenter, dataset, batch_size=args.batch, average=args.average, limit=args.limit, progress=True)
     settings = {key: str(value) for key, value in vars(args).items() if key not in ("run", "command", "verbose")}
-    files = write_report(result, args.out, title=f"{args.dataset} {args.split}: {args.checkpoint.name}", config=settings)
+    files = write_report(
+        result, args.out, title=f"{args.dataset} {args.split}: {args.checkpoint.name}", config=settings
+    )
     scores = result.scores
     print(f"{result.images} images: mIoU {scores.miou:.4f}, mEF1 {scores.mef1:.4f}, "
           f"pixel accuracy {scores.pixel_accuracy:.4f} ({scores.average} EF1)")
@@ -318,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", required=True, type=Path)
     export.add_argument("--onnx", required=True, type=Path, help="the .onnx file to write")
     export.add_argument("--size", type=parse_size, default=(1024, 512),
-                        help="input WIDTHxHEIGHT of a static graph; the tracing example of a dynamic one (default: 1024x512)")
+                        help="input WIDTHxHEIGHT of a static graph; "
+                             "the tracing example of a dynamic one (default: 1024x512)")
     export.add_argument("--dynamic", action="store_true", help="any batch and size of at least 32x32")
     export.add_argument("--opset", type=int, default=OPSET,
                         help=f"ONNX opset, {MIN_OPSET} up to the newest the onnx package knows (default: {OPSET})")

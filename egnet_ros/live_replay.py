@@ -42,7 +42,8 @@ def replay_through_node(
     log_path = output.with_name(f"{output.name}_node.log")
     use_fastdds_profile()
     node_process = start_segment_node(
-        ["-p", f"checkpoint:={checkpoint}", "-p", f"device:={device}", "-p", "use_sim_time:=true", "-r", f"image:={topic}"],
+        ["-p", f"checkpoint:={checkpoint}", "-p", f"device:={device}", "-p", "use_sim_time:=true",
+         "-r", f"image:={topic}"],
         domain_id=domain_id, log=log_path, timeout=start_timeout,
     )
     try:
@@ -52,7 +53,9 @@ def replay_through_node(
     return LiveReplay(played=played, recorded=recorded, output=output, node_log=log_path)
 
 
-def _play_and_record(bag, output: Path, *, domain_id: int, settle: float, overwrite: bool) -> tuple[int, dict[str, int]]:
+def _play_and_record(
+    bag, output: Path, *, domain_id: int, settle: float, overwrite: bool
+) -> tuple[int, dict[str, int]]:
     """Play ``bag`` with /clock and record the node's outputs, from a context of this process's own."""
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)

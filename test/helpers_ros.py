@@ -109,7 +109,9 @@ class Peer:
             self.executor.spin_once(timeout_sec=0.05)
 
     def wait_for_subscriber(self, publisher, timeout: float = 20.0) -> None:
-        self.spin_until(lambda: publisher.get_subscription_count() > 0, timeout, f"a subscriber on {publisher.topic_name}")
+        self.spin_until(
+            lambda: publisher.get_subscription_count() > 0, timeout, f"a subscriber on {publisher.topic_name}"
+        )
 
     def close(self) -> None:
         self.executor.shutdown()

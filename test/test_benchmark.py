@@ -23,12 +23,16 @@ def test_gemm_peaks_cover_the_precisions_of_the_cpu_paths():
 
 
 def test_the_report_is_json_and_a_markdown_table_with_the_guard(tmp_path):
-    row = {"config": "EGNet-ResNet18 OS16 (real-time)", "path": "bf16", "timed_runs": 2, "median_ms": 700.0, "p90_ms": 710.0,
-           "p99_ms": 720.0, "fps": 1.43, "best_fps": 1.5, "best_batch": 2, "peak_memory_mib": 900.0, "gflops": 150.0,
+    row = {"config": "EGNet-ResNet18 OS16 (real-time)", "path": "bf16", "timed_runs": 2, "median_ms": 700.0,
+           "p90_ms": 710.0, "p99_ms": 720.0, "fps": 1.43, "best_fps": 1.5, "best_batch": 2, "peak_memory_mib": 900.0,
+           "gflops": 150.0,
            "share_of_peak": 0.9, "speedup": 0.8, "label_agreement": 0.98, "exposure_mad": 0.002, "guard_passed": False}
     result = {"date": "2026-11-26", "device": "CPU", "threads": 2, "torch": torch.__version__, "size": list(SIZE),
-              "quick": True, "reference_runs": 1, "gemm_peak_gflops": {"fp32": 300.0, "bf16": 160.0, "int8": 1000.0}, "paths": [row],
-              "references": [{"model": "FCN-ResNet101 (torchvision)", "median_ms": 8000.0, "ratio_to_paper_egnet": 1.1}]}
+              "quick": True, "reference_runs": 1, "gemm_peak_gflops": {"fp32": 300.0, "bf16": 160.0, "int8": 1000.0},
+              "paths": [row],
+              "references": [
+                  {"model": "FCN-ResNet101 (torchvision)", "median_ms": 8000.0, "ratio_to_paper_egnet": 1.1}
+              ]}
     json_path, markdown = write_benchmark(result, tmp_path / "bench")
     assert json.loads(json_path.read_text()) == result
     text = markdown.read_text()

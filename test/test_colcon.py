@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
 COLCON = Path(sys.executable).with_name("colcon")
-SOURCES = ("setup.py", "setup.cfg", "package.xml", "README.md", "resource", "egnet_core", "egnet_ros", "launch", "config")
+SOURCES = (
+    "setup.py", "setup.cfg", "package.xml", "README.md", "resource", "egnet_core", "egnet_ros", "launch", "config"
+)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
@@ -56,8 +58,8 @@ def test_the_installed_node_starts_and_publishes_its_class_table(workspace, tiny
     # What `source install/setup.bash` does for Python: the installed copy comes first.
     environment = node_environment(domain_id) | {"PYTHONPATH": str(site_packages)}
     where = subprocess.run([sys.executable, "-c", "import egnet_ros, egnet_core; print(egnet_ros.__file__); "
-                            "print(egnet_core.__file__)"], env=environment, cwd=tmp_path, capture_output=True, text=True,
-                           check=True)
+                            "print(egnet_core.__file__)"], env=environment, cwd=tmp_path, capture_output=True,
+                           text=True, check=True)
     assert all(line.startswith(str(site_packages)) for line in where.stdout.split()), where.stdout
 
     peer = Peer(domain_id)

@@ -67,7 +67,8 @@ def test_a_static_graph_needs_its_own_input_size_and_fp32(exported):
         Segmenter.from_checkpoint(exported["dynamic"], precision="bf16")
     with pytest.raises(ValueError, match="another architecture: backbone='resnet18'"):
         Segmenter.from_checkpoint(exported["dynamic"], expect=ModelConfig())
-    with pytest.raises(ValueError, match="multi-scale and sliding-window protocols need a graph exported with --dynamic"):
+    with pytest.raises(ValueError,
+                       match="multi-scale and sliding-window protocols need a graph exported with --dynamic"):
         Segmenter.from_checkpoint(exported["static"], input_size=(128, 64), scales=(1.0, 1.5))
     flipped = Segmenter.from_checkpoint(exported["static"], input_size=(128, 64), flip=True)  # same size: fine
     assert flipped.predict(random_frames(1, width=110, height=70)[0]).labels.shape == (70, 110)
@@ -88,7 +89,8 @@ def test_bad_onnx_files_are_named(tmp_path):
 
 
 def test_a_foreign_onnx_graph_without_the_config_is_refused(tmp_path):
-    torch.onnx.export(torch.nn.Conv2d(3, 1, 1).eval(), (torch.rand(1, 3, 32, 32),), str(tmp_path / "foreign.onnx"), dynamo=True)
+    torch.onnx.export(torch.nn.Conv2d(3, 1, 1).eval(), (torch.rand(1, 3, 32, 32),), str(tmp_path / "foreign.onnx"),
+                      dynamo=True)
     with pytest.raises(ValueError, match="carries no 'egnet_model_config': export it with `egnet export`"):
         Segmenter.from_checkpoint(tmp_path / "foreign.onnx")
 

@@ -48,7 +48,8 @@ def test_bf16_on_the_cpu_stays_close_to_fp32():
     assert bf16[0].exposure.dtype == np.float32
     for a, b in zip(fp32, bf16):
         assert np.abs(a.exposure - b.exposure).mean() < 1e-2
-        assert (a.labels == b.labels).mean() >= 0.9  # random weights: many near-ties; the benchmark checks a trained model
+        # random weights: many near-ties; the benchmark checks a trained model
+        assert (a.labels == b.labels).mean() >= 0.9
 
 
 def test_confidence_threshold_marks_unsure_pixels_as_ignore():

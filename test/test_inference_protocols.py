@@ -72,7 +72,9 @@ def test_output_size_gives_labels_and_exposure_at_that_size(model):
     results = segmenter.predict_batch([frame, frame], output_size=(160, 80))
     assert [r.labels.shape for r in results] == [(80, 160), (80, 160)]
     assert results[0].exposure.shape == (80, 160)
-    np.testing.assert_array_equal(segmenter.predict(frame, output_size=(80, 40)).labels, segmenter.predict(frame).labels)
+    np.testing.assert_array_equal(
+        segmenter.predict(frame, output_size=(80, 40)).labels, segmenter.predict(frame).labels
+    )
 
 
 def test_the_papers_protocol_resizes_in_then_scales_logits_to_the_label_size(model):

@@ -124,7 +124,9 @@ def test_the_defaults_start_the_installed_node_with_the_shipped_params_and_dds_p
 def test_arguments_reach_the_node(launch_file, tmp_path):
     node = launch(launch_file, image_topic="/front/image_color", checkpoint="/models/best.pt", use_sim_time="True",
                   namespace="car1", params_file=str(tmp_path / "mine.yaml"), fastdds_profile="")
-    assert node.kwargs["parameters"] == [str(tmp_path / "mine.yaml"), {"use_sim_time": True, "checkpoint": "/models/best.pt"}]
+    assert node.kwargs["parameters"] == [
+        str(tmp_path / "mine.yaml"), {"use_sim_time": True, "checkpoint": "/models/best.pt"}
+    ]
     assert node.kwargs["remappings"] == [("image", "/front/image_color")]
     assert node.kwargs["namespace"] == "car1"
     assert node.kwargs["additional_env"] == {FASTDDS_PROFILE_ENV: ""}  # the node then loads none

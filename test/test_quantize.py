@@ -42,7 +42,9 @@ def quantized(exported, tmp_path_factory):
 
 def test_convolutions_become_int8_except_the_heads_and_the_config_travels(exported, quantized):
     metadata = {p.key: p.value for p in onnx.load(str(quantized)).metadata_props}
-    assert metadata[CONFIG_KEY] == {p.key: p.value for p in onnx.load(str(exported["static"])).metadata_props}[CONFIG_KEY]
+    assert metadata[CONFIG_KEY] == {
+        p.key: p.value for p in onnx.load(str(exported["static"])).metadata_props
+    }[CONFIG_KEY]
     assert metadata[PRECISION_KEY] == "int8"
     int8, float_weights = int8_convolutions(quantized)
     assert float_weights == set(FLOAT_WEIGHTS) and int8 > 20

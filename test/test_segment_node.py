@@ -62,7 +62,9 @@ def graph(request, tmp_path):
         processes: list[NodeProcess] = []
 
         def start(self, checkpoint: Path, *extra: str, wait: bool = True, **params) -> NodeProcess:
-            params_file = write_params(tmp_path / f"params{len(self.processes)}.yaml", checkpoint=str(checkpoint), **params)
+            params_file = write_params(
+                tmp_path / f"params{len(self.processes)}.yaml", checkpoint=str(checkpoint), **params
+            )
             node = NodeProcess.script(
                 "egnet-segment", ["--ros-args", "--params-file", str(params_file), "-r", f"image:={CAMERA}", *extra],
                 domain_id=self.domain_id, log=tmp_path / f"node{len(self.processes)}.log",
@@ -105,7 +107,9 @@ def test_node_segments_1024x512_best_effort_frames_from_another_process(graph, t
     node = graph.start(checkpoint)
     peer = graph.peer
     camera = peer.publisher(Image, CAMERA, qos_profile_sensor_data)  # what camera drivers use
-    outputs = {name: peer.record(Image, f"{NODE}/{name}", RELIABLE) for name in ("labels", "exposure", "color", "overlay")}
+    outputs = {
+        name: peer.record(Image, f"{NODE}/{name}", RELIABLE) for name in ("labels", "exposure", "color", "overlay")
+    }
     class_info = peer.record(String, f"{NODE}/class_info", LATCHED)  # subscribed after the node published it
     peer.wait_for_subscriber(camera)
     for name in ("color", "overlay"):  # the pictures are made only for subscribers: let the node see them
@@ -215,7 +219,8 @@ def test_bad_frames_are_dropped_with_a_clear_error_and_the_next_good_frame_is_pr
         peer.spin_for(0.2)
     camera.publish(stamped(good, 99))
     peer.spin_until(lambda: labels, 30, "the good frame's labels")
-    peer.spin_until(lambda: diagnostics and [diagnostics_value(diagnostics[-1], key) for key in ("invalid", "processed")]
+    peer.spin_until(lambda: diagnostics
+                    and [diagnostics_value(diagnostics[-1], key) for key in ("invalid", "processed")]
                     == [str(len(bad)), "1"], 10, "diagnostics counting the bad frames and the good one")
     output = stop_cleanly(node)
 
@@ -238,7 +243,8 @@ def test_compressed_jpeg_and_png_frames_are_segmented_and_a_corrupt_one_is_refus
     (rgb,) = night_frames(1, width=128, height=96)
     messages = []
     for sec, (fmt, extension) in enumerate((("jpeg", ".jpg"), ("png", ".png"), ("jpeg", None)), start=1):
-        data = b"\xff\xd8 not a jpeg at all" if extension is None else cv2.imencode(extension, rgb[..., ::-1])[1].tobytes()
+        data = (b"\xff\xd8 not a jpeg at all" if extension is None
+                else cv2.imencode(extension, rgb[..., ::-1])[1].tobytes())
         messages.append(stamped(CompressedImage(format=fmt, data=data), sec))
     for msg in messages:
         camera.publish(msg)
@@ -330,7 +336,8 @@ def test_sigterm_stops_the_node_cleanly_with_a_summary(graph, tiny_checkpoint):
 @pytest.mark.parametrize(
     "problem, params, expected",
     [
-        ("missing", {"checkpoint": "/nonexistent/best.pt"}, "parameter 'checkpoint': checkpoint '/nonexistent/best.pt' does not exist"),
+        ("missing", {"checkpoint": "/nonexistent/best.pt"},
+         "parameter 'checkpoint': checkpoint '/nonexistent/best.pt' does not exist"),
         ("not a checkpoint", {}, "is not a readable egnet checkpoint"),
         ("other architecture", {"model.backbone": "resnet50"}, "backbone='resnet18' (expected 'resnet50')"),
         ("bad value", {"input_type": "h264"}, "parameter 'input_type' must be raw or compressed, got 'h264'"),

@@ -291,9 +291,11 @@ def format_benchmark(result: dict) -> str:
     for r in result["paths"]:
         lines.append(
             f"| {r['config']} | {r['path']} | {r['timed_runs']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
-            f"{r['p99_ms']:.1f} | {r['fps']:.2f} | {r['best_fps']:.2f} ({r['best_batch']}) | {r['speedup']:.2f} | {r['gflops']:.0f} | "
+            f"{r['p99_ms']:.1f} | {r['fps']:.2f} | {r['best_fps']:.2f} ({r['best_batch']}) | {r['speedup']:.2f} | "
+            f"{r['gflops']:.0f} | "
             f"{r['share_of_peak']:.2f} | {r['peak_memory_mib']:.0f} | {r['label_agreement']:.4f} | "
             f"{r['exposure_mad']:.4f} | {'pass' if r['guard_passed'] else 'FAIL'} |")
     lines += ["", "| reference (eager fp32) | median ms | × EGNet-ResNet101 eager fp32 |", "|---|---:|---:|"]
-    lines += [f"| {r['model']} | {r['median_ms']:.1f} | {r['ratio_to_paper_egnet']:.2f} |" for r in result["references"]]
+    lines += [f"| {r['model']} | {r['median_ms']:.1f} | {r['ratio_to_paper_egnet']:.2f} |"
+              for r in result["references"]]
     return "\n".join(lines) + "\n"

@@ -116,7 +116,9 @@ def _train(config: TrainConfig, context: DistributedContext, run: _RunFiles, *, 
         load_pretrained(model, config.run.init_from)
     model.to(device, memory_format=torch.channels_last if cuda and config.run.channels_last else torch.preserve_format)
     optim = config.optim
-    optimizer = torch.optim.SGD(model.parameters(), lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: (1 - min(step, optim.iterations) / optim.iterations) ** optim.poly_power
     )
@@ -189,7 +191,8 @@ def load_pretrained(model: EGNet, path: str) -> None:
                          + "; ".join(mismatched[:5]))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"checkpoint {path!r} is another architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(f"checkpoint {path!r} is another architecture: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
 
 
 def build_train_dataset(config: TrainConfig) -> Dataset:

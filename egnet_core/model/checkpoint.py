@@ -69,7 +69,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"checkpoint {str(path)!r} is not an egnet checkpoint (no {FORMAT!r} format marker)")
     if state.get("version") != VERSION:
-        raise ValueError(f"checkpoint {str(path)!r} has format version {state.get('version')!r}; this egnet reads {VERSION}")
+        raise ValueError(f"checkpoint {str(path)!r} has format version {state.get('version')!r}; "
+                         f"this egnet reads {VERSION}")
     _check_weights(state.get("model"), path)
     _check_finite_config(state.get("model_config"), path)
     return state
