@@ -66,6 +66,7 @@ def test_every_frame_is_segmented_into_a_new_bag_with_the_input_headers_and_log_
         np.testing.assert_array_equal(image_pixels(msg, "u1"), segmenter.predict(np.ascontiguousarray(rgb)).labels)
 
 
+@pytest.mark.slow
 def test_an_exported_onnx_model_segments_a_bag_like_its_checkpoint(tmp_path, frames, tiny_checkpoint):
     write_camera_bag(tmp_path / "drive", frames[:2])
     exported = export_onnx(tiny_checkpoint, tmp_path / "model.onnx", size=(128, 64), dynamic=True)

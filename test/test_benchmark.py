@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from helpers import tiny_model
 from torch.utils.flop_counter import FlopCounterMode
@@ -17,6 +18,7 @@ def test_flops_counted_on_the_meta_device_equal_a_real_forward():
     assert model_gflop(model) == counter.get_total_flops() / 1e9 > 1.0
 
 
+@pytest.mark.slow
 def test_gemm_peaks_cover_the_precisions_of_the_cpu_paths():
     peaks = gemm_peaks(torch.device("cpu"))
     assert set(peaks) == {"fp32", "bf16", "int8"}  # int8 is ONNX Runtime's MatMulInteger, which the onnx extra brings

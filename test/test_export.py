@@ -17,6 +17,9 @@ from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
 from egnet_core.model.checkpoint import load_model
 
+# Each test exports or runs an ONNX graph (seconds of tracing): the slow tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def model(exported):

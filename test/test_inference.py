@@ -110,6 +110,7 @@ def test_colours_are_the_labels_in_the_cityscapes_palette():
     assert Segmenter(tiny_model()).predict(frame).color is None
 
 
+@pytest.mark.slow
 def test_torch_compile_computes_the_same_function():
     model = with_running_statistics(tiny_model())
     frames = random_frames(2, width=96, height=64)

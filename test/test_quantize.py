@@ -15,6 +15,9 @@ from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
 from egnet_core.deploy.quantize import FLOAT_WEIGHTS, calibration_images, quantize_onnx
 
+# Each test exports, quantizes or runs an ONNX graph: the slow tier.
+pytestmark = pytest.mark.slow
+
 SIZE = (128, 64)
 
 

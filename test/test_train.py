@@ -42,6 +42,7 @@ def _losses(out: Path) -> dict[int, float]:
     return {row["iteration"]: row["total"] for row in rows if "total" in row}
 
 
+@pytest.mark.slow
 def test_a_short_run_lowers_the_loss_and_leaves_checkpoints(night_data, tmp_path):
     summary = train(_config(night_data, tmp_path, "optim.iterations=30", "run.val_every=30",
                             "run.checkpoint_every=10", "run.keep_last=2"))
@@ -56,6 +57,7 @@ def test_a_short_run_lowers_the_loss_and_leaves_checkpoints(night_data, tmp_path
     assert any((tmp_path / "tensorboard").iterdir())
 
 
+@pytest.mark.slow
 def test_resume_reproduces_the_uninterrupted_loss_curve(night_data, tmp_path):
     whole = _config(night_data, tmp_path / "whole", "optim.iterations=6", "run.val_every=100")
     train(whole)
@@ -81,6 +83,7 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(night_data, tmp_path):
         (1, r"iteration (\d+): (the loss is (nan|inf)|\d+ weight tensors are not finite)"),
     ],
 )
+@pytest.mark.slow
 def test_a_diverging_run_warns_once_then_stops_before_any_checkpoint_holds_non_finite_weights(
     night_data, tmp_path, caplog, checkpoint_every, reason
 ):
@@ -187,6 +190,7 @@ def test_torchrun_with_two_processes_on_gloo(night_data, tmp_path):
     assert "x2" in (tmp_path / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_resume_orders_checkpoints_by_iteration_and_skips_a_damaged_newest_one(night_data, tmp_path):
     train(_config(night_data, tmp_path, "optim.iterations=4", "run.val_every=100", "run.stop_at=2",
                   "run.checkpoint_every=1", "run.keep_last=5"))
