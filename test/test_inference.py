@@ -1,5 +1,7 @@
 import logging
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -72,9 +74,8 @@ def test_bad_frames_and_options_are_named():
         Segmenter(tiny_model(), confidence_threshold=2)
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16, got 'int8'"):
         Segmenter(tiny_model(), precision="int8")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="fp16 precision needs a CUDA device, got 'cpu'; use bf16 on the CPU"):
-            Segmenter(tiny_model(), precision="fp16")
+    with pytest.raises(ValueError, match="fp16 precision needs a CUDA device, got 'cpu'; use bf16 on the CPU"):
+        Segmenter(tiny_model(), precision="fp16", device="cpu")
 
 
 def test_device_names():
@@ -82,9 +83,23 @@ def test_device_names():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="got 'tpu'"):
         resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            resolve_device("cuda:0")
+
+
+@pytest.mark.integration
+def test_cuda_asked_for_where_there_is_none_is_named():
+    # A process that sees no GPU, also on a machine that has one.
+    script = "from egnet_core.deploy.inference import resolve_device; resolve_device('cuda:0')"
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                               env=os.environ | {"CUDA_VISIBLE_DEVICES": ""})
+    assert completed.returncode == 1
+    assert "device 'cuda:0' was asked for, but CUDA is not available on this machine" in completed.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpu_index_beyond_the_machine_is_named():
+    count = torch.cuda.device_count()
+    with pytest.raises(ValueError, match=f"does not exist: this machine has {count} GPU"):
+        resolve_device(f"cuda:{count}")
 
 
 def test_threads_are_at_least_one_and_capped_at_the_cpus_this_process_may_use(caplog):
