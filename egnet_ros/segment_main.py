@@ -21,13 +21,21 @@ def main(args: list[str] | None = None) -> int:
 def _spin(node, stop: StopSignals) -> None:
     """Spin until SIGINT or SIGTERM, unless one came already."""
     import rclpy
+    from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
     from rclpy.signals import SignalHandlerOptions, install_signal_handlers
 
     # rclpy's handlers shut the context down, which ends spin, and then call the StopSignals handlers. Installed
     # only now, so that no start-up step met a shut-down context; a signal that came earlier was only recorded.
     install_signal_handlers(SignalHandlerOptions.ALL)
-    if not stop.requested:
+    if stop.requested:
+        return
+    try:
         rclpy.spin(node)
+    except _rclpy.RCLError:
+        # A signal's shutdown can land between spin's check of the context and its wait set, which rcl then
+        # refuses ("the given context is not valid"): the same clean stop as ExternalShutdownException.
+        if rclpy.ok():
+            raise
 
 
 def _run(args: list[str] | None, stop: StopSignals) -> int:
