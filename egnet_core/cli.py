@@ -261,6 +261,8 @@ def add_plugin_commands(commands: argparse._SubParsersAction) -> None:
             extra = entry.extras[0] if entry.extras else "ros"
             command = commands.add_parser(
                 entry.name, help=f"(not installed: needs the {extra!r} extra, {INSTALL.format(extra=extra)})")
+            # Whatever follows (`egnet bag segment IN OUT ...`) is taken, so that the answer is what to install.
+            command.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
             command.set_defaults(run=functools.partial(_missing_extra, MissingExtra(
                 error.name or str(error), extra, f"egnet {entry.name}")))
             continue

@@ -77,7 +77,8 @@ def test_without_the_ros_extra_egnet_bag_says_what_to_install(tmp_path):
     listed = _without_ros("--help", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert "bag" in listed.stdout and "needs the 'ros' extra" in listed.stdout
-    refused = _without_ros("bag", cwd=tmp_path)
-    assert refused.returncode == 2
-    assert "egnet bag: error:" in refused.stderr and "pip install -e '.[ros]'" in refused.stderr
-    assert "Traceback" not in refused.stderr
+    for command in (["bag"], ["bag", "segment", "drive", "out", "--checkpoint", "egnet.pt"]):
+        refused = _without_ros(*command, cwd=tmp_path)
+        assert refused.returncode == 2
+        assert "egnet bag: error:" in refused.stderr and "pip install -e '.[ros]'" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
