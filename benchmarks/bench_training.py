@@ -22,7 +22,8 @@ from egnet_core.config import load_train_config
 from egnet_core.criteria.losses import EGNetLoss
 from egnet_core.data.datasets import open_dataset
 from egnet_core.data.synthetic import write_nightcity
-from egnet_core.deploy.inference import Segmenter, resolve_device
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.options import resolve_device
 from egnet_core.engine.train import build_train_dataset
 from egnet_core.model.egnet import build_model
 

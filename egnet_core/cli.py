@@ -144,7 +144,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from egnet_core.data.datasets import open_dataset
-    from egnet_core.deploy.inference import SlidingWindow
+    from egnet_core.deploy.options import SlidingWindow
     from egnet_core.engine.evaluation import evaluate
     from egnet_core.reports.report import write_report
 
@@ -227,7 +227,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from egnet_core.deploy.benchmark import format_benchmark, run_benchmark, write_benchmark
-    from egnet_core.deploy.inference import resolve_device
+    from egnet_core.deploy.options import resolve_device
 
     ensure_writable_dir(args.out, "--out")
     if args.threads is not None:

@@ -14,7 +14,7 @@ from helpers_ros import next_domain_id
 
 from egnet_core.cli import main
 from egnet_core.demo import run_demo
-from egnet_core.deploy.inference import available_cpus
+from egnet_core.deploy.options import available_cpus
 
 EGNET = str(Path(sys.executable).parent / "egnet")
 

@@ -9,7 +9,8 @@ import torch
 from helpers import random_frames, tiny_model, with_running_statistics
 
 from egnet_core.data.labels import PALETTE
-from egnet_core.deploy.inference import Segmenter, available_cpus, resolve_device, resolve_threads
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.options import available_cpus, resolve_device, resolve_threads
 
 
 def test_results_come_back_at_each_frames_own_size_whatever_the_network_size():
@@ -88,7 +89,7 @@ def test_device_names():
 @pytest.mark.integration
 def test_cuda_asked_for_where_there_is_none_is_named():
     # A process that sees no GPU, also on a machine that has one.
-    script = "from egnet_core.deploy.inference import resolve_device; resolve_device('cuda:0')"
+    script = "from egnet_core.deploy.options import resolve_device; resolve_device('cuda:0')"
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                                env=os.environ | {"CUDA_VISIBLE_DEVICES": ""})
     assert completed.returncode == 1

@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 from helpers import constant_model, random_frames, tiny_model
 
-from egnet_core.deploy.inference import Segmenter, SlidingWindow
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.options import SlidingWindow
 
 
 @pytest.fixture(scope="module")

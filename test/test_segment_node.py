@@ -25,7 +25,8 @@ from std_msgs.msg import String
 
 from egnet_core.data.labels import CLASS_NAMES, PALETTE
 from egnet_core.deploy.export import export_onnx
-from egnet_core.deploy.inference import Segmenter, available_cpus
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.options import available_cpus
 from egnet_core.model.checkpoint import save_checkpoint
 from egnet_ros.diagnostics import ProblemThrottle
 from egnet_ros.node_process import READY_LINE, NodeProcess

@@ -34,12 +34,11 @@ from egnet_core.deploy.cuda_graphs import CudaGraphNetwork
 from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
-from egnet_core.deploy.options import (  # noqa: F401  (resolve_device, SlidingWindow: this module's API too)
+from egnet_core.deploy.options import (
     PRECISIONS,
     InferenceOptions,
     SlidingWindow,
     available_cpus,
-    resolve_device,
     resolve_threads,
 )
 from egnet_core.model.checkpoint import check_same_architecture, load_model

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from egnet_core.deploy.inference import resolve_device
+from egnet_core.deploy.options import resolve_device
 
 
 @dataclass(frozen=True)
