@@ -17,11 +17,12 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from egnet_ros.bag_record import BagRecorder
-from egnet_ros.bags import BagError, write_camera_bag
+from egnet_ros.bags import BagError, BagWriter, write_camera_bag
 from egnet_ros.live_replay import replay_through_node
 from egnet_ros.node_process import READY_LINE, NodeProcess
 
 FRAMES = 8
+GATE = "/egnet_test/gate"
 OUTPUTS = {"/egnet_segment/labels": "mono8", "/egnet_segment/exposure": "32FC1"}
 
 
@@ -32,9 +33,15 @@ def stamp_ns(msg) -> int:
 @pytest.mark.integration
 def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path, tiny_checkpoint):
     frames = night_frames(FRAMES, width=160, height=96, seed=11)
-    write_camera_bag(tmp_path / "drive", frames, storage="mcap", rate_hz=5.0)
-    with Reader(tmp_path / "drive") as reader:
-        input_stamps = {stamp_ns(TYPESTORE.deserialize_cdr(d, c.msgtype)) for c, _, d in reader.messages()}
+    write_camera_bag(tmp_path / "camera", frames, storage="mcap", rate_hz=5.0)
+    with Reader(tmp_path / "camera") as reader, BagWriter(tmp_path / "drive", "mcap") as drive:
+        records = [(c.topic, c.msgtype, log_time, data) for c, log_time, data in reader.messages()]
+        for record in records:
+            drive.write(*record)
+        # A gate: the player waits for a subscriber on every topic it plays, and only the recorder takes this one.
+        gate = TYPESTORE.types["std_msgs/msg/String"](data="drive starts")
+        drive.write(GATE, "std_msgs/msg/String", records[0][2], bytes(TYPESTORE.serialize_cdr(gate, gate.__msgtype__)))
+        input_stamps = {stamp_ns(TYPESTORE.deserialize_cdr(data, msgtype)) for _, msgtype, _, data in records}
         bag_start, bag_end = reader.start_time, reader.end_time
 
     domain_id = next_domain_id()
@@ -49,11 +56,16 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
                                                                  "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"})
         peer.spin_until(lambda: all(peer.node.count_publishers(topic) for topic in OUTPUTS), 20,
                         "the recorder to see the node's publishers")
-        player = NodeProcess.script("egnet", ["bag", "play", str(tmp_path / "drive"), "--clock", "--delay", "30"],
+        # Made after the recorder's /clock subscription: DDS announces a participant's endpoints in order, so once
+        # the player has matched the gate it has matched the recorder's /clock too, and no second of bag time can
+        # pass the recorder by (the node's /clock alone would let the player start).
+        peer.record(String, GATE)
+        player = NodeProcess.script("egnet", ["bag", "play", str(tmp_path / "drive"), "--clock", "--delay", "60",
+                                              "--topics", "/camera/image_raw", GATE],
                                     domain_id=domain_id, log=tmp_path / "play.log")
-        peer.spin_until(lambda: player.process.poll() is not None, 60, "the player to finish")
+        peer.spin_until(lambda: player.process.poll() is not None, 90, "the player to finish")
         assert player.wait() == 0, player.output
-        assert f"played {FRAMES} messages" in player.output
+        assert f"played {FRAMES + 1} messages" in player.output
         peer.spin_for(2.0)  # the last frame's outputs
         recorder.close()
         assert node.stop() == 0
