@@ -61,6 +61,21 @@ def test_confidence_threshold_marks_unsure_pixels_as_ignore():
     assert (Segmenter(tiny_model(), confidence_threshold=0.0).predict(frame).labels < 19).all()
 
 
+def test_confidence_is_the_top_softmax_probability_the_threshold_compares():
+    model = tiny_model()
+    frame = random_frames(1, width=110, height=70)[0]
+    with torch.no_grad():
+        logits = model(torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255).logits
+    expected = logits.softmax(1).amax(1)[0].numpy()
+    result = Segmenter(model, optimize=False).predict(frame, confidence=True)
+    assert result.confidence.shape == (70, 110) and result.confidence.dtype == np.float32
+    np.testing.assert_allclose(result.confidence, expected, atol=1e-6)
+    assert Segmenter(model).predict(frame).confidence is None  # computed only when asked for
+    threshold = float(np.median(expected))
+    thresholded = Segmenter(model, optimize=False, confidence_threshold=threshold).predict(frame, confidence=True)
+    np.testing.assert_array_equal(thresholded.labels == 255, thresholded.confidence < threshold)
+
+
 def test_bad_frames_and_options_are_named():
     segmenter = Segmenter(tiny_model())
     with pytest.raises(ValueError, match="frames of one size"):

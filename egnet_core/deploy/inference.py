@@ -55,6 +55,7 @@ class Segmentation:
     labels: np.ndarray  # H×W uint8 train ids, IGNORE_INDEX where the model is below the confidence threshold
     exposure: np.ndarray  # H×W float32 predicted exposure in [0, 1]
     color: np.ndarray | None = None  # H×W×3 uint8 labels in the Cityscapes palette, when asked for
+    confidence: np.ndarray | None = None  # H×W float32 top softmax probability in [0, 1], when asked for
 
 
 class Segmenter:
@@ -141,22 +142,25 @@ class Segmenter:
             )
 
     def predict(
-        self, image: np.ndarray, *, output_size: tuple[int, int] | None = None, color: bool = False
+        self, image: np.ndarray, *, output_size: tuple[int, int] | None = None, color: bool = False,
+        confidence: bool = False,
     ) -> Segmentation:
-        return self.predict_batch([image], output_size=output_size, color=color)[0]
+        return self.predict_batch([image], output_size=output_size, color=color, confidence=confidence)[0]
 
     @torch.inference_mode()
     def predict_batch(
-        self, images: Sequence[np.ndarray], *, output_size: tuple[int, int] | None = None, color: bool = False
+        self, images: Sequence[np.ndarray], *, output_size: tuple[int, int] | None = None, color: bool = False,
+        confidence: bool = False,
     ) -> list[Segmentation]:
         """Frames of one size, each H×W×3 uint8 RGB; results at ``output_size`` (width, height), by default
         the frames' own size (NightCity+ labels are twice the size of its images). ``color`` adds the labels
-        in the Cityscapes palette, looked up on the device."""
+        in the Cityscapes palette, looked up on the device; ``confidence`` the top softmax probability of each
+        pixel (of the averaged logits, the score the confidence threshold compares)."""
         batch = _stack_frames(images)  # B×H×W×3 uint8
         height, width = batch.shape[1:3]
         output_hw = (height, width) if output_size is None else _check_output_size(output_size)[::-1]
         try:
-            return self._predict(batch, output_hw, color)
+            return self._predict(batch, output_hw, color, confidence)
         except InferenceError:
             raise
         except RuntimeError as error:  # torch's device errors, torch.cuda.OutOfMemoryError among them
@@ -174,17 +178,23 @@ class Segmenter:
         self.predict_batch([np.zeros((height, width, 3), dtype=np.uint8)] * batch)
         return time.perf_counter() - start
 
-    def _predict(self, batch: np.ndarray, output_hw: tuple[int, int], color: bool) -> list[Segmentation]:
+    def _predict(self, batch: np.ndarray, output_hw: tuple[int, int], color: bool,
+                 confidence: bool) -> list[Segmentation]:
         x = to_network_input(self._upload(batch))  # B×3×H×W
         output = self._logits(x, output_hw)
         labels = output.logits.argmax(dim=1).to(torch.uint8)  # B×h×w
+        scores = None
+        if self.confidence_threshold is not None or confidence:
+            scores = output.logits.softmax(dim=1).amax(dim=1)  # B×h×w
         if self.confidence_threshold is not None:
-            labels[output.logits.softmax(dim=1).amax(dim=1) < self.confidence_threshold] = IGNORE_INDEX
-        colors = self._palette[labels.long()].cpu().numpy() if color else [None] * len(labels)  # B×h×w×3
+            labels[scores < self.confidence_threshold] = IGNORE_INDEX
+        none = [None] * len(labels)
+        colors = self._palette[labels.long()].cpu().numpy() if color else none  # B×h×w×3
+        scores_np = scores.float().cpu().numpy() if confidence else none  # B×h×w
         labels_np = labels.cpu().numpy()
         exposure_np = output.exposure.clamp_(0, 1)[:, 0].float().cpu().numpy()  # B×h×w
-        return [Segmentation(labels=label_map, exposure=exposure, color=colour)
-                for label_map, exposure, colour in zip(labels_np, exposure_np, colors)]
+        return [Segmentation(labels=label_map, exposure=exposure, color=colour, confidence=score)
+                for label_map, exposure, colour, score in zip(labels_np, exposure_np, colors, scores_np)]
 
     def _upload(self, batch: np.ndarray) -> torch.Tensor:
         """B×H×W×3 uint8 on the device; on CUDA through a pinned buffer, without blocking the host."""
