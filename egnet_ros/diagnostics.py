@@ -1,11 +1,15 @@
-"""What the node reports besides its outputs: a DiagnosticStatus per period built from its FrameCounts, and a
-throttle that keeps a camera's repeated bad frames from flooding the log."""
+"""What the node reports besides its outputs: DiagnosticStatus per period built from its FrameCounts (the node's
+own, and one per camera with its batch sizes and exposure health), and a throttle that keeps a camera's repeated
+bad frames from flooding the log."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+from egnet_core.data.exposure import ExposureHealth
 
 from .frame_stats import FrameCounts
 
@@ -30,9 +34,10 @@ class ProblemThrottle:
 
 def inference_status(
     name: str, counts: FrameCounts, previous: FrameCounts, *, period_s: float, topic: str, device: str,
-    network_input: str,
+    network_input: str, precision: str, batch_sizes: dict[int, int],
 ) -> DiagnosticStatus:
-    """The node's health over the last ``period_s``: WARN where frames were invalid or failed in it."""
+    """The node's health over the last ``period_s`` (every camera's frames together): WARN where frames were
+    invalid or failed in it."""
     new_problems = (counts.invalid - previous.invalid) + (counts.failed - previous.failed)
     if new_problems:
         message = f"{new_problems} invalid or failed frame(s) in the last {period_s:g} s"
@@ -43,8 +48,55 @@ def inference_status(
     return DiagnosticStatus(
         level=DiagnosticStatus.WARN if new_problems else DiagnosticStatus.OK, name=f"{name}: inference",
         message=message, hardware_id=device,
-        values=[KeyValue(key=key, value=value) for key, value in _values(counts) + [("network input", network_input)]],
+        values=[KeyValue(key=key, value=value) for key, value in _values(counts) + [
+            ("network input", network_input), ("precision", precision), ("batch sizes", _batch_text(batch_sizes))]],
     )
+
+
+@dataclass(frozen=True)
+class ExposureLimits:
+    """A camera is reported (WARN) when at least this share of its last frame is in the darkest bin (mostly
+    black: a covered lens, a dead sensor) or in the brightest (mostly saturated: glare)."""
+
+    dark_share: float
+    bright_share: float
+
+
+def camera_status(
+    name: str, camera: str, counts: FrameCounts, previous: FrameCounts, *, period_s: float, topic: str,
+    batch_sizes: dict[int, int], health: ExposureHealth | None, limits: ExposureLimits,
+) -> DiagnosticStatus:
+    """One camera over the last ``period_s``: WARN for invalid or failed frames in it and for a mostly black or
+    mostly saturated last frame; STALE while the camera sends nothing."""
+    problems = []
+    new_problems = (counts.invalid - previous.invalid) + (counts.failed - previous.failed)
+    if new_problems:
+        problems.append(f"{new_problems} invalid or failed frame(s) in the last {period_s:g} s")
+    if health is not None and health.dark_share >= limits.dark_share:
+        problems.append(f"mostly black: {health.dark_share:.0%} of the last frame below V 0.1")
+    if health is not None and health.bright_share >= limits.bright_share:
+        problems.append(f"mostly saturated: {health.bright_share:.0%} of the last frame at V 0.9 or above")
+    silent = counts.received == previous.received
+    if problems:
+        level, message = DiagnosticStatus.WARN, "; ".join(problems)
+    elif silent:
+        level = DiagnosticStatus.STALE
+        message = f"waiting for images on {topic}" if counts.received == 0 else \
+            f"no images on {topic} in the last {period_s:g} s"
+    else:
+        level, message = DiagnosticStatus.OK, f"{(counts.processed - previous.processed) / period_s:.1f} frames/s"
+    values = _values(counts) + [("topic", topic), ("batch sizes", _batch_text(batch_sizes))]
+    if health is not None:
+        values += [("dark share (V < 0.1)", f"{health.dark_share:.3f}"),
+                   ("bright share (V >= 0.9)", f"{health.bright_share:.3f}"),
+                   ("mean exposure", f"{health.mean:.3f}")]
+    return DiagnosticStatus(level=level, name=f"{name}: camera {camera}", message=message, hardware_id=camera,
+                            values=[KeyValue(key=key, value=value) for key, value in values])
+
+
+def _batch_text(batch_sizes: dict[int, int]) -> str:
+    """``{1: 12, 3: 40}`` -> ``"1: 12, 3: 40"`` (batch size: batches run); ``"none"`` before any."""
+    return ", ".join(f"{size}: {count}" for size, count in batch_sizes.items()) or "none"
 
 
 def _values(counts: FrameCounts) -> list[tuple[str, str]]:

@@ -12,7 +12,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-READY_LINE = "ready:"  # what the segmentation node logs once it listens
+READY_LINE = "ready:"  # what the segmentation node logs once it listens (readiness itself is its class table)
+SEGMENT_NODE = "/egnet_segment"
 
 
 class NodeProcessError(RuntimeError):
@@ -67,6 +68,36 @@ class NodeProcess:
                 raise NodeProcessError(f"{self.log_path.name}: no {text!r} within {timeout} s; its log:\n{self.output}")
             time.sleep(0.1)
 
+    def wait_until_ready(self, domain_id: int, node: str = SEGMENT_NODE, timeout: float = 90.0) -> None:
+        """Until the segmentation node ``node`` (its full name) has published its latched class table, which it
+        does once warmed up and subscribed; NodeProcessError if the process ends or the time runs out first.
+        Asked over ROS rather than read from the log, as any other node would."""
+        import rclpy  # here: the rest of this module serves processes that are not ROS nodes too
+        from rclpy.executors import SingleThreadedExecutor
+        from std_msgs.msg import String
+
+        from .segment_node import LATCHED
+
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain_id)
+        try:
+            probe = rclpy.create_node("egnet_readiness_probe", context=context)
+            tables: list[String] = []
+            probe.create_subscription(String, f"{node}/class_info", tables.append, LATCHED)
+            executor = SingleThreadedExecutor(context=context)
+            executor.add_node(probe)
+            deadline = time.monotonic() + timeout
+            while not tables:
+                if self.process.poll() is not None:
+                    raise NodeProcessError(f"{self.log_path.name}: the process exited with {self.process.returncode} "
+                                           f"before {node} was ready; its log:\n{self.output}")
+                if time.monotonic() > deadline:
+                    raise NodeProcessError(f"{self.log_path.name}: {node} not ready (no {node}/class_info) within "
+                                           f"{timeout} s; its log:\n{self.output}")
+                executor.spin_once(timeout_sec=0.1)
+        finally:
+            rclpy.try_shutdown(context=context)
+
     def handles(self, sig: int) -> bool:
         """Whether the process has installed a handler for ``sig`` (the SigCgt mask of /proc/PID/status)."""
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -100,7 +131,7 @@ def start_segment_node(ros_args: Sequence[str], *, domain_id: int, log: Path, ti
     """``egnet-segment --ros-args ROS_ARGS`` once it is ready; none is left behind if it never is (or on Ctrl-C)."""
     node = NodeProcess.script("egnet-segment", ["--ros-args", *ros_args], domain_id=domain_id, log=log)
     try:
-        node.wait_for_line(READY_LINE, timeout)
+        node.wait_until_ready(domain_id, timeout=timeout)
     except BaseException:
         node.kill()
         raise

@@ -72,11 +72,11 @@ def _run(args: list[str] | None, stop: StopSignals) -> int:
         pass  # SIGINT or SIGTERM: rclpy's handler has shut the context down, which ends spin
     finally:
         if node is not None:
-            counts, logger_name = node.close(), node.get_logger().name
+            summary, logger_name = node.close(), node.get_logger().name
             node.destroy_node()
             # Logged after destroy_node: the node's logger would also publish to /rosout, whose context a
             # signal has already shut down.
-            rclpy.logging.get_logger(logger_name).info(f"summary: {counts.summary()}")
+            rclpy.logging.get_logger(logger_name).info(f"summary: {summary}")
         # Uninstalling handlers that were never installed would put SIG_DFL back for a moment.
         rclpy.try_shutdown(uninstall_handlers=rclpy_handlers)
     return node.exit_code if node is not None else 0

@@ -1,12 +1,15 @@
-"""The segmentation node: camera images in; train-id labels, exposure maps and, on demand, pictures out.
+"""The segmentation node: camera images in; train-id labels, exposure maps, and on demand confidence maps and
+pictures out, for one camera or several (the ``cameras`` parameter, see ``cameras``) through one model.
 
-The subscription callback only stores the newest message in a one-slot mailbox and wakes a worker thread,
-which converts, predicts and publishes. A frame that arrives while the worker is busy replaces the one
-waiting (it is counted as dropped), so the latency stays about one inference time whatever the camera
-rate, and the memory stays flat.
+Each subscription callback only stores its camera's newest message in a one-slot mailbox and wakes the worker
+thread. The worker takes the waiting frame of every camera, converts them, runs the frames of one size as one
+batch through the shared Segmenter, and publishes each result with its own frame's header. A frame that arrives
+while its camera's previous one still waits replaces it (counted as dropped), so the latency stays about one
+inference time whatever the camera rates, and the memory stays flat.
 
 Every output carries the input's header unchanged and has the input's resolution; the network itself may
-run at ``input_width`` × ``input_height`` (the Segmenter scales the results back).
+run at ``input_width`` × ``input_height`` (the Segmenter scales the results back). The latched ``~/class_info``
+is published once the model has warmed up: its arrival says the node is ready.
 
 The process around it (signals, rclpy, the start-up steps, the exit status) is ``segment_main``.
 """
@@ -17,6 +20,7 @@ import json
 import threading
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,20 +29,22 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header, String
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String
 
 from egnet_core.data.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE
+from egnet_core.deploy.batching import group_by_size
 from egnet_core.deploy.errors import InferenceError
-from egnet_core.deploy.inference import WARM_UP_SIZE, Segmentation
-from egnet_core.reports.visualize import overlay
+from egnet_core.deploy.inference import WARM_UP_SIZE
 
-from .diagnostics import ProblemThrottle, inference_status
-from .frame_stats import FrameCounts, FrameStats
-from .image_conversion import compressed_to_rgb, exposure_to_image, image_to_rgb, labels_to_image, rgb_to_image
+from .cameras import Camera
+from .diagnostics import ProblemThrottle, camera_status, inference_status
+from .frame_stats import FrameStats
+from .image_conversion import compressed_to_rgb, image_to_rgb
+from .mailbox import Frame, LatestFrames
 from .segment_parameters import PARAMETERS, declare_parameters, load_segmenter, read_parameters
 
-__all__ = ["PARAMETERS", "LatestFrame", "SegmentNode"]
+__all__ = ["PARAMETERS", "SegmentNode"]
 
 NODE_NAME = "egnet_segment"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -51,6 +57,8 @@ LATCHED = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
+# camera_info: best effort takes both what drivers publish best effort and what they publish reliably.
+CAMERA_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 class WarmUpError(RuntimeError):
@@ -58,40 +66,12 @@ class WarmUpError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Frame:
-    msg: Image | CompressedImage
-    received: float  # time.perf_counter() when the callback stored it
+class _Ready:
+    """A frame converted and checked, waiting for its batch."""
 
-
-class LatestFrame:
-    """A one-slot mailbox between the executor and the worker: a new frame replaces one not yet taken."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._frame: Frame | None = None
-        self._closed = False
-
-    def put(self, frame: Frame) -> bool:
-        """Store ``frame``; True when it replaced a frame the worker never took."""
-        with self._condition:
-            replaced = self._frame is not None
-            self._frame = frame
-            self._condition.notify()
-        return replaced
-
-    def take(self) -> Frame | None:
-        """The newest frame, waiting for one; None once the mailbox is closed."""
-        with self._condition:
-            self._condition.wait_for(lambda: self._frame is not None or self._closed)
-            if self._closed:
-                return None
-            frame, self._frame = self._frame, None
-            return frame
-
-    def close(self) -> None:
-        with self._condition:
-            self._closed = True
-            self._condition.notify_all()
+    camera: Camera
+    frame: Frame
+    rgb: np.ndarray
 
 
 class SegmentNode(Node):
@@ -104,18 +84,17 @@ class SegmentNode(Node):
         options, self._settings = read_parameters(self)
         self.get_logger().info(f"loading {self._settings.checkpoint!r} on {options.device}")
         self._segmenter = load_segmenter(self._settings.checkpoint, options)
-        self._stats = FrameStats()
+        self._stats = FrameStats()  # every camera's frames together
         self._reported = self._stats.snapshot()
-        self._mailbox = LatestFrame()
+        self._batch_sizes: Counter[int] = Counter()  # batches run, by size: the worker counts, diagnostics read
+        self._batch_lock = threading.Lock()
         self._throttle = ProblemThrottle(PROBLEM_LOG_PERIOD_S)
         self._failures = 0  # frames in a row that failed at inference
         self.exit_code = 0
 
         qos = self._settings.output_qos
-        self._labels_pub = self.create_publisher(Image, "~/labels", qos)
-        self._exposure_pub = self.create_publisher(Image, "~/exposure", qos)
-        self._color_pub = self.create_publisher(Image, "~/color", qos)
-        self._overlay_pub = self.create_publisher(Image, "~/overlay", qos)
+        self._cameras = {topics.name: Camera(self, topics, qos) for topics in self._settings.cameras}
+        self._mailbox = LatestFrames(self._cameras)
         self._class_info_pub = self.create_publisher(String, "~/class_info", LATCHED)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
@@ -124,91 +103,132 @@ class SegmentNode(Node):
         self._worker = threading.Thread(target=self._run, name=f"{NODE_NAME}_worker", daemon=True)
 
     def warm_up(self) -> None:
-        """Start the worker and wait for its warm-up frame; WarmUpError when the model cannot run."""
-        self.get_logger().info(f"warming up on {self._segmenter.device} at {self._input_text(warm_up=True)}")
+        """Start the worker and wait for its warm-up (a batch of one frame per camera); WarmUpError when the model
+        cannot run."""
+        self.get_logger().info(f"warming up on {self._segmenter.device} at {self._input_text(warm_up=True)}, "
+                               f"batch {len(self._cameras)}")
         self._worker.start()
         self._worker_ready.wait()
         if self._warm_up_s is None:
             raise WarmUpError(f"the model could not run once on {self._segmenter.device} (warm-up); see the log above")
+        choice = getattr(self._segmenter, "precision_choice", None)
+        if choice is not None:
+            self.get_logger().info(f"precision auto chose {choice.chosen}:\n{choice.table()}")
 
     def listen(self) -> None:
-        """Publish the class table and subscribe to the camera: from here frames are segmented."""
+        """Subscribe to the cameras and publish the class table: from here frames are segmented, and the table's
+        arrival tells everyone so."""
         settings = self._settings
-        self._class_info_pub.publish(class_info())
-        self._subscription = self.create_subscription(
-            CompressedImage if settings.compressed else Image, settings.image_topic, self._on_image,
-            settings.input_qos,
-        )
+        image_type = CompressedImage if settings.compressed else Image
+        self._image_subscriptions = {
+            name: self.create_subscription(image_type, camera.topics.image, self._on_image_of(name),
+                                           settings.input_qos)
+            for name, camera in self._cameras.items()
+        }
+        for camera in self._cameras.values():
+            self.create_subscription(CameraInfo, camera.topics.camera_info, camera.on_camera_info, CAMERA_INFO_QOS)
         # Diagnostics run on the steady clock: with use_sim_time and a paused bag they keep coming.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics, clock=steady)
+        self._class_info_pub.publish(class_info())
         config = self._segmenter.config
         self.get_logger().info(
             f"ready: {config.variant} {config.backbone} OS{config.output_stride} from {settings.checkpoint!r} on "
             f"{self._segmenter.device} ({self._segmenter.precision}), network input {self._input_text()}, "
-            f"warm-up {self._warm_up_s:.2f} s; listening on {self._subscription.topic_name} "
+            f"warm-up {self._warm_up_s:.2f} s; listening on {self._topics_text()} "
             f"({'compressed' if settings.compressed else 'raw'}, {settings.input_qos.reliability.name.lower()})"
         )
 
-    def close(self) -> FrameCounts:
-        """Stop the worker (after the frame in flight, or the warm-up); the final counts. Call before
+    def close(self) -> str:
+        """Stop the worker (after the batch in flight, or the warm-up); the final counts as text. Call before
         destroy_node: the interpreter must not exit while the worker is inside torch."""
         self._mailbox.close()
         if self._worker.is_alive():
             self._worker.join()
-        return self._stats.snapshot()
+        text = self._stats.snapshot().summary()
+        if len(self._cameras) > 1:
+            text += "".join(f"\n  camera {name}: {camera.stats.snapshot().summary()}"
+                            for name, camera in self._cameras.items())
+        return text
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
-        self._stats.count_received()
-        if self._mailbox.put(Frame(msg=msg, received=time.perf_counter())):
-            self._stats.count_dropped()
+    def _on_image_of(self, camera: str):
+        def on_image(msg: Image | CompressedImage) -> None:
+            self._cameras[camera].stats.count_received()
+            self._stats.count_received()
+            if self._mailbox.put(camera, Frame(msg=msg, received=time.perf_counter())):
+                self._cameras[camera].stats.count_dropped()
+                self._stats.count_dropped()
+
+        return on_image
 
     def _run(self) -> None:
         # The warm-up runs on this thread, so that the allocator arenas and thread pools that frames will use
         # are the ones it sets up.
         try:
-            self._warm_up_s = self._segmenter.warm_up()
+            self._warm_up_s = self._segmenter.warm_up(batch=len(self._cameras))
         except InferenceError as error:
             self.get_logger().fatal(f"warm-up failed: {error}")
             return
         finally:
             self._worker_ready.set()
-        while (frame := self._mailbox.take()) is not None and not self.exit_code:
+        while (frames := self._mailbox.take()) is not None and not self.exit_code:
             try:
-                self._process(frame)
+                self._process(frames)
             except Exception:
                 if not self.context.ok():
                     return  # SIGINT/SIGTERM shut the context down while this frame was being published
                 # A bug, not a bad frame: end the process (with the traceback) rather than spin on without a worker.
                 self._stop(EXIT_FAILED, f"the inference worker stopped:\n{traceback.format_exc()}")
 
-    def _process(self, frame: Frame) -> None:
-        try:
-            rgb = self._to_rgb(frame.msg)
-        except ValueError as error:  # ImageConversionError, or a frame the network cannot take
-            self._stats.count_invalid()
-            self._log_problem(f"invalid frame on {self._subscription.topic_name} dropped: {error}")
-            return
-        # The pictures cost a palette lookup and a blend per frame: made only while someone looks at them.
-        pictures = self._color_pub.get_subscription_count() + self._overlay_pub.get_subscription_count() > 0
+    def _process(self, frames: dict[str, Frame]) -> None:
+        """Every camera's waiting frame: the ones of one size as one batch (sizes in the order first seen)."""
+        ready: list[_Ready] = []
+        for name, frame in frames.items():
+            camera = self._cameras[name]
+            try:
+                rgb = self._to_rgb(frame.msg)
+            except ValueError as error:  # ImageConversionError, or a frame the network cannot take
+                camera.stats.count_invalid()
+                self._stats.count_invalid()
+                self._log_problem(f"invalid frame on {self._image_subscriptions[name].topic_name} dropped: {error}")
+                continue
+            ready.append(_Ready(camera, frame, rgb))
+        for group in group_by_size(ready, lambda item: item.rgb.shape):
+            self._run_batch(group)
+            if self.exit_code:
+                return
+
+    def _run_batch(self, group: list[_Ready]) -> None:
+        # Confidence and pictures cost a softmax, a palette lookup and a blend: made only while someone looks.
+        confidence = any(item.camera.wants("confidence") for item in group)
+        pictures = any(item.camera.wants("color") or item.camera.wants("overlay") for item in group)
         start = time.perf_counter()
         try:
-            result = self._segmenter.predict(rgb, color=pictures)
+            results = self._segmenter.predict_batch([item.rgb for item in group], color=pictures,
+                                                    confidence=confidence)
         except InferenceError as error:
-            self._stats.count_failed()
-            self._failures += 1
+            for item in group:
+                item.camera.stats.count_failed()
+                self._stats.count_failed()
+            self._failures += len(group)
             limit = self._settings.max_consecutive_failures
             if limit and self._failures >= limit:
                 self._stop(EXIT_INFERENCE_FAILING, f"{self._failures} frames in a row failed at inference on "
                            f"{self._segmenter.device} (parameter 'max_consecutive_failures' is {limit}); stopping "
                            f"with exit status {EXIT_INFERENCE_FAILING}. The last error: {error}")
             else:
-                self._log_problem(f"inference on {self._segmenter.device} failed, frame skipped: {error}")
+                self._log_problem(f"inference on {self._segmenter.device} failed, frame(s) skipped: {error}")
             return
         self._failures = 0
         inference_s = time.perf_counter() - start
-        self._publish(frame.msg.header, rgb, result)
-        self._stats.count_processed(latency_s=time.perf_counter() - frame.received, inference_s=inference_s)
+        with self._batch_lock:
+            self._batch_sizes[len(group)] += 1
+        for item, result in zip(group, results):
+            item.camera.publish(item.frame.msg.header, item.rgb, result, batch_size=len(group),
+                                overlay_alpha=self._settings.overlay_alpha)
+            latency_s = time.perf_counter() - item.frame.received
+            item.camera.stats.count_processed(latency_s=latency_s, inference_s=inference_s)
+            self._stats.count_processed(latency_s=latency_s, inference_s=inference_s)
 
     def _stop(self, exit_code: int, reason: str) -> None:
         """End the process: log ``reason``, shut the context down (which ends spin) with ``exit_code`` to come."""
@@ -222,17 +242,6 @@ class SegmentNode(Node):
         self._segmenter.check_frame(rgb)
         return rgb
 
-    def _publish(self, header: Header, rgb: np.ndarray, result: Segmentation) -> None:
-        self._labels_pub.publish(labels_to_image(result.labels, header))
-        self._exposure_pub.publish(exposure_to_image(result.exposure, header))
-        if result.color is None:
-            return
-        if self._color_pub.get_subscription_count():
-            self._color_pub.publish(rgb_to_image(result.color, header))
-        if self._overlay_pub.get_subscription_count():
-            blended = overlay(rgb, result.labels, self._settings.overlay_alpha, colours=result.color)
-            self._overlay_pub.publish(rgb_to_image(blended, header))
-
     def _log_problem(self, text: str) -> None:
         if self._throttle.allow(text, time.monotonic()):
             self.get_logger().error(text)
@@ -240,12 +249,26 @@ class SegmentNode(Node):
     def _publish_diagnostics(self) -> None:
         counts, previous = self._stats.snapshot(), self._reported
         self._reported = counts
-        status = inference_status(self.get_name(), counts, previous, period_s=DIAGNOSTICS_PERIOD_S,
-                                  topic=self._subscription.topic_name, device=str(self._segmenter.device),
-                                  network_input=self._input_text())
-        diagnostics = DiagnosticArray(status=[status])
+        with self._batch_lock:
+            batch_sizes = dict(sorted(self._batch_sizes.items()))
+        statuses = [inference_status(self.get_name(), counts, previous, period_s=DIAGNOSTICS_PERIOD_S,
+                                     topic=self._topics_text(), device=str(self._segmenter.device),
+                                     network_input=self._input_text(), precision=self._segmenter.precision,
+                                     batch_sizes=batch_sizes)]
+        for name, camera in self._cameras.items():
+            camera_counts, camera_previous = camera.stats.snapshot(), camera.reported
+            camera.reported = camera_counts
+            statuses.append(camera_status(
+                self.get_name(), name, camera_counts, camera_previous, period_s=DIAGNOSTICS_PERIOD_S,
+                topic=self._image_subscriptions[name].topic_name, batch_sizes=camera.batch_sizes(),
+                health=camera.exposure_health(), limits=self._settings.exposure_limits,
+            ))
+        diagnostics = DiagnosticArray(status=statuses)
         diagnostics.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(diagnostics)
+
+    def _topics_text(self) -> str:
+        return ", ".join(subscription.topic_name for subscription in self._image_subscriptions.values())
 
     def _input_text(self, *, warm_up: bool = False) -> str:
         size = self._segmenter.input_size or (WARM_UP_SIZE if warm_up else None)

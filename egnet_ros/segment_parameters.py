@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
@@ -20,6 +22,9 @@ from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.options import InferenceOptions, OptionError
 from egnet_core.model.checkpoint import CheckpointMismatch
 
+from .cameras import CameraTopics, camera_topics
+from .diagnostics import ExposureLimits
+
 # name: (default, description). Every parameter is read once at start-up, so all are read-only.
 PARAMETERS: dict[str, tuple[object, str]] = {
     "checkpoint": ("", "EGNet checkpoint (.pt) from egnet train, or .onnx from egnet export (ONNX Runtime); required"),
@@ -28,8 +33,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "model.variant": ("", "if set, the checkpoint must be this EGNet variant (egnet, no_egl, ...)"),
     "model.num_classes": (0, "if non-zero, the checkpoint must predict this many classes"),
     "device": ("auto", "auto (CUDA when there is a GPU), cpu, cuda or cuda:N"),
-    "half": (False, "fp16 inference; CUDA only, ignored with a warning on the CPU"),
-    "bf16": (False, "bf16 inference (CPUs with AVX-512 BF16 or AMX, and CUDA); half takes precedence on CUDA"),
+    "precision": ("auto", "auto (at start-up, the fastest path whose labels agree with fp32), fp32, bf16 (CPUs "
+                          "with AVX-512 BF16 or AMX, and CUDA) or fp16 (CUDA)"),
     "cuda_graphs": (False, "replay a captured CUDA graph per frame size; CUDA only, ignored with a warning on the CPU"),
     "compile": (False, "run the network through torch.compile (a slower start, then faster frames)"),
     "threads": (0, "CPU threads for inference, capped at the available CPUs; 0: torch's choice"),
@@ -40,18 +45,28 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "max_frame_pixels": (MAX_FRAME_PIXELS, "frames of more pixels (width*height, read before decoding) are dropped"),
     "max_consecutive_failures": (10, "stop (exit status 3) after this many frames in a row fail at inference; "
                                      "0: never stop"),
-    "image_topic": ("image", "input topic (remapping 'image' does the same)"),
+    "cameras": (Parameter.Type.STRING_ARRAY, "camera names, e.g. [front, left]: each reads NAME/image and "
+                                              "NAME/camera_info and publishes under ~/NAME/; unset: one camera "
+                                              "on image_topic"),
+    "image_topic": ("image", "input topic of the single camera (remapping 'image' does the same)"),
     "input_type": ("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage, JPEG or PNG)"),
     "input_reliability": ("best_effort", "input QoS reliability: best_effort (sensor data) or reliable"),
     "input_qos_depth": (1, "input queue depth (keep last)"),
     "output_qos_depth": (5, "output queue depth (reliable, keep last)"),
+    "exposure_dark_warn_share": (0.95, "a camera is reported (WARN) when this share of its frame is below V 0.1"),
+    "exposure_bright_warn_share": (0.5, "a camera is reported (WARN) when this share of its frame is V 0.9 or more"),
+}
+# Still read, with a warning; not in config/segment.yaml.
+DEPRECATED_PARAMETERS: dict[str, tuple[object, str]] = {
+    "half": (False, "deprecated: precision fp16 (CUDA only, ignored with a warning on the CPU)"),
+    "bf16": (False, "deprecated: precision bf16"),
 }
 MODEL_PARAMETERS = ("model.backbone", "model.output_stride", "model.variant", "model.num_classes")
 # The parameters' names of InferenceOptions fields, for the options' messages.
 OPTION_NAMES = {
     "device": "parameter 'device'", "threads": "parameter 'threads'", "compile": "parameter 'compile'",
     "cuda_graphs": "parameter 'cuda_graphs'", "confidence_threshold": "parameter 'confidence_threshold'",
-    "input_size": "parameters 'input_width' and 'input_height'", "precision": "parameters 'half' and 'bf16'",
+    "input_size": "parameters 'input_width' and 'input_height'", "precision": "parameter 'precision'",
     "architecture": "the model.* parameters",
 }
 
@@ -68,19 +83,20 @@ class NodeSettings:
     overlay_alpha: float
     max_frame_pixels: int
     max_consecutive_failures: int  # 0: never stop
-    image_topic: str
+    cameras: tuple[CameraTopics, ...]
     compressed: bool
+    exposure_limits: ExposureLimits
     input_qos: QoSProfile
     output_qos: QoSProfile
 
 
 def declare_parameters(node: Node) -> None:
-    for name, (default, description) in PARAMETERS.items():
+    for name, (default, description) in (PARAMETERS | DEPRECATED_PARAMETERS).items():
         node.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
 
 
 def read_parameters(node: Node) -> tuple[InferenceOptions, NodeSettings]:
-    value = {name: node.get_parameter(name).value for name in PARAMETERS}
+    value = {name: _value(node, name) for name in PARAMETERS | DEPRECATED_PARAMETERS}
     _require(value, "checkpoint", bool(value["checkpoint"]), "a path to an EGNet checkpoint (.pt)")
     _require(value, "input_type", value["input_type"] in ("raw", "compressed"), "raw or compressed")
     _require(value, "input_reliability", value["input_reliability"] in ("best_effort", "reliable"),
@@ -91,11 +107,18 @@ def read_parameters(node: Node) -> tuple[InferenceOptions, NodeSettings]:
     _require(value, "max_consecutive_failures", value["max_consecutive_failures"] >= 0, "0 (never stop) or positive")
     _require(value, "overlay_alpha", 0.0 <= value["overlay_alpha"] <= 1.0, "in [0, 1]")
     _require(value, "model.num_classes", value["model.num_classes"] >= 0, "0 (any) or positive")
+    for name in ("exposure_dark_warn_share", "exposure_bright_warn_share"):
+        _require(value, name, 0.0 < value[name] <= 1.0, "in (0, 1]")
+    try:
+        cameras = camera_topics(value["cameras"], image_topic=value["image_topic"],
+                                compressed=value["input_type"] == "compressed")
+    except ValueError as error:
+        raise ParameterError(f"parameter 'cameras': {error}") from None
     device = _options(device=value["device"]).device
-    half, cuda_graphs = (_cuda_only(node, value, name, str(device)) for name in ("half", "cuda_graphs"))
+    cuda_graphs = _cuda_only(node, value, "cuda_graphs", str(device))
     size = (value["input_width"], value["input_height"])
     options = _options(
-        device=device, precision="fp16" if half else "bf16" if value["bf16"] else "fp32", threads=value["threads"],
+        device=device, precision=_precision(node, value, str(device)), threads=value["threads"],
         compile=value["compile"], cuda_graphs=cuda_graphs, input_size=None if size == (0, 0) else size,
         confidence_threshold=value["confidence_threshold"] or None,
         architecture={name.removeprefix("model."): value[name] for name in MODEL_PARAMETERS if value[name]},
@@ -107,8 +130,10 @@ def read_parameters(node: Node) -> tuple[InferenceOptions, NodeSettings]:
         overlay_alpha=value["overlay_alpha"],
         max_frame_pixels=value["max_frame_pixels"],
         max_consecutive_failures=value["max_consecutive_failures"],
-        image_topic=value["image_topic"],
+        cameras=tuple(cameras),
         compressed=value["input_type"] == "compressed",
+        exposure_limits=ExposureLimits(dark_share=value["exposure_dark_warn_share"],
+                                       bright_share=value["exposure_bright_warn_share"]),
         input_qos=QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=value["input_qos_depth"], reliability=reliability),
         output_qos=QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=value["output_qos_depth"],
                               reliability=ReliabilityPolicy.RELIABLE),
@@ -140,6 +165,27 @@ def _options(**fields) -> InferenceOptions:
         return InferenceOptions(names=OPTION_NAMES, **fields)
     except OptionError as error:
         raise ParameterError(str(error)) from None
+
+
+def _value(node: Node, name: str):
+    try:
+        return node.get_parameter(name).value
+    except ParameterUninitializedException:  # declared by type only (cameras): not given
+        return []
+
+
+def _precision(node: Node, value: dict[str, object], device: str) -> str:
+    """The precision parameter, or what the deprecated half (CUDA only, as always) or bf16 ask for."""
+    legacy = {name: precision for name, precision in (("half", "fp16"), ("bf16", "bf16"))
+              if name != "half" or _cuda_only(node, value, name, device)}
+    asked = [name for name in legacy if value[name]]
+    if not asked:
+        return value["precision"]
+    if value["precision"] != "auto":
+        raise ParameterError(f"parameter 'precision' is {value['precision']!r} and the deprecated parameter "
+                             f"{asked[0]!r} is true: set precision only")
+    node.get_logger().warning(f"parameter {asked[0]!r} is deprecated: use precision: {legacy[asked[0]]}")
+    return legacy[asked[0]]
 
 
 def _cuda_only(node: Node, values: dict[str, object], name: str, device: str) -> bool:

@@ -19,7 +19,7 @@ from std_msgs.msg import String
 from egnet_ros.bag_record import BagRecorder
 from egnet_ros.bags import BagError, BagWriter, write_camera_bag
 from egnet_ros.live_replay import replay_through_node
-from egnet_ros.node_process import READY_LINE, NodeProcess
+from egnet_ros.node_process import NodeProcess
 
 FRAMES = 8
 GATE = "/egnet_test/gate"
@@ -51,7 +51,7 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
     peer = Peer(domain_id)
     peer.node.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])  # record at bag time
     try:
-        node.wait_for_line(READY_LINE)
+        node.wait_until_ready(domain_id)
         recorder = BagRecorder(peer.node, tmp_path / "outputs", {**dict.fromkeys(OUTPUTS, "sensor_msgs/msg/Image"),
                                                                  "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"})
         peer.spin_until(lambda: all(peer.node.count_publishers(topic) for topic in OUTPUTS), 20,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from egnet_core.data.exposure import bin_names, exposure_bins, exposure_map, exposure_map_torch
+from egnet_core.data.exposure import ExposureHealth, bin_names, exposure_bins, exposure_map, exposure_map_torch
 
 
 def test_exposure_map_is_opencv_hsv_value_channel():
@@ -55,3 +55,13 @@ def test_bad_images_are_refused():
         exposure_map_torch(torch.zeros(1, 4, 5, 5))
     with pytest.raises(ValueError, match="torch.int32"):
         exposure_map_torch(torch.zeros(1, 3, 5, 5, dtype=torch.int32))
+
+
+def test_exposure_health_counts_the_darkest_and_brightest_bins():
+    exposure = np.array([[0.0, 0.0999, 0.1, 0.5], [0.8999, 0.9, 1.0, 0.5]], np.float32)
+    health = ExposureHealth.of(exposure)
+    assert health.dark_share == 2 / 8  # V < 0.1
+    assert health.bright_share == 2 / 8  # V >= 0.9
+    assert health.mean == pytest.approx(exposure.mean())
+    with pytest.raises(ValueError, match="non-empty exposure map, got shape \\(0, 4\\)"):
+        ExposureHealth.of(np.zeros((0, 4), np.float32))

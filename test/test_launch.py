@@ -17,7 +17,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from egnet_ros.dds import FASTDDS_PROFILE, FASTDDS_PROFILE_ENV, use_fastdds_profile
-from egnet_ros.node_process import READY_LINE, NodeProcess
+from egnet_ros.node_process import NodeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_FILE = ROOT / "launch/segment.launch.py"
@@ -116,7 +116,7 @@ def test_the_defaults_start_the_installed_node_with_the_shipped_params_and_dds_p
     params_file, overrides = node.kwargs["parameters"]
     assert Path(params_file) == ROOT / "config/segment.yaml" and Path(params_file).is_file()
     assert overrides == {"use_sim_time": False}, "an empty checkpoint argument leaves the params file's"
-    assert node.kwargs["remappings"] == [("image", "/camera/image_raw")]
+    assert node.kwargs["remappings"] == [("image", "/camera/image_raw"), ("camera_info", "/camera/camera_info")]
     assert Path(node.kwargs["additional_env"][FASTDDS_PROFILE_ENV]) == FASTDDS_PROFILE
 
 
@@ -127,9 +127,26 @@ def test_arguments_reach_the_node(launch_file, tmp_path):
     assert node.kwargs["parameters"] == [
         str(tmp_path / "mine.yaml"), {"use_sim_time": True, "checkpoint": "/models/best.pt"}
     ]
-    assert node.kwargs["remappings"] == [("image", "/front/image_color")]
+    assert node.kwargs["remappings"] == [("image", "/front/image_color"), ("camera_info", "/front/camera_info")]
     assert node.kwargs["namespace"] == "car1"
     assert node.kwargs["additional_env"] == {FASTDDS_PROFILE_ENV: ""}  # the node then loads none
+
+
+@pytest.mark.integration
+def test_four_cameras_are_one_node_each_camera_remapped_with_its_camera_info(launch_file):
+    node = launch(launch_file, cameras="front, left,right,rear")
+    assert node.kwargs["parameters"][1]["cameras"] == ["front", "left", "right", "rear"]
+    assert node.kwargs["remappings"][:2] == [("front/image", "/camera/front/image_raw"),
+                                             ("front/camera_info", "/camera/front/camera_info")]
+    assert len(node.kwargs["remappings"]) == 8
+    node = launch(launch_file, cameras="front,rear", camera_topics="/sensing/cam0/image_rect,/sensing/cam3/image_rect")
+    assert node.kwargs["remappings"] == [
+        ("front/image", "/sensing/cam0/image_rect"), ("front/camera_info", "/sensing/cam0/camera_info"),
+        ("rear/image", "/sensing/cam3/image_rect"), ("rear/camera_info", "/sensing/cam3/camera_info")]
+    with pytest.raises(ValueError, match=r"'camera_topics' has 1 topic\(s\) for 2 camera\(s\) \['front', 'rear'\]"):
+        launch(launch_file, cameras="front,rear", camera_topics="/a/image")
+    with pytest.raises(ValueError, match="'camera_topics' \\('/a/image'\\) needs 'cameras' too"):
+        launch(launch_file, camera_topics="/a/image")
 
 
 @pytest.mark.integration
@@ -161,7 +178,7 @@ def test_the_node_runs_with_the_command_line_launch_would_give_it(launch_file, t
     peer = Peer(domain_id)
     process = NodeProcess.script("segment_node", ros_args(node), domain_id=domain_id, log=tmp_path / "node.log")
     try:
-        process.wait_for_line(READY_LINE)
+        process.wait_until_ready(domain_id, "/car1/egnet_segment")
         camera = peer.publisher(Image, "/front/image_raw", qos_profile_sensor_data)
         labels = peer.record(Image, "/car1/egnet_segment/labels", 10)
         diagnostics = peer.record(DiagnosticArray, "/diagnostics", 10)

@@ -16,21 +16,24 @@ import numpy as np
 import onnx
 import pytest
 import yaml
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from helpers import constant_model, night_frames, tiny_model
 from helpers_ros import Peer, image_pixels, make_header, make_image_msg, next_domain_id
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
+from egnet_core.data.exposure import ExposureHealth, exposure_map
 from egnet_core.data.labels import CLASS_NAMES, PALETTE
 from egnet_core.deploy.export import export_onnx
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.options import available_cpus
 from egnet_core.model.checkpoint import save_checkpoint
 from egnet_ros.diagnostics import ProblemThrottle
+from egnet_ros.mailbox import LatestFrames
 from egnet_ros.node_process import READY_LINE, NodeProcess
-from egnet_ros.segment_node import PARAMETERS, LatestFrame
+from egnet_ros.segment_node import PARAMETERS
 
 ROOT = Path(__file__).resolve().parent.parent
 CAR = CLASS_NAMES.index("car")
@@ -72,7 +75,7 @@ def graph(request, tmp_path):
             )
             self.processes.append(node)
             if wait:
-                node.wait_for_line(READY_LINE)
+                node.wait_until_ready(self.domain_id)
             return node
 
     graph = Graph()
@@ -146,6 +149,111 @@ def test_node_segments_1024x512_best_effort_frames_from_another_process(graph, t
     assert table["names"] == list(CLASS_NAMES) and table["palette"] == PALETTE.tolist() and table["ignore"] == 255
 
 
+def camera_info(frame_id: str, width: int, height: int) -> CameraInfo:
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.1, -0.2, 0.0, 0.0, 0.0])
+    info.header.frame_id = frame_id
+    info.k = [500.0, 0.0, width / 2, 0.0, 500.0, height / 2, 0.0, 0.0, 1.0]
+    return info
+
+
+@pytest.mark.integration
+def test_three_cameras_share_one_model_and_each_gets_its_own_headers_sizes_and_diagnostics(graph, tmp_path):
+    """front: two sizes, remapped, with camera_info; left: silent; right: black frames and bad ones."""
+    checkpoint = save_checkpoint(tmp_path / "car.pt", constant_model(CAR))
+    node = graph.start(checkpoint, "-r", "front/image:=/sensing/front/image_raw",
+                       "-r", "front/camera_info:=/sensing/front/camera_info",
+                       cameras=["front", "left", "right"], precision="fp32", input_reliability="reliable",
+                       input_qos_depth=10)
+    peer = graph.peer
+    front = peer.publisher(Image, "/sensing/front/image_raw", RELIABLE)
+    front_info = peer.publisher(CameraInfo, "/sensing/front/camera_info", RELIABLE)
+    right = peer.publisher(Image, "/right/image", RELIABLE)
+    outputs = {(cam, name): peer.record(CameraInfo if name == "camera_info" else Image, f"{NODE}/{cam}/{name}",
+                                        RELIABLE)
+               for cam in ("front", "left", "right") for name in ("labels", "exposure", "confidence", "camera_info")}
+    diagnostics = peer.record(DiagnosticArray, "/diagnostics", 10)
+    for publisher in (front, front_info, right):
+        peer.wait_for_subscriber(publisher)
+    peer.spin_until(lambda: peer.node.count_publishers(f"{NODE}/front/confidence") > 0, 20, "confidence publisher")
+
+    sizes = [(160, 96), (128, 64)]
+    front_frames = {100 + r: night_frames(1, width=sizes[r % 2][0], height=sizes[r % 2][1], seed=r)[0]
+                    for r in range(6)}
+    bad, _ = bad_frames()
+    black = np.zeros((48, 64, 3), np.uint8)
+    for sec, rgb in front_frames.items():
+        info = camera_info("front_optical", rgb.shape[1], rgb.shape[0])
+        info.header.stamp.sec = sec
+        front_info.publish(info)
+        peer.spin_for(0.05)
+        right_msg = make_image_msg(black, "bgr8") if sec % 2 else bad[sec % len(bad)][1]
+        right_msg.header = make_header(frame_id="right_optical", sec=sec, nanosec=5)
+        front.publish(stamped(make_image_msg(rgb[..., ::-1], "bgr8"), sec))  # frame_id camera_front_optical
+        right.publish(right_msg)
+        peer.spin_until(lambda: sec in {m.header.stamp.sec for m in outputs["front", "exposure"]}, 30,
+                        f"front frame {sec}")
+        peer.spin_until(lambda: sec % 2 == 0 or sec in {m.header.stamp.sec for m in outputs["right", "labels"]}, 30,
+                        f"right frame {sec}")
+
+    def settled():  # the diagnostics that account for every frame sent: nothing waiting, nothing in flight
+        if not diagnostics:
+            return False
+        state = statuses(diagnostics[-1])
+        return (state["egnet_segment: camera front"][2]["processed"] == "6"
+                and state["egnet_segment: camera right"][2]["processed"] == "3"
+                and state["egnet_segment: camera right"][2]["invalid"] == "3")
+
+    peer.spin_until(settled, 15, "diagnostics accounting for every frame")
+    state = statuses(diagnostics[-1])
+    stop_cleanly(node)
+
+    # Each camera's outputs carry its own frames' headers and sizes, one message per processed frame.
+    for name, encoding in (("labels", "mono8"), ("exposure", "32FC1")):
+        received = by_stamp(outputs["front", name])
+        assert sorted(received) == [(sec, 5) for sec in front_frames]
+        for (sec, _), msg in received.items():
+            assert msg.header.frame_id == "camera_front_optical" and msg.encoding == encoding
+            assert (msg.width, msg.height) == sizes[(sec - 100) % 2]
+        right_received = by_stamp(outputs["right", name])
+        assert sorted(right_received) == [(sec, 5) for sec in front_frames if sec % 2]
+        assert all(m.header.frame_id == "right_optical" and (m.width, m.height) == (64, 48)
+                   for m in right_received.values())
+    assert not any(outputs["left", name] for name in ("labels", "exposure", "confidence", "camera_info"))
+    # Confidence: 32FC1 in [0, 1] beside the labels, the same header; the constant model is sure of its class.
+    confidence = outputs["front", "confidence"]
+    assert confidence, "front's confidence was subscribed"
+    labels_headers = {(m.header.stamp.sec, m.header.frame_id, m.width, m.height) for m in outputs["front", "labels"]}
+    for msg in confidence:
+        assert msg.encoding == "32FC1"
+        assert (msg.header.stamp.sec, msg.header.frame_id, msg.width, msg.height) in labels_headers
+        assert image_pixels(msg, "<f4").min() > 0.99
+    # camera_info: republished with the exact header of the labels it goes with, its calibration unchanged;
+    # none for right, which publishes none.
+    infos = outputs["front", "camera_info"]
+    assert infos and not outputs["right", "camera_info"]
+    front_labels = by_stamp(outputs["front", "labels"])
+    for info in infos:
+        assert info.header == front_labels[(info.header.stamp.sec, info.header.stamp.nanosec)].header
+        assert list(info.k) == list(camera_info("", info.width, info.height).k) and info.distortion_model == "plumb_bob"
+    # Diagnostics: the node's own status and one per camera.
+    level, message, front_values = state["egnet_segment: camera front"]
+    assert front_values["topic"] == "/sensing/front/image_raw"
+    assert front_values["received"] == "6" and front_values["dropped (superseded)"] == "0"
+    batches = dict(item.split(": ") for item in front_values["batch sizes"].split(", "))
+    assert sum(int(count) for count in batches.values()) == 6 and set(batches) <= {"1", "2"}
+    last = front_frames[105]
+    assert front_values["dark share (V < 0.1)"] == f"{ExposureHealth.of(exposure_map(last)).dark_share:.3f}"
+    left_level, left_message, _ = state["egnet_segment: camera left"]
+    assert (left_level, left_message) == (DiagnosticStatus.STALE, "waiting for images on /left/image")
+    right_level, right_message, right_values = state["egnet_segment: camera right"]
+    assert right_level == DiagnosticStatus.WARN
+    assert "mostly black: 100% of the last frame below V 0.1" in right_message, right_message
+    assert right_values["dark share (V < 0.1)"] == "1.000"
+    node_values = state["egnet_segment: inference"][2]
+    assert node_values["processed"] == "9" and node_values["invalid"] == "3"
+    assert node_values["precision"] == "fp32"
+
+
 def encoded_frames() -> list[tuple[str, Image]]:
     """One 64×48 frame per supported encoding, its bytes built here (any bytes are valid pixels)."""
     rng = np.random.default_rng(7)
@@ -200,9 +308,13 @@ def bad_frames() -> list[tuple[str, Image]]:
             ("10000×10000", huge), ("over max_frame_pixels", over_limit)], good
 
 
-def diagnostics_value(array: DiagnosticArray, key: str) -> str:
-    (status,) = array.status
-    return {kv.key: kv.value for kv in status.values}[key]
+def statuses(array: DiagnosticArray) -> dict[str, tuple[bytes, str, dict[str, str]]]:
+    """Each status of ``array`` by name: its level, message and values."""
+    return {s.name: (s.level, s.message, {kv.key: kv.value for kv in s.values}) for s in array.status}
+
+
+def diagnostics_value(array: DiagnosticArray, key: str, status: str = "egnet_segment: inference") -> str:
+    return statuses(array)[status][2][key]
 
 
 @pytest.mark.integration
@@ -325,7 +437,7 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
 def test_sigterm_stops_the_node_cleanly_with_a_summary(graph, tiny_checkpoint):
     # CUDA-only options on a machine without CUDA: warned about by name, and the node runs without them.
     # More threads than CPUs only contend: capped, with a warning.
-    node = graph.start(tiny_checkpoint, device="cpu", half=True, cuda_graphs=True, threads=9999)
+    node = graph.start(tiny_checkpoint, device="cpu", precision="fp32", half=True, cuda_graphs=True, threads=9999)
     output = stop_cleanly(node, signal.SIGTERM)
     assert "received 0, processed 0" in output
     assert f"parameter 'threads' is 9999, more than the {available_cpus()} CPU(s) this process may use" in output
@@ -343,6 +455,15 @@ def test_sigterm_stops_the_node_cleanly_with_a_summary(graph, tiny_checkpoint):
         ("not a checkpoint", {}, "is not a readable egnet checkpoint"),
         ("other architecture", {"model.backbone": "resnet50"}, "backbone='resnet18' (expected 'resnet50')"),
         ("bad value", {"input_type": "h264"}, "parameter 'input_type' must be raw or compressed, got 'h264'"),
+        ("camera twice", {"cameras": ["front", "rear", "front"]},
+         "parameter 'cameras': camera name(s) ['front'] given more than once in ['front', 'rear', 'front']"),
+        ("camera name", {"cameras": ["front", "rear left"]},
+         "parameter 'cameras': camera name 'rear left' cannot be part of a topic name"),
+        ("cameras not a list", {"cameras": "front"},
+         "parameter 'cameras' to 'front' of type 'STRING', expecting type 'STRING_ARRAY'"),
+        ("precision", {"precision": "int4"}, "parameter 'precision' must be one of"),
+        ("precision and bf16", {"precision": "fp32", "bf16": True},
+         "parameter 'precision' is 'fp32' and the deprecated parameter 'bf16' is true: set precision only"),
     ],
 )
 def test_the_node_refuses_to_start_naming_the_parameter(graph, tmp_path, tiny_checkpoint, problem, params, expected):
@@ -419,16 +540,25 @@ def test_the_params_file_holds_every_parameter_the_node_declares_with_its_defaul
             yield from flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
 
     shipped = dict(flatten(document["/**"]["ros__parameters"]))
-    declared = {name: default for name, (default, _) in PARAMETERS.items()}
+    # A list parameter is declared by its type (a list default would fix the wrong type): shown commented out.
+    by_type = {name for name, (default, _) in PARAMETERS.items() if isinstance(default, Parameter.Type)}
+    assert by_type == {"cameras"}
+    assert "    # cameras: [front, left, right, rear]\n" in (ROOT / "config/segment.yaml").read_text()
+    declared = {name: default for name, (default, _) in PARAMETERS.items() if name not in by_type}
     assert shipped == declared
     assert all(type(shipped[name]) is type(declared[name]) for name in declared), "ROS parameters are typed"
 
 
-def test_the_mailbox_keeps_only_the_newest_frame():
-    mailbox = LatestFrame()
-    assert mailbox.put("first") is False
-    assert mailbox.put("second") is True  # replaced a frame the worker never took: one dropped
-    assert mailbox.take() == "second"
+def test_the_mailbox_keeps_only_the_newest_frame_of_each_camera_and_hands_over_all_that_wait():
+    mailbox = LatestFrames(["front", "left", "rear"])
+    assert mailbox.put("front", "first") is False
+    assert mailbox.put("front", "second") is True  # replaced a frame the worker never took: one dropped
+    assert mailbox.put("rear", "third") is False  # another camera's slot
+    assert mailbox.take() == {"front": "second", "rear": "third"}  # left sent nothing: nobody waits for it
+    assert mailbox.put("left", "fourth") is False
+    assert mailbox.take() == {"left": "fourth"}
+    with pytest.raises(KeyError, match="no camera 'right' in this mailbox; its cameras: \\['front', 'left', 'rear'\\]"):
+        mailbox.put("right", "fifth")
     mailbox.close()
     assert mailbox.take() is None
 

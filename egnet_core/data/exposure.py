@@ -6,10 +6,32 @@ The exposure of a pixel is the V channel of HSV, ``max(R, G, B)``, scaled to [0,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 NUM_BINS = 10
+
+
+@dataclass(frozen=True)
+class ExposureHealth:
+    """How a camera's frame is exposed, from its exposure map: the shares of pixels in the darkest bin
+    (V < 0.1) and in the brightest (V >= 0.9, the closed last bin), and the mean exposure."""
+
+    dark_share: float
+    bright_share: float
+    mean: float
+
+    @classmethod
+    def of(cls, exposure: np.ndarray) -> ExposureHealth:
+        """``exposure``: an H×W map in [0, 1] (a predicted one, or ``exposure_map`` of the frame)."""
+        bins = exposure_bins(exposure)
+        if not bins.size:
+            raise ValueError("exposure health needs a non-empty exposure map, got shape "
+                             f"{np.shape(exposure)}")
+        return cls(dark_share=float((bins == 0).mean()), bright_share=float((bins == NUM_BINS - 1).mean()),
+                   mean=float(np.mean(exposure, dtype=np.float64)))
 
 
 def exposure_map(image: np.ndarray) -> np.ndarray:

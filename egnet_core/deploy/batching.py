@@ -1,4 +1,4 @@
-"""Consecutive frames of one size gathered into batches: one forward pass needs frames of one size."""
+"""Frames of one size gathered into batches: one forward pass needs frames of one size."""
 
 from __future__ import annotations
 
@@ -26,3 +26,12 @@ def batches_of_one_size(
             batch = []
     if batch:
         yield batch
+
+
+def group_by_size(items: Iterable[Item], size: Callable[[Item], Hashable]) -> list[list[Item]]:
+    """``items`` grouped by ``size(item)``, whatever their order: one batch per size, sizes in the order first
+    seen, items in their order within each (the frames that several cameras sent at once)."""
+    groups: dict[Hashable, list[Item]] = {}
+    for item in items:
+        groups.setdefault(size(item), []).append(item)
+    return list(groups.values())
