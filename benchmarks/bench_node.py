@@ -1,11 +1,17 @@
-"""The segmentation node's overhead: end-to-end latency through DDS and the node over the model's own time.
+"""The segmentation node: its overhead over the model, and several cameras in one node against one node each.
 
     python benchmarks/bench_node.py --out bench-out [--frames 10] [--output-stride 16] [--size 1024x512]
+    python benchmarks/bench_node.py --out bench-out --cameras 1,2,4 [--seconds 20] [--rate 10]
 
-One run measures, on the same bgr8 frame: the conversions the node does per frame (message -> RGB, labels and
-exposure -> messages), the model alone (``Segmenter.predict`` in this process), and the latency from publishing
-the frame here to receiving its last output (``~/exposure``) from the ``egnet-segment`` process, one frame at
-a time so that nothing is dropped. Writes OUT/node_bench.json and OUT/node_bench.md.
+Overhead (the default) measures, on the same bgr8 frame: the conversions the node does per frame (message ->
+RGB, labels and exposure -> messages), the model alone (``Segmenter.predict`` in this process), and the latency
+from publishing the frame here to receiving its last output (``~/exposure``) from the ``egnet-segment`` process,
+one frame at a time so that nothing is dropped. Writes OUT/node_bench.json and OUT/node_bench.md.
+
+``--cameras`` compares, for each camera count N, one node with N ``cameras`` against N single-camera nodes
+started side by side, in the same run: frames published here at ``--rate`` Hz per camera for ``--seconds``;
+per-camera processed frames/s and end-to-end latency p50/p90 (publish -> labels received here), and the total
+resident memory of the node processes. Writes OUT/node_cameras_bench.json and .md.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.model.egnet import EGNet
 from egnet_ros.dds import use_fastdds_profile
 from egnet_ros.image_conversion import exposure_to_image, image_to_rgb, labels_to_image
-from egnet_ros.node_process import start_segment_node
+from egnet_ros.node_process import NodeProcess, start_segment_node
 
 DOMAIN_ID = 77
 
@@ -77,18 +83,157 @@ def _node_latencies_ms(msg: Image, frames: int) -> list[float]:
     return latencies[1:]
 
 
+def _resident_mib(process: NodeProcess) -> float:
+    status = Path(f"/proc/{process.process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
+
+
+def _drive(msg: Image, cameras: list[str], labels_topics: list[str], *, seconds: float, rate: float) -> dict:
+    """Publish ``msg`` on ``/CAMERA/image`` for every camera at ``rate`` Hz for ``seconds``; per camera the frames
+    sent, the labels received and their latencies (ms, publish -> labels here, matched by stamp)."""
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    node = rclpy.create_node("egnet_bench_cameras", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    sent_at: dict[tuple[str, int], float] = {}
+    latencies: dict[str, list[float]] = {camera: [] for camera in cameras}
+
+    def on_labels(camera: str):
+        def record(labels: Image) -> None:
+            published = sent_at.get((camera, labels.header.stamp.nanosec))
+            if published is not None:
+                latencies[camera].append((time.perf_counter() - published) * 1e3)
+        return record
+
+    publishers = [node.create_publisher(Image, f"/{camera}/image", qos_profile_sensor_data) for camera in cameras]
+    for camera, topic in zip(cameras, labels_topics):
+        node.create_subscription(Image, topic, on_labels(camera), 50)
+    while not all(p.get_subscription_count() for p in publishers) or not all(
+            node.count_publishers(topic) for topic in labels_topics):
+        executor.spin_once(timeout_sec=0.1)
+    executor.spin_once(timeout_sec=1.0)
+    start, index = time.perf_counter(), 0
+    while (due := start + index / rate) < start + seconds:
+        while time.perf_counter() < due:
+            executor.spin_once(timeout_sec=max(0.0, due - time.perf_counter()))
+        msg.header.stamp.nanosec = index
+        for camera, publisher in zip(cameras, publishers):
+            sent_at[(camera, index)] = time.perf_counter()
+            publisher.publish(msg)
+        index += 1
+    settle = time.perf_counter() + 5.0  # the batch in flight
+    while time.perf_counter() < settle:
+        executor.spin_once(timeout_sec=0.1)
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.try_shutdown(context=context)
+    return {camera: {"sent": index, "processed": len(latencies[camera]), "latencies_ms": latencies[camera]}
+            for camera in cameras}
+
+
+def _camera_setup(msg: Image, checkpoint: Path, count: int, *, shared: bool, scratch: Path, seconds: float,
+                  rate: float) -> dict:
+    cameras = [f"cam{index}" for index in range(count)]
+    common = ["-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", "precision:=fp32"]
+    processes: list[NodeProcess] = []
+    try:
+        if shared:
+            processes.append(start_segment_node(
+                [*common, "-p", f"cameras:=[{', '.join(cameras)}]"], domain_id=DOMAIN_ID,
+                log=scratch / f"shared{count}.log"))
+            labels_topics = [f"/egnet_segment/{camera}/labels" for camera in cameras]
+        else:
+            for camera in cameras:  # started side by side: their start-ups overlap as on a car
+                processes.append(NodeProcess.script(
+                    "egnet-segment", ["--ros-args", *common, "-r", f"__node:=egnet_segment_{camera}",
+                                      "-r", f"image:=/{camera}/image"],
+                    domain_id=DOMAIN_ID, log=scratch / f"single{count}_{camera}.log"))
+            for camera, process in zip(cameras, processes):
+                process.wait_until_ready(DOMAIN_ID, f"/egnet_segment_{camera}", timeout=300)
+            labels_topics = [f"/egnet_segment_{camera}/labels" for camera in cameras]
+        per_camera = _drive(msg, cameras, labels_topics, seconds=seconds, rate=rate)
+        memory_mib = sum(_resident_mib(process) for process in processes)
+    finally:
+        for process in processes:
+            process.stop()
+    all_latencies = [ms for camera in per_camera.values() for ms in camera["latencies_ms"]]
+    p50, p90 = np.percentile(all_latencies, [50, 90]) if all_latencies else (float("nan"), float("nan"))
+    processed_per_s = [camera["processed"] / seconds for camera in per_camera.values()]
+    return {"cameras": count, "setup": "one node" if shared else f"{count} node(s)", "processes": len(processes),
+            "per_camera_fps": processed_per_s, "total_fps": sum(processed_per_s),
+            "latency_p50_ms": float(p50), "latency_p90_ms": float(p90), "resident_mib": memory_mib,
+            "sent_per_camera": per_camera[cameras[0]]["sent"]}
+
+
+def cameras_main(args, msg: Image, model: EGNet) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = save_checkpoint(Path(scratch) / "bench.pt", model)
+        for count in args.cameras:
+            for shared in (True, False) if count > 1 else (True,):
+                row = _camera_setup(msg, checkpoint, count, shared=shared, scratch=Path(scratch),
+                                    seconds=args.seconds, rate=args.rate)
+                rows.append(row)
+                print(json.dumps({key: value for key, value in row.items() if key != "per_camera_fps"}))
+    floors = {}
+    for count in args.cameras:
+        shared = next(r for r in rows if r["cameras"] == count and r["setup"] == "one node")
+        separate = next((r for r in rows if r["cameras"] == count and r["setup"] != "one node"), None)
+        if separate is not None:
+            fps_ratio = shared["total_fps"] / separate["total_fps"] if separate["total_fps"] else None
+            floors[count] = {"memory_ratio": shared["resident_mib"] / separate["resident_mib"], "fps_ratio": fps_ratio}
+    width, height = msg.width, msg.height
+    result = {"model": f"EGNet-ResNet18 OS{args.output_stride} (random weights), fp32", "size": [width, height],
+              "rate_hz_per_camera": args.rate, "seconds": args.seconds, "rows": rows,
+              "one_node_over_separate": floors}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "node_cameras_bench.json").write_text(json.dumps(result, indent=2))
+    lines = [
+        f"Cameras per node, {result['model']}, {width}×{height} bgr8 at {args.rate:g} Hz per camera for "
+        f"{args.seconds:g} s, CPU", "",
+        "| cameras | setup | processed frames/s per camera | total frames/s | latency p50 / p90 (ms) | "
+        "resident memory (MiB) |", "|---:|---|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        per_camera = ", ".join(f"{fps:.2f}" for fps in row["per_camera_fps"])
+        lines.append(f"| {row['cameras']} | {row['setup']} | {per_camera} | {row['total_fps']:.2f} | "
+                     f"{row['latency_p50_ms']:.0f} / {row['latency_p90_ms']:.0f} | {row['resident_mib']:.0f} |")
+    lines += ["", "| cameras | one node's memory / N nodes' (floor ≤ 0.5) | one node's frames/s / N nodes' "
+              "(floor ≥ 1) |", "|---:|---:|---:|"]
+    for count, ratio in floors.items():
+        fps = "n/a" if ratio["fps_ratio"] is None else f"{ratio['fps_ratio']:.2f}"
+        lines.append(f"| {count} | {ratio['memory_ratio']:.2f} | {fps} |")
+    (args.out / "node_cameras_bench.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _camera_counts(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",")]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"camera counts must be positive, like 1,2,4; got {text!r}")
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--output-stride", type=int, default=16)
     parser.add_argument("--size", type=parse_size, default=(1024, 512))
+    parser.add_argument("--cameras", type=_camera_counts, help="compare one node with N cameras against N nodes, "
+                        "for each N listed (1,2,4)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="--cameras: publishing time per setup")
+    parser.add_argument("--rate", type=float, default=10.0, help="--cameras: frames per second per camera")
     args = parser.parse_args()
     use_fastdds_profile()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # this process and the node's
     width, height = args.size
     msg = _frame_message(width, height)
     model = EGNet(backbone="resnet18", output_stride=args.output_stride)
+    if args.cameras:
+        cameras_main(args, msg, model)
+        return
     segmenter = Segmenter(model)
     rgb = image_to_rgb(msg)
     result = segmenter.predict(rgb)  # warm-up
@@ -101,8 +246,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = save_checkpoint(Path(scratch) / "bench.pt", model)
         log = Path(scratch) / "node.log"
-        process = start_segment_node(["-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"], domain_id=DOMAIN_ID,
-                                     log=log)
+        process = start_segment_node(["-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", "precision:=fp32"],
+                                     domain_id=DOMAIN_ID, log=log)
         try:
             latencies = _node_latencies_ms(msg, args.frames)
         finally:

@@ -127,11 +127,13 @@ class NodeProcess:
         self.wait()
 
 
-def start_segment_node(ros_args: Sequence[str], *, domain_id: int, log: Path, timeout: float = 120.0) -> NodeProcess:
-    """``egnet-segment --ros-args ROS_ARGS`` once it is ready; none is left behind if it never is (or on Ctrl-C)."""
+def start_segment_node(ros_args: Sequence[str], *, domain_id: int, log: Path, timeout: float = 120.0,
+                       name: str = SEGMENT_NODE) -> NodeProcess:
+    """``egnet-segment --ros-args ROS_ARGS`` once it is ready (``name``: its full name, when ROS_ARGS rename it);
+    none is left behind if it never is (or on Ctrl-C)."""
     node = NodeProcess.script("egnet-segment", ["--ros-args", *ros_args], domain_id=domain_id, log=log)
     try:
-        node.wait_until_ready(domain_id, timeout=timeout)
+        node.wait_until_ready(domain_id, name, timeout=timeout)
     except BaseException:
         node.kill()
         raise
