@@ -61,7 +61,7 @@ def _bag_segment(args: argparse.Namespace) -> int:
             max_frame_pixels=args.max_frame_pixels, progress=bar.update,
         )
     print(f"{result.frames} frames segmented in {result.seconds:.1f} s ({result.frames_per_second:.2f} frames/s) "
-          f"on {segmenter.device}; output: {result.output}")
+          f"on {segmenter.device} ({segmenter.precision}); output: {result.output}")
     for reason, count in result.skipped.items():
         print(f"  skipped {count}: {reason}")
     if result.damage:

@@ -53,7 +53,8 @@ def test_every_frame_is_segmented_into_a_new_bag_with_the_input_headers_and_log_
                                 "--device", "cpu", "--precision", "fp32"))
 
     assert code == 0
-    assert f"{FRAMES} frames segmented" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert f"{FRAMES} frames segmented" in summary and "frames/s) on cpu (fp32)" in summary
     assert snapshot(source) == before, "the input bag is only read"
     inputs, outputs = read_bag(source)[CAMERA], read_bag(tmp_path / "out")
     expected_topics = {CAMERA} | {f"/egnet{CAMERA}/{name}" for name in ("labels", "exposure", "color")}
