@@ -18,7 +18,7 @@ from egnet_core.data.imageio import read_rgb, write_rgb
 from egnet_core.data.labels import colorize
 from egnet_core.deploy.export import MIN_OPSET, OPSET
 from egnet_core.deploy.inference import Segmenter
-from egnet_core.deploy.options import PRECISIONS, InferenceOptions, resolve_threads
+from egnet_core.deploy.options import AUTO_PRECISION, PRECISIONS, InferenceOptions, resolve_threads
 from egnet_core.deploy.quantize import CALIBRATION_FRAMES
 from egnet_core.extras import INSTALL, MissingExtra
 from egnet_core.reports.visualize import exposure_picture
@@ -35,12 +35,15 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where and how a checkpoint runs: the options every command that predicts shares."""
+def add_inference_arguments(parser: argparse.ArgumentParser, *, precision: str) -> None:
+    """Where and how a checkpoint runs: the options every command that predicts shares. ``precision``: this
+    command's default, auto where speed matters, fp32 where results must be the same on every machine."""
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
-                        help="fp32 (default), bf16 (CPUs with AVX-512 BF16 or AMX, CUDA) or fp16 (CUDA)")
+    parser.add_argument("--precision", default=precision, choices=(AUTO_PRECISION, *PRECISIONS),
+                        help="auto (the fastest precision whose labels and exposure match fp32's on generated "
+                             "frames, timed at start-up), fp32, bf16 (CPUs with AVX-512 BF16 or AMX, CUDA) or fp16 "
+                             f"(CUDA) (default: {precision})")
     parser.add_argument("--threads", type=int,
                         help="CPU threads for inference, at most the available CPUs (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="run the network through torch.compile")
@@ -190,8 +193,8 @@ def _export(args: argparse.Namespace) -> int:
     import numpy as np
 
     from egnet_core.data.synthetic import render_night_scene
-    from egnet_core.deploy.benchmark import LABEL_AGREEMENT_FLOOR
     from egnet_core.deploy.export import export_onnx, onnx_opset
+    from egnet_core.deploy.precision_choice import LABEL_AGREEMENT_FLOOR
     from egnet_core.deploy.quantize import calibration_images, quantize_onnx
 
     ensure_writable_dir(args.onnx, "--onnx", folder=args.onnx.parent)
@@ -280,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="segment image files with a checkpoint")
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    add_inference_arguments(predict)
+    add_inference_arguments(predict, precision=AUTO_PRECISION)
     predict.add_argument("--out", required=True, type=Path, help="folder for the label and exposure pictures")
     predict.add_argument("--input-size", type=parse_size, help="network input WIDTHxHEIGHT (default: image size)")
     predict.set_defaults(run=_predict)
@@ -296,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(commands.add_parser("train", help="train EGNet (the same as python training/train.py)"))
 
     evaluation = commands.add_parser("evaluate", help="score a checkpoint on a data set (mIoU, EF1, mEF1)")
-    add_inference_arguments(evaluation)
+    add_inference_arguments(evaluation, precision="fp32")  # published metrics: the same on every machine
     evaluation.add_argument("--data", required=True, type=Path, help="data set root")
     evaluation.add_argument("--dataset", default="nightcity", choices=DATASETS)
     evaluation.add_argument("--split", default="val", choices=("train", "val"))

@@ -23,7 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     segment = bag.add_parser("segment", help="segment every camera frame of a bag into a new bag")
     segment.add_argument("in_bag", type=Path, metavar="IN_BAG", help="rosbag2 directory, .db3 or .mcap (only read)")
     segment.add_argument("out_bag", type=Path, metavar="OUT_BAG", help="new rosbag2 directory")
-    add_inference_arguments(segment)
+    add_inference_arguments(segment, precision="auto")
     segment.add_argument("--topic", action="append", help="image topic to segment (repeatable; default: all)")
     segment.add_argument("--batch", type=int, default=1, help="frames per forward pass (default: 1)")
     segment.add_argument("--input-size", type=parse_size, help="network input WIDTHxHEIGHT (default: frame size)")
@@ -61,7 +61,7 @@ def _bag_segment(args: argparse.Namespace) -> int:
             max_frame_pixels=args.max_frame_pixels, progress=bar.update,
         )
     print(f"{result.frames} frames segmented in {result.seconds:.1f} s ({result.frames_per_second:.2f} frames/s) "
-          f"on {segmenter.device}; output: {result.output}")
+          f"on {segmenter.device} ({segmenter.precision}); output: {result.output}")
     for reason, count in result.skipped.items():
         print(f"  skipped {count}: {reason}")
     if result.damage:

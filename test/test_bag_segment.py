@@ -12,7 +12,7 @@ from helpers import night_frames, snapshot, tiny_model
 from helpers_ros import TYPESTORE, image_pixels, read_bag
 from rosbags.rosbag2 import Reader, Writer
 
-from egnet_core.cli import main
+from egnet_core.cli import build_parser, main
 from egnet_core.deploy.export import export_onnx
 from egnet_core.deploy.inference import Segmenter
 from egnet_ros.bag_segment import total_frames
@@ -32,6 +32,13 @@ def segment_command(source, output, checkpoint, *extra) -> list[str]:
     return ["bag", "segment", str(source), str(output), "--checkpoint", str(checkpoint), *extra]
 
 
+def test_bag_segment_chooses_its_precision_by_default():
+    parser = build_parser()
+    assert parser.parse_args(segment_command("in", "out", "c.pt")).precision == "auto"
+    for precision in ("auto", "fp32", "bf16", "fp16"):
+        assert parser.parse_args(segment_command("in", "out", "c.pt", "--precision", precision)).precision == precision
+
+
 @pytest.mark.parametrize("compressed", [False, True], ids=["raw", "jpeg"])
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_every_frame_is_segmented_into_a_new_bag_with_the_input_headers_and_log_times(
@@ -41,11 +48,13 @@ def test_every_frame_is_segmented_into_a_new_bag_with_the_input_headers_and_log_
     write_camera_bag(source, frames, storage=storage, compressed=compressed, rate_hz=RATE_HZ)
     before = snapshot(source)
 
+    # fp32, the reference's precision: the default, auto, may choose a faster path that differs on a few pixels
     code = main(segment_command(source, tmp_path / "out", tiny_checkpoint, "--batch", "2", "--color",
-                                "--device", "cpu"))
+                                "--device", "cpu", "--precision", "fp32"))
 
     assert code == 0
-    assert f"{FRAMES} frames segmented" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert f"{FRAMES} frames segmented" in summary and "frames/s) on cpu (fp32)" in summary
     assert snapshot(source) == before, "the input bag is only read"
     inputs, outputs = read_bag(source)[CAMERA], read_bag(tmp_path / "out")
     expected_topics = {CAMERA} | {f"/egnet{CAMERA}/{name}" for name in ("labels", "exposure", "color")}
@@ -71,7 +80,8 @@ def test_an_exported_onnx_model_segments_a_bag_like_its_checkpoint(tmp_path, fra
     write_camera_bag(tmp_path / "drive", frames[:2])
     exported = export_onnx(tiny_checkpoint, tmp_path / "model.onnx", size=(128, 64), dynamic=True)
     for model, out in ((tiny_checkpoint, "from_pt"), (exported, "from_onnx")):
-        assert main(segment_command(tmp_path / "drive", tmp_path / out, model, "--no-input")) == 0
+        command = segment_command(tmp_path / "drive", tmp_path / out, model, "--no-input", "--precision", "fp32")
+        assert main(command) == 0
     labels = {out: read_bag(tmp_path / out)[f"/egnet{CAMERA}/labels"] for out in ("from_pt", "from_onnx")}
     for (_, a), (_, b) in zip(labels["from_pt"], labels["from_onnx"]):
         assert (image_pixels(a, "u1") == image_pixels(b, "u1")).mean() >= 0.999

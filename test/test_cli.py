@@ -1,6 +1,7 @@
 """The `egnet` command as a user runs it: real console script, real files."""
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from helpers import night_frames
 from helpers_ros import next_domain_id
 
-from egnet_core.cli import main
+from egnet_core.cli import build_parser, main
 from egnet_core.demo import run_demo
 from egnet_core.deploy.options import available_cpus
 
@@ -71,6 +72,24 @@ def test_bad_input_is_one_line_naming_the_problem(tmp_path, tiny_checkpoint, arg
     assert completed.returncode == 2
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_predict_chooses_its_precision_by_default_and_evaluate_keeps_fp32():
+    parser = build_parser()
+    predict = parser.parse_args(["predict", "x.png", "--checkpoint", "c.pt", "--out", "o"])
+    evaluate = parser.parse_args(["evaluate", "--checkpoint", "c.pt", "--data", "d", "--out", "o"])
+    assert (predict.precision, evaluate.precision) == ("auto", "fp32")  # published metrics: the same everywhere
+    auto = parser.parse_args(["evaluate", "--checkpoint", "c.pt", "--data", "d", "--out", "o", "--precision", "auto"])
+    assert auto.precision == "auto"
+
+
+def test_predict_logs_the_precision_it_chose(tmp_path, tiny_checkpoint, caplog):
+    image_path = tmp_path / "night.png"
+    cv2.imwrite(str(image_path), cv2.cvtColor(night_frames(1, width=96, height=64)[0], cv2.COLOR_RGB2BGR))
+    with caplog.at_level(logging.INFO, logger="egnet_core.deploy.precision_choice"):
+        assert main(["predict", str(image_path), "--checkpoint", str(tiny_checkpoint), "--out",
+                     str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert "precision auto chose" in caplog.text and "(96×64 frames, batch 1)" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def test_the_segmenter_runs_an_onnx_file_like_a_checkpoint(exported):
 def test_a_static_graph_needs_its_own_input_size_and_fp32(exported):
     with pytest.raises(ValueError, match=r"static input of 128x64; set the input size to 128x64 \(got None\)"):
         Segmenter.from_checkpoint(exported["static"])
-    with pytest.raises(ValueError, match="precision must be fp32 and compile and cuda_graphs off, got 'bf16'"):
+    with pytest.raises(ValueError, match=r"fp32 \(or auto\) and compile and cuda_graphs off, got 'bf16'"):
         Segmenter.from_checkpoint(exported["dynamic"], precision="bf16")
     with pytest.raises(ValueError, match="another architecture: backbone='resnet18'"):
         Segmenter.from_checkpoint(exported["dynamic"], expect=ModelConfig())
@@ -160,3 +160,9 @@ def test_a_graph_without_a_fixed_class_dimension_is_refused(exported, tmp_path):
     onnx.save(graph, str(tmp_path / "symbolic.onnx"))
     with pytest.raises(ValueError, match=r"'logits' output has no fixed number of classes \('classes'\)"):
         OnnxNetwork(tmp_path / "symbolic.onnx", device=torch.device("cpu"))
+
+
+def test_an_onnx_model_with_precision_auto_runs_as_exported_without_a_trial(exported):
+    segmenter = Segmenter.from_checkpoint(exported["static"], precision="auto", input_size=(128, 64))
+    segmenter.warm_up()
+    assert segmenter.precision == "fp32" and segmenter.precision_choice is None

@@ -88,7 +88,7 @@ def test_bad_frames_and_options_are_named():
         Segmenter(tiny_model(), input_size=(16, 16))
     with pytest.raises(ValueError, match="confidence_threshold must lie in \\[0, 1\\], got 2"):
         Segmenter(tiny_model(), confidence_threshold=2)
-    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16, got 'int8'"):
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16, got 'int8'"):
         Segmenter(tiny_model(), precision="int8")
     with pytest.raises(ValueError, match="fp16 precision needs a CUDA device, got 'cpu'; use bf16 on the CPU"):
         Segmenter(tiny_model(), precision="fp16", device="cpu")

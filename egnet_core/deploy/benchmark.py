@@ -30,6 +30,7 @@ from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.export import OPSET, export_onnx, require_onnx
 from egnet_core.deploy.inference import Segmentation, Segmenter, to_network_input
 from egnet_core.deploy.onnx_runtime import require_onnxruntime
+from egnet_core.deploy.precision_choice import EXPOSURE_MAE_CEILING, LABEL_AGREEMENT_FLOOR
 from egnet_core.deploy.quantize import quantize_onnx
 from egnet_core.model.checkpoint import load_model, save_checkpoint
 from egnet_core.model.egnet import EGNet
@@ -37,8 +38,6 @@ from egnet_core.model.egnet import EGNet
 log = logging.getLogger(__name__)
 
 SIZE = (1024, 512)  # (width, height)
-LABEL_AGREEMENT_FLOOR = 0.995
-EXPOSURE_MAD_CEILING = 1e-2
 GEMM_SIDE = 4096
 BENCH_CALIBRATION_FRAMES = 8  # int8 calibration frames (1 in quick mode), generated apart from the timed ones
 
@@ -194,7 +193,7 @@ def _bench_config(
             peak_memory_mib=_peak_memory_mib(device),
             gflops=gflop / median, share_of_peak=gflop / median / peaks[precision],
             speedup=(rows[0].median_ms / 1e3 if rows else median) / median, label_agreement=agreement,
-            exposure_mad=mad, guard_passed=agreement >= LABEL_AGREEMENT_FLOOR and mad <= EXPOSURE_MAD_CEILING,
+            exposure_mad=mad, guard_passed=agreement >= LABEL_AGREEMENT_FLOOR and mad <= EXPOSURE_MAE_CEILING,
         ))
         log.info("%s / %s: %.1f ms, ×%.2f, %.0f GFLOP/s, labels %.4f", name, path, median * 1e3,
                  rows[-1].speedup, gflop / median, agreement)
@@ -283,7 +282,7 @@ def format_benchmark(result: dict) -> str:
         f"{result['size'][0]}×{result['size'][1]}, generated night frames; each path is timed `runs` times at "
         f"batch 1 after a warm-up run ({result['reference_runs']} for the references). GEMM peak "
         f"({GEMM_SIDE}×{GEMM_SIDE} matmul, GFLOP/s; int8 in GOP/s): {peaks}. Guard: labels equal to eager fp32 "
-        f"on ≥ {LABEL_AGREEMENT_FLOOR:.1%} of pixels and exposure MAD ≤ {EXPOSURE_MAD_CEILING}.",
+        f"on ≥ {LABEL_AGREEMENT_FLOOR:.1%} of pixels and exposure MAD ≤ {EXPOSURE_MAE_CEILING}.",
         "", "| configuration | path | runs | median ms | p90 ms | p99 ms | frames/s | best frames/s (batch) | "
         "× eager fp32 | GFLOP/s | × GEMM peak | peak MiB | labels equal | exposure MAD | guard |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",

@@ -35,12 +35,14 @@ from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
 from egnet_core.deploy.options import (
+    AUTO_PRECISION,
     PRECISIONS,
     InferenceOptions,
     SlidingWindow,
     available_cpus,
     resolve_threads,
 )
+from egnet_core.deploy.precision_choice import PrecisionChoice, choose_precision
 from egnet_core.model.checkpoint import check_same_architecture, load_model
 from egnet_core.model.egnet import MIN_INPUT_SIZE, EGNet, EGNetOutput
 
@@ -68,10 +70,13 @@ class Segmenter:
     Speed: ``optimize`` (default) folds every BatchNorm into its convolution and keeps feature maps
     channels-last, the same function computed faster; ``precision`` ``bf16`` (CPU with AVX-512 BF16 or AMX,
     or CUDA) or ``fp16`` (CUDA) runs the model in half-width floats. Logits and exposure come back to fp32
-    before they are averaged, resized and turned into labels. ``compile`` runs the network through
-    ``torch.compile``; ``cuda_graphs`` (CUDA) replays a captured CUDA graph per input shape, and with
-    ``compile`` too, torch.compile's own CUDA graphs are used. On CUDA, frames go up as uint8 through a pinned
-    buffer and only labels, exposure (and colours) come back. The caller's ``model`` is never changed.
+    before they are averaged, resized and turned into labels. ``precision`` ``auto`` times the precisions the
+    device offers at start-up (``warm_up``, else the first batch) and keeps the fastest whose labels and exposure
+    agree with fp32's (``precision_choice`` says what was measured; ``precision`` becomes the one kept).
+    ``compile`` runs the network through ``torch.compile``; ``cuda_graphs`` (CUDA) replays a captured CUDA graph
+    per input shape, and with ``compile`` too, torch.compile's own CUDA graphs are used. On CUDA, frames go up
+    as uint8 through a pinned buffer and only labels, exposure (and colours) come back. The caller's ``model``
+    is never changed.
     """
 
     def __init__(self, model: EGNet | OnnxNetwork, options: InferenceOptions | None = None, **keywords) -> None:
@@ -82,11 +87,13 @@ class Segmenter:
         self.device = options.device
         self.threads = _apply_threads(options)
         self.precision = options.precision
-        self.dtype = PRECISIONS[options.precision]
+        self.dtype = PRECISIONS.get(options.precision, torch.float32)  # auto: fp32 until it has chosen
+        self.precision_choice: PrecisionChoice | None = None
+        self._fp32: EGNet | None = None  # precision auto builds each path it tries from this, until it has chosen
         if isinstance(model, OnnxNetwork):
-            if options.precision != "fp32" or options.compile or options.cuda_graphs:
-                raise ValueError("an ONNX model runs as ONNX Runtime built it: precision must be fp32 and compile and "
-                                 f"cuda_graphs off, got {options.precision!r}, compile={options.compile}, "
+            if options.precision not in ("fp32", AUTO_PRECISION) or options.compile or options.cuda_graphs:
+                raise ValueError("an ONNX model runs as ONNX Runtime built it: precision must be fp32 (or auto) and "
+                                 f"compile and cuda_graphs off, got {options.precision!r}, compile={options.compile}, "
                                  f"cuda_graphs={options.cuda_graphs}")
             model.check_input_size(options.input_size, resizes=options.resizes)
             self.precision = model.precision  # fp32, or int8 from `egnet export --int8`
@@ -95,12 +102,11 @@ class Segmenter:
         else:
             self.memory_format = torch.channels_last if options.optimize else torch.contiguous_format
             model = fuse_conv_bn(model) if options.optimize else copy.deepcopy(model)
-            try:
-                model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
-            except RuntimeError as error:  # CUDA out of memory, a driver error
-                _release_cuda_memory(self.device)
-                raise InferenceError(f"the model cannot be placed on {self.device}: {error}") from error
-            self.model = _accelerated(model, compile=options.compile, cuda_graphs=options.cuda_graphs)
+            model = _placed(model, self.device, self.dtype, self.memory_format)
+            if options.precision == AUTO_PRECISION:
+                self._fp32 = self.model = model
+            else:
+                self.model = _accelerated(model, compile=options.compile, cuda_graphs=options.cuda_graphs)
         self._staging: dict[tuple[int, ...], torch.Tensor] = {}  # pinned host buffers by batch shape (CUDA)
         self._palette = torch.from_numpy(PALETTE_LUT).to(self.device)
         self.input_size = options.input_size
@@ -147,7 +153,6 @@ class Segmenter:
     ) -> Segmentation:
         return self.predict_batch([image], output_size=output_size, color=color, confidence=confidence)[0]
 
-    @torch.inference_mode()
     def predict_batch(
         self, images: Sequence[np.ndarray], *, output_size: tuple[int, int] | None = None, color: bool = False,
         confidence: bool = False,
@@ -159,6 +164,51 @@ class Segmenter:
         batch = _stack_frames(images)  # B×H×W×3 uint8
         height, width = batch.shape[1:3]
         output_hw = (height, width) if output_size is None else _check_output_size(output_size)[::-1]
+        if self._fp32 is not None:  # precision auto, not warmed up: it chooses at this batch's size
+            self._choose_precision((width, height), len(batch))
+        return self._predict_guarded(batch, output_hw, color, confidence)
+
+    def warm_up(self, size: tuple[int, int] | None = None, batch: int = 1, *,
+                candidates: Sequence[str] | None = None) -> float:
+        """Seconds of one prediction on black frames of ``size`` (width, height; by default the input size,
+        else NightCity's), so that the first real frame is not slowed by allocator and kernel set-up (on
+        CUDA, seconds). Run it on the thread that will predict: its thread pools are the ones set up.
+
+        With precision auto, the path is chosen first, on ``batch`` generated night frames of that size (see
+        ``precision_choice``); ``candidates``: the precisions it tries beside fp32 (default: what the device
+        offers)."""
+        width, height = size or self.input_size or WARM_UP_SIZE
+        if self._fp32 is not None:
+            self._choose_precision((width, height), batch, candidates)
+        elif candidates is not None:
+            raise ValueError(f"candidates are for precision auto before it has chosen; precision is "
+                             f"{self.precision!r}")
+        start = time.perf_counter()
+        self.predict_batch([np.zeros((height, width, 3), dtype=np.uint8)] * batch)
+        return time.perf_counter() - start
+
+    def _choose_precision(self, size: tuple[int, int], batch: int, candidates: Sequence[str] | None = None) -> None:
+        choice, (network, dtype) = choose_precision(self._trial_path, self._run_trial, device=self.device, size=size,
+                                                    batch=batch, candidates=candidates)
+        self.model, self.dtype, self.precision, self.precision_choice = network, dtype, choice.chosen, choice
+        self._fp32 = None  # only the chosen path's copy of the model is kept
+
+    def _trial_path(self, precision: str) -> tuple[EGNet | CudaGraphNetwork, torch.dtype]:
+        """The network of one precision's path, built from the fp32 one, and its dtype."""
+        dtype = PRECISIONS[precision]
+        network = self._fp32
+        if dtype != torch.float32:
+            network = _placed(copy.deepcopy(network), self.device, dtype, self.memory_format)
+        return _accelerated(network, compile=self.options.compile, cuda_graphs=self.options.cuda_graphs), dtype
+
+    def _run_trial(self, path: tuple[EGNet | CudaGraphNetwork, torch.dtype],
+                   frames: list[np.ndarray]) -> list[Segmentation]:
+        self.model, self.dtype = path
+        return self._predict_guarded(np.stack(frames), frames[0].shape[:2], color=False, confidence=False)
+
+    @torch.inference_mode()
+    def _predict_guarded(self, batch: np.ndarray, output_hw: tuple[int, int], color: bool,
+                         confidence: bool) -> list[Segmentation]:
         try:
             return self._predict(batch, output_hw, color, confidence)
         except InferenceError:
@@ -168,15 +218,6 @@ class Segmenter:
             _release_cuda_memory(self.device)
             raise InferenceError(f"inference on {self.device} failed on a {tuple(batch.shape)} batch: "
                                  f"{error}") from error
-
-    def warm_up(self, size: tuple[int, int] | None = None, batch: int = 1) -> float:
-        """Seconds of one prediction on black frames of ``size`` (width, height; by default the input size,
-        else NightCity's), so that the first real frame is not slowed by allocator and kernel set-up (on
-        CUDA, seconds). Run it on the thread that will predict: its thread pools are the ones set up."""
-        width, height = size or self.input_size or WARM_UP_SIZE
-        start = time.perf_counter()
-        self.predict_batch([np.zeros((height, width, 3), dtype=np.uint8)] * batch)
-        return time.perf_counter() - start
 
     def _predict(self, batch: np.ndarray, output_hw: tuple[int, int], color: bool,
                  confidence: bool) -> list[Segmentation]:
@@ -248,6 +289,14 @@ def _apply_threads(options: InferenceOptions) -> int:
 def _release_cuda_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def _placed(model: EGNet, device: torch.device, dtype: torch.dtype, memory_format: torch.memory_format) -> EGNet:
+    try:
+        return model.to(device, dtype, memory_format=memory_format).eval()
+    except RuntimeError as error:  # CUDA out of memory, a driver error
+        _release_cuda_memory(device)
+        raise InferenceError(f"the model cannot be placed on {device}: {error}") from error
 
 
 def _accelerated(model: EGNet, *, compile: bool, cuda_graphs: bool):

@@ -13,6 +13,7 @@ import torch
 from egnet_core.config import ModelConfig
 from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.export import CONFIG_KEY, INPUT_NAME, OUTPUT_NAMES, onnx_model_config, onnx_precision
+from egnet_core.deploy.options import cpu_flags
 from egnet_core.extras import require
 from egnet_core.model.egnet import EGNetOutput
 
@@ -121,10 +122,7 @@ def _warn_about_int8(path: Path, device: torch.device) -> None:
 
 def cpu_has_vnni() -> bool:
     """Whether the CPU has int8 dot-product instructions (read from /proc/cpuinfo; False where it is missing)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith("flags")), []) if cpuinfo.exists() else []
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    return bool({"avx512_vnni", "avx_vnni"} & cpu_flags())
 
 
 def require_onnxruntime():

@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +23,9 @@ from egnet_core.model.egnet import MIN_INPUT_SIZE
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# "auto": the Segmenter times the precisions its device offers at start-up and keeps the fastest that agrees
+# with fp32 (see precision_choice.py).
+AUTO_PRECISION = "auto"
 
 
 class OptionError(ValueError):
@@ -60,6 +64,7 @@ class InferenceOptions:
     """Where and how the Segmenter runs a model; see ``Segmenter`` for what each option does.
 
     ``device``: auto (CUDA when there is a GPU), cpu, cuda or cuda:N, or a torch.device; kept resolved.
+    ``precision``: fp32, bf16, fp16 (CUDA), or auto: the fastest of them that agrees with fp32, chosen at warm-up.
     ``threads``: CPU threads, 0 for torch's choice; more than the available CPUs are capped with a warning.
     ``input_size``: (width, height) the network runs at; None: each frame's own size.
     ``architecture``: ModelConfig fields the model must have (``{"backbone": "resnet50"}``); None: any.
@@ -94,9 +99,9 @@ class InferenceOptions:
         self._check_scales()
         self._check("sliding_window", self.sliding_window is None or isinstance(self.sliding_window, SlidingWindow),
                     "a SlidingWindow or None")
-        if self.precision not in PRECISIONS:
+        if self.precision != AUTO_PRECISION and self.precision not in PRECISIONS:
             raise OptionError("precision", self.precision, f"{self.name('precision')} must be one of "
-                              f"{', '.join(PRECISIONS)}, got {self.precision!r}")
+                              f"{', '.join((AUTO_PRECISION, *PRECISIONS))}, got {self.precision!r}")
         self._check("threads", _is_int(self.threads) and self.threads >= 0, "0 (torch's choice) or positive")
         self._check_architecture()
         object.__setattr__(self, "device", self._resolved_device())
@@ -177,6 +182,16 @@ def available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags of this machine's CPU (``avx512_bf16``, ``amx_bf16``, ``avx512_vnni``, ...), from
+    /proc/cpuinfo; none where there is no such file."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return frozenset()
+    lines = cpuinfo.read_text().splitlines()
+    return frozenset(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
 
 
 def resolve_threads(threads: int, *, name: str) -> int:
