@@ -4,10 +4,12 @@ each test's own."""
 from __future__ import annotations
 
 import array
+import fcntl
 import itertools
-import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -70,12 +72,37 @@ def read_bag(path) -> dict[str, list]:
 
 # ----------------------------------------------------------------------------------------------------------
 # A ROS graph of the test's own: one context on a domain no other test uses, discovery kept on this host.
+# Each pytest process holds an flock on one block of domain ids for its lifetime, so that test runs side by side on
+# one machine (two checkouts, CI jobs) never share a domain; within its block a process takes the ids in turn (the
+# test that had an id 20 tests ago has stopped its processes).
+DOMAIN_BLOCK = 20
+DOMAIN_BLOCKS = 11  # ids 1..220: Fast DDS's ports allow domain ids up to 232
+_LOCKS = Path(tempfile.gettempdir()) / "egnet-test-domains"
+_held: dict[str, object] = {}
 
-_DOMAIN_IDS = itertools.count(1 + (os.getpid() % 40) * 5)
+
+def _domain_ids() -> Iterator[int]:
+    _LOCKS.mkdir(exist_ok=True)
+    for block in range(DOMAIN_BLOCKS):
+        lock = (_LOCKS / f"block{block}.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another pytest process holds it
+            lock.close()
+            continue
+        _held["lock"] = lock  # released when this process exits
+        return (1 + block * DOMAIN_BLOCK + index % DOMAIN_BLOCK for index in itertools.count())
+    raise RuntimeError(f"all {DOMAIN_BLOCKS} blocks of ROS domain ids under {_LOCKS} are held by other test runs")
+
+
+_DOMAIN_IDS: Iterator[int] | None = None
 
 
 def next_domain_id() -> int:
-    return next(_DOMAIN_IDS) % 230 + 1
+    global _DOMAIN_IDS
+    if _DOMAIN_IDS is None:
+        _DOMAIN_IDS = _domain_ids()
+    return next(_DOMAIN_IDS)
 
 
 class Peer:

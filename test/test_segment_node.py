@@ -67,6 +67,8 @@ def graph(request, tmp_path):
         processes: list[NodeProcess] = []
 
         def start(self, checkpoint: Path, *extra: str, wait: bool = True, **params) -> NodeProcess:
+            # fp32 unless a test says otherwise: precision auto's trials would add seconds to every start-up.
+            params.setdefault("precision", "fp32")
             params_file = write_params(
                 tmp_path / f"params{len(self.processes)}.yaml", checkpoint=str(checkpoint), **params
             )
@@ -109,7 +111,7 @@ def by_stamp(messages) -> dict[tuple[int, int], object]:
 @pytest.mark.integration
 def test_node_segments_1024x512_best_effort_frames_from_another_process(graph, tmp_path):
     checkpoint = save_checkpoint(tmp_path / "car.pt", constant_model(CAR))
-    node = graph.start(checkpoint)
+    node = graph.start(checkpoint, precision="auto")  # the default
     peer = graph.peer
     camera = peer.publisher(Image, CAMERA, qos_profile_sensor_data)  # what camera drivers use
     outputs = {
@@ -446,7 +448,7 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
 def test_sigterm_stops_the_node_cleanly_with_a_summary(graph, tiny_checkpoint):
     # CUDA-only options on a machine without CUDA: warned about by name, and the node runs without them.
     # More threads than CPUs only contend: capped, with a warning.
-    node = graph.start(tiny_checkpoint, device="cpu", precision="fp32", half=True, cuda_graphs=True, threads=9999)
+    node = graph.start(tiny_checkpoint, device="cpu", half=True, cuda_graphs=True, threads=9999)
     output = stop_cleanly(node, signal.SIGTERM)
     assert "received 0, processed 0" in output
     assert f"parameter 'threads' is 9999, more than the {available_cpus()} CPU(s) this process may use" in output
@@ -503,7 +505,7 @@ STOP_POINTS = [(point, sig) for point in (0.0, "loading", "warming up", READY_LI
 
 @pytest.mark.integration
 def test_a_stop_signal_at_any_moment_of_start_up_ends_the_node_with_0_and_no_traceback(tmp_path, tiny_checkpoint):
-    params = write_params(tmp_path / "params.yaml", checkpoint=str(tiny_checkpoint), device="cpu")
+    params = write_params(tmp_path / "params.yaml", checkpoint=str(tiny_checkpoint), device="cpu", precision="fp32")
     domain_id = next_domain_id()
     # Started together, each signalled at its own point: the test takes about one start-up's time per CPU core.
     nodes = [NodeProcess.script("egnet-segment", ["--ros-args", "--params-file", str(params)], domain_id=domain_id,
