@@ -117,7 +117,7 @@ class SegmentationEvaluator:
         pred = _as_tensor(pred, self._counts.device if self._counts is not None else None)
         target = _as_tensor(target, pred.device)
         exposure = _as_tensor(exposure, pred.device)
-        self._check_inputs(pred, target, exposure)
+        misses = self._check_inputs(pred, target, exposure)
         c, columns = self.num_classes, self.num_classes + 1
         size = self.num_bins * c * columns
         labelled = (target >= 0) & (target < c)
@@ -125,7 +125,7 @@ class SegmentationEvaluator:
             labelled &= target != self.ignore_index
         # The largest index, num_bins·C·(C+1), fits int32 with room to spare; int32 halves the memory traffic of
         # the index arithmetic and bincount compared with int64 (see benchmarks/bench_metrics.py).
-        column = torch.where(pred == self.ignore_index, c, pred).to(torch.int32) if self._none_predicted() else pred
+        column = torch.where(pred == self.ignore_index, c, pred) if misses else pred  # "no prediction": column C
         bins = exposure_bins(exposure, self.num_bins).to(torch.int32)
         index = bins.mul_(c).add_(target.to(torch.int32)).mul_(columns).add_(column.to(torch.int32))
         # Unlabelled pixels go to one overflow slot that is dropped: cheaper than boolean-mask indexing.
@@ -174,7 +174,8 @@ class SegmentationEvaluator:
             average=average,
         )
 
-    def _check_inputs(self, pred: torch.Tensor, target: torch.Tensor, exposure: torch.Tensor) -> None:
+    def _check_inputs(self, pred: torch.Tensor, target: torch.Tensor, exposure: torch.Tensor) -> bool:
+        """Refuse bad shapes, types and predictions; whether any prediction is ``ignore_index`` (a miss)."""
         if pred.ndim not in (2, 3) or pred.shape != target.shape or pred.shape != exposure.shape:
             raise ValueError(
                 "pred, target and exposure must share one H×W or B×H×W shape, got "
@@ -183,13 +184,17 @@ class SegmentationEvaluator:
         for name, labels in (("pred", pred), ("target", target)):
             if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
                 raise ValueError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
-        predicted = pred[pred != self.ignore_index] if self._none_predicted() else pred
-        if predicted.numel():
-            low, high = (int(value) for value in torch.aminmax(predicted))
-            if low < 0 or high >= self.num_classes:
-                bad = low if low < 0 else high
-                none = f" or {self.ignore_index} (no prediction)" if self._none_predicted() else ""
-                raise ValueError(f"predictions must lie in 0..{self.num_classes - 1}{none}, got {bad}")
+        if not pred.numel():
+            return False
+        low, high = (int(value) for value in torch.aminmax(pred))
+        misses = self._none_predicted() and self.ignore_index in (low, high)
+        if misses:  # the range of the other predictions: a second pass, only for batches holding misses
+            low, high = (int(value) for value in torch.aminmax(torch.where(pred == self.ignore_index, 0, pred)))
+        if low < 0 or high >= self.num_classes:
+            bad = low if low < 0 else high
+            none = f" or {self.ignore_index} (no prediction)" if self._none_predicted() else ""
+            raise ValueError(f"predictions must lie in 0..{self.num_classes - 1}{none}, got {bad}")
+        return misses
 
 
 def _bin_precision_recall(counts: np.ndarray, average: str) -> tuple[np.ndarray, np.ndarray]:
