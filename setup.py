@@ -30,6 +30,7 @@ setup(
         "torchvision",
         "numpy",
         "opencv-python-headless",
+        "pillow",  # palette label maps: OpenCV expands a palette into colours
         "pyyaml",
         "cityscapesscripts",
         "matplotlib",

@@ -7,6 +7,7 @@ import argparse
 import functools
 import importlib.metadata
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from egnet_core.config import DATASETS
 from egnet_core.data.imageio import read_rgb, write_rgb
 from egnet_core.data.labels import colorize
+from egnet_core.data.synthetic import WRITERS
 from egnet_core.deploy.export import MIN_OPSET, OPSET
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.options import AUTO_PRECISION, PRECISIONS, InferenceOptions, resolve_threads
@@ -85,18 +87,61 @@ def build_segmenter(args: argparse.Namespace, **options) -> Segmenter:
 
 def _predict(args: argparse.Namespace) -> int:
     ensure_writable_dir(args.out, "--out")
+    outputs = prediction_outputs(args.images, args.out)
+    if not args.overwrite:
+        refuse_existing([path for files in outputs.values() for path in files.values()], "--out")
     segmenter = build_segmenter(args, input_size=args.input_size)
-    for image_path in args.images:
+    for image_path, files in outputs.items():
         image = read_rgb(image_path)
         result = segmenter.predict(image)
-        stem = Path(image_path).stem
         written = [
-            write_rgb(args.out / f"{stem}_color.png", colorize(result.labels)),
-            write_rgb(args.out / f"{stem}_trainIds.png", result.labels),
-            write_rgb(args.out / f"{stem}_exposure.png", exposure_picture(result.exposure)),
+            write_rgb(files["color"], colorize(result.labels)),
+            write_rgb(files["trainIds"], result.labels),
+            write_rgb(files["exposure"], exposure_picture(result.exposure)),
         ]
         print(f"{image_path}: " + ", ".join(str(path) for path in written))
     return 0
+
+
+PREDICTION_FILES = ("color", "trainIds", "exposure")
+
+
+def prediction_outputs(images: list[Path], out: Path) -> dict[Path, dict[str, Path]]:
+    """Where ``egnet predict`` writes the pictures of each input: ``out/<rel>/<stem>_{color,trainIds,exposure}.png``.
+
+    ``<rel>`` is the input's folder relative to the folder all inputs share, so inputs of one name from different
+    folders keep apart (``a/night.png``, ``b/night.png`` -> ``out/a/night_*``, ``out/b/night_*``) and inputs from one
+    folder land in ``out`` itself. Inputs of one stem in one folder (``night.png``, ``night.jpg``) keep their
+    extension in the name (``night_png_color.png``). An input given twice is predicted once.
+    """
+    given: dict[Path, Path] = {}  # absolute path -> the path as given, the first of repeats
+    for path in images:
+        given.setdefault(Path(os.path.abspath(path)), Path(path))
+    absolute = list(given)
+    common = Path(os.path.commonpath([path.parent for path in absolute]))
+    stems = [path.parent.relative_to(common) / path.stem for path in absolute]
+    repeated = {stem for stem in stems if stems.count(stem) > 1}
+    outputs = {}
+    for path, stem in zip(absolute, stems):
+        if stem in repeated:
+            stem = stem.with_name(f"{stem.name}_{path.suffix.lstrip('.').lower()}")
+        outputs[given[path]] = {kind: out / stem.parent / f"{stem.name}_{kind}.png" for kind in PREDICTION_FILES}
+    colours = [files["color"] for files in outputs.values()]
+    clashes = sorted({str(path) for path in colours if colours.count(path) > 1})
+    if clashes:
+        raise ValueError(f"several inputs would be written to {', '.join(clashes)}; rename one of them")
+    return outputs
+
+
+def refuse_existing(paths: list[Path], option: str) -> None:
+    """Refuse to replace files that exist, before any work: nothing is overwritten unless --overwrite says so."""
+    existing = [path for path in paths if path.exists() or path.is_symlink()]
+    if existing:
+        shown = ", ".join(str(path) for path in existing[:3]) + (" ..." if len(existing) > 3 else "")
+        raise FileExistsError(
+            f"{len(existing)} output file(s) in {option} exist already ({shown}); pass --overwrite to replace them, "
+            f"or choose another {option}"
+        )
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -116,12 +161,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _synth_data(args: argparse.Namespace) -> int:
-    from egnet_core.data.synthetic import write_nightcity
-
     ensure_writable_dir(args.out_dir, "OUT_DIR")
     width, height = args.size
-    written = write_nightcity(args.out_dir, train=args.train, val=args.val, width=width, height=height, seed=args.seed)
-    print(f"wrote {written.train} train and {written.val} val night scenes ({width}x{height}) in NightCity's "
+    write = WRITERS[args.dataset]
+    written = write(args.out_dir, train=args.train, val=args.val, width=width, height=height, seed=args.seed)
+    print(f"wrote {written.train} train and {written.val} val night scenes ({width}x{height}) in {args.dataset}'s "
           f"layout under {written.root}")
     return 0
 
@@ -174,12 +218,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from egnet_core.data.datasets import open_dataset
+    from egnet_core.data.datasets import open_images
     from egnet_core.data.statistics import exposure_histogram, format_histogram_table, plot_exposure_histogram
 
     out = args.out or Path(f"exposure_histogram_{args.split}.png")
     ensure_writable_dir(out, "--out", folder=out.parent)
-    histogram = exposure_histogram(open_dataset(args.dataset, args.data, args.split))
+    images = open_images(args.dataset, args.data, args.split)
+    if not images.labelled:
+        print(f"no labels: {images.unlabelled_reason}. Counting the exposure of the images alone; the label "
+              "statistics (image/label pairs, share of ignored pixels) are skipped")
+    histogram = exposure_histogram(images.dataset)
     print(f"exposure of {histogram.images} {args.split} images in {args.data} (the paper's Figure 4)")
     print(format_histogram_table(histogram))
     plot_exposure_histogram(histogram, out, title=f"{args.dataset} {args.split}: pixels per image by exposure")
@@ -286,10 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_inference_arguments(predict, precision=AUTO_PRECISION)
     predict.add_argument("--out", required=True, type=Path, help="folder for the label and exposure pictures")
     predict.add_argument("--input-size", type=parse_size, help="network input WIDTHxHEIGHT (default: image size)")
+    predict.add_argument("--overwrite", action="store_true", help="replace pictures an earlier run wrote in --out")
     predict.set_defaults(run=_predict)
 
-    synth = commands.add_parser("synth-data", help="write generated night scenes in NightCity's on-disk layout")
+    synth = commands.add_parser("synth-data", help="write generated night scenes in a data set's on-disk layout")
     synth.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    synth.add_argument("--dataset", default="nightcity", choices=tuple(WRITERS),
+                       help="whose release layout and file names to write (default: nightcity)")
     synth.add_argument("--train", type=int, default=8, help="training images (default: 8)")
     synth.add_argument("--val", type=int, default=4, help="validation images (default: 4)")
     synth.add_argument("--size", type=parse_size, default=(1024, 512), help="WIDTHxHEIGHT (default: 1024x512)")
@@ -318,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.set_defaults(run=_evaluate)
 
     stats = commands.add_parser("stats", help="pixels per exposure bin, the paper's Figure 4")
-    stats.add_argument("--data", required=True, type=Path, help="data set root")
+    stats.add_argument("--data", required=True, type=Path,
+                       help="data set root, or any folder of images (without labels the label statistics are skipped)")
     stats.add_argument("--dataset", default="nightcity", choices=DATASETS)
     stats.add_argument("--split", default="train", choices=("train", "val"))
     stats.add_argument("--out", type=Path, help="plot file (default: exposure_histogram_SPLIT.png)")

@@ -12,7 +12,11 @@ import yaml
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 OUTPUT_STRIDES = (8, 16, 32)
-DATASETS = ("nightcity", "nightcity+", "nightcity-fine", "cityscapes", "cityscapes+nightcity")
+DATASETS = (
+    "nightcity", "nightcity+", "nightcity-fine", "cityscapes", "cityscapes+nightcity", "acdc-night", "dark-zurich",
+)
+# Data sets whose train split has no labels: scored on, never trained on.
+EVALUATION_ONLY = ("dark-zurich",)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,11 @@ class DataConfig:
         _check_fields(self, "data")
         if self.dataset not in DATASETS:
             raise ValueError(f"data.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if self.dataset in EVALUATION_ONLY:
+            raise ValueError(
+                f"data.dataset {self.dataset!r} has labels for its val split only, so it cannot be trained on; "
+                "train on nightcity or acdc-night and score the checkpoint with `egnet evaluate --dataset dark-zurich`"
+            )
         if self.dataset == "cityscapes+nightcity" and not self.cityscapes_root:
             raise ValueError("data.cityscapes_root is required when data.dataset is 'cityscapes+nightcity'")
         _require(self.crop_size >= 32, "data.crop_size", self.crop_size, "at least 32")

@@ -172,3 +172,77 @@ def test_the_demo_replaces_its_own_output_and_refuses_any_other_folder(tmp_path)
         run_demo(tmp_path / "mine", domain_id=next_domain_id(), **options)
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def _predict(tmp_path, checkpoint, *images, extra=()):
+    return main(["predict", *map(str, images), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"),
+                 "--device", "cpu", *extra])
+
+
+def test_predict_keeps_inputs_of_one_name_from_different_folders_apart(tmp_path, tiny_checkpoint):
+    first, second = night_frames(2, width=64, height=32)
+    for folder, frame in (("left", first), ("right", second)):
+        (tmp_path / "drive" / folder).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "drive" / folder / "night.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    images = [tmp_path / "drive" / "left" / "night.png", tmp_path / "drive" / "right" / "night.png"]
+    assert _predict(tmp_path, tiny_checkpoint, *images) == 0
+    written = sorted(str(path.relative_to(tmp_path / "out")) for path in (tmp_path / "out").rglob("*.png"))
+    assert written == [f"{side}/night_{kind}.png" for side in ("left", "right")
+                       for kind in ("color", "exposure", "trainIds")]
+    for side, frame in (("left", first), ("right", second)):  # each exposure picture is its own frame's
+        exposure = cv2.imread(str(tmp_path / "out" / side / "night_exposure.png"))
+        assert exposure.shape == frame.shape
+
+
+def test_predict_names_inputs_of_one_stem_in_one_folder_by_their_extension(tmp_path, tiny_checkpoint):
+    (frame,) = night_frames(1, width=64, height=32)
+    for suffix in (".png", ".jpg"):
+        cv2.imwrite(str(tmp_path / f"night{suffix}"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    assert _predict(tmp_path, tiny_checkpoint, tmp_path / "night.png", tmp_path / "night.jpg") == 0
+    assert (tmp_path / "out" / "night_png_trainIds.png").is_file()
+    assert (tmp_path / "out" / "night_jpg_trainIds.png").is_file()
+
+
+def test_predict_never_replaces_earlier_results_unless_asked(tmp_path, tiny_checkpoint, capsys):
+    (frame,) = night_frames(1, width=64, height=32)
+    image = tmp_path / "night.png"
+    cv2.imwrite(str(image), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    (tmp_path / "out").mkdir()
+    kept = tmp_path / "out" / "night_trainIds.png"
+    kept.write_bytes(b"an earlier result")
+    assert _predict(tmp_path, tiny_checkpoint, image) == 2
+    error = capsys.readouterr().err
+    assert f"1 output file(s) in --out exist already ({kept}); pass --overwrite" in error
+    assert kept.read_bytes() == b"an earlier result"
+    assert not (tmp_path / "out" / "night_color.png").exists()  # refused before any work
+    assert _predict(tmp_path, tiny_checkpoint, image, extra=["--overwrite"]) == 0
+    assert cv2.imread(str(kept), cv2.IMREAD_UNCHANGED).shape == (32, 64)
+
+
+def test_stats_counts_the_exposure_of_a_folder_of_images_without_labels(tmp_path, capsys):
+    photos = tmp_path / "night-photos"
+    for index, frame in enumerate(night_frames(3, width=64, height=32)):
+        (photos / f"trip{index % 2}").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(photos / f"trip{index % 2}" / f"{index}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    assert main(["stats", "--data", str(photos), "--out", str(tmp_path / "figure4.png")]) == 0
+    out = capsys.readouterr().out
+    assert "no labels: image folder" in out and "label statistics (image/label pairs, share of ignored" in out
+    assert f"exposure of 3 train images in {photos}" in out and "[0.9, 1.0]" in out
+    assert (tmp_path / "figure4.png").stat().st_size > 0
+
+
+def test_stats_of_a_folder_without_images_names_both_problems(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["stats", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "figure4.png")]) == 2
+    error = capsys.readouterr().err
+    assert "images/train' does not exist" in error and "holds no .png/.jpg/.jpeg images" in error
+
+
+@pytest.mark.parametrize("dataset", ["acdc-night", "dark-zurich"])
+def test_synth_data_and_evaluate_in_a_night_benchmark_layout(tmp_path, tiny_checkpoint, dataset):
+    data = tmp_path / dataset
+    assert main(["synth-data", str(data), "--dataset", dataset, "--train", "1", "--val", "2", "--size", "64x32"]) == 0
+    assert main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(data), "--dataset", dataset,
+                 "--out", str(tmp_path / "report"), "--eval-size", "64x32", "--device", "cpu"]) == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["images"] == 2 and len(metrics["ef1"]) == 10

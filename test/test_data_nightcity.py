@@ -5,7 +5,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from cityscapesscripts.helpers.labels import labels as cityscapes_labels
 from helpers import snapshot
+from PIL import Image
 
 from egnet_core.data.imageio import read_label, read_rgb, write_rgb
 from egnet_core.data.labels import label_id_to_train_id
@@ -110,7 +112,8 @@ def test_the_share_of_ignored_pixels_is_reported_from_a_sample_and_warned_about_
     assert (summary.ignored, summary.sampled) == (0.75, 4)
     assert "75% of the pixels in a sample of 4 of the 4 label maps are ignored" in str(summary)
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "75% of the pixels in a sample of 4 of the 4 label maps" in warnings[0]
+    shares = [warning for warning in warnings if "of the pixels in a sample" in warning]
+    assert len(shares) == 1 and "75% of the pixels in a sample of 4 of the 4 label maps" in shares[0]
 
 
 def test_opening_reads_a_bounded_sample_and_errs_only_when_no_label_map_at_all_is_valid(tmp_path):
@@ -220,3 +223,67 @@ def test_loading_never_modifies_the_input_files(release):
         for split in ("train", "val"):
             list(NightCity(release, split, transform=transform))
     assert snapshot(release) == before
+
+
+def test_palette_label_pngs_are_read_as_their_indices(tmp_path):
+    """Label maps saved in palette mode (PIL's "P", with the Cityscapes colours) hold the ids as indices."""
+    write_rgb(tmp_path / "images" / "train" / "Tokyo_0000.png", np.zeros((2, 3, 3), np.uint8))
+    ids = np.array([[7, 26, 0], [33, 11, 23]], np.uint8)
+    palette = np.zeros((256, 3), np.uint8)
+    for label in cityscapes_labels:
+        if 0 <= label.id < 256:
+            palette[label.id] = label.color
+    picture = Image.fromarray(ids, mode="P")
+    picture.putpalette(palette.ravel().tolist())
+    (tmp_path / "label" / "train").mkdir(parents=True)
+    picture.save(tmp_path / "label" / "train" / "Tokyo_0000_labelIds.png")
+    np.testing.assert_array_equal(NightCity(tmp_path)[0].label, label_id_to_train_id(ids))
+
+
+def _naming_warnings(caplog):
+    return [record.getMessage() for record in caplog.records
+            if record.levelno == logging.WARNING and "that no" in record.getMessage()]
+
+
+def test_train_ids_in_label_id_files_are_named_with_the_values_and_the_fitting_name(tmp_path, caplog):
+    images, labels = tmp_path / "images" / "train", tmp_path / "label" / "train"
+    write_pair(images, labels, "Oslo_0000")  # road everywhere: label ids, fine
+    write_rgb(images / "Oslo_0001.png", np.zeros((2, 3, 3), np.uint8))
+    train_ids = np.array([[0, 1, 2], [13, 10, 255]], np.uint8)  # what the release's converters write
+    cv2.imwrite(str(labels / "Oslo_0001_labelIds.png"), train_ids)
+    with caplog.at_level(logging.WARNING, logger="egnet_core.data"):
+        NightCity(tmp_path, "train")
+    (warning,) = _naming_warnings(caplog)
+    assert "1 of the 2 sampled label maps" in warning
+    assert "Oslo_0001_labelIds.png holds [0, 1, 2, 10, 13, 255]: train ids, which *_trainIds.png would fit" in warning
+
+
+def test_label_ids_in_train_id_files_are_named_with_the_values_and_the_fitting_name(tmp_path, caplog):
+    for split in ("train", "val"):
+        write_rgb(tmp_path / split / "img" / "Seoul_0000.png", np.zeros((2, 3, 3), np.uint8))
+        (tmp_path / split / "lbl").mkdir()
+        label_ids = np.array([[7, 8, 11], [21, 23, 26]], np.uint8)
+        cv2.imwrite(str(tmp_path / split / "lbl" / "Seoul_0000_trainIds.png"), label_ids)
+    with caplog.at_level(logging.WARNING, logger="egnet_core.data"):
+        NightCity(tmp_path, "val", version="nightcity-fine")
+    (warning,) = _naming_warnings(caplog)
+    assert "Seoul_0000_trainIds.png holds [7, 8, 11, 21, 23, 26]: Cityscapes label ids, which *_labelIds.png " \
+           "would fit" in warning
+
+
+def test_labels_that_fit_their_names_raise_no_naming_warning(release, tmp_path, caplog):
+    fine = tmp_path / "nightcity-fine" / "val"
+    write_rgb(fine / "img" / "Seoul_0000.png", np.zeros((2, 3, 3), np.uint8))
+    (fine / "lbl").mkdir()
+    cv2.imwrite(str(fine / "lbl" / "Seoul_0000_trainIds.png"), np.array([[0, 18, 255]] * 2, np.uint8))
+    with caplog.at_level(logging.WARNING, logger="egnet_core.data"):
+        NightCity(release, "train"), NightCity(release, "val"), NightCity(tmp_path, "val", version="nightcity-fine")
+    assert not _naming_warnings(caplog)
+
+
+def test_the_release_count_is_logged_and_a_small_split_is_no_warning(release, caplog):
+    with caplog.at_level(logging.INFO, logger="egnet_core.data"):
+        NightCity(release, "train"), NightCity(release, "val")
+    assert "nightcity train: 3 image/label pairs (the release has 2,997)" in caplog.text
+    assert "nightcity val: 2 image/label pairs (the release has 1,300)" in caplog.text
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]

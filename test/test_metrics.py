@@ -152,7 +152,8 @@ def test_nothing_labelled_gives_nan_scores_without_warnings(average, updated):
         (np.zeros((2, 3), int), np.zeros((3, 2), int), np.zeros((2, 3)), "(2, 3), (3, 2) and (2, 3)"),
         (np.zeros((2, 3), int), np.zeros((2, 3), int), np.zeros((1, 2, 3)), "(1, 2, 3)"),
         (np.zeros(6, int), np.zeros(6, int), np.zeros(6), "(6,)"),
-        (np.full((2, 3), 19), np.zeros((2, 3), int), np.zeros((2, 3)), "got 19"),
+        (np.full((2, 3), 19), np.zeros((2, 3), int), np.zeros((2, 3)), "0..18 or 255 (no prediction), got 19"),
+        (np.full((2, 3), 254), np.zeros((2, 3), int), np.zeros((2, 3)), "got 254"),
         (np.full((2, 3), -1), np.zeros((2, 3), int), np.zeros((2, 3)), "got -1"),
         (np.zeros((2, 3)), np.zeros((2, 3), int), np.zeros((2, 3)), "float64"),
         (np.zeros((2, 3), int), np.zeros((2, 3), int), np.full((2, 3), 1.5), "1.5"),
@@ -233,3 +234,80 @@ def test_confusion_lives_on_the_device_of_the_predictions():
 
     assert on_gpu.confusion.device.type == "cuda"
     assert torch.equal(on_gpu.confusion.cpu(), on_cpu.confusion)
+
+
+def mmsegmentation_iou(pred, target, num_classes, ignore_index=IGNORE_INDEX):
+    """IoU and aAcc as mmsegmentation's ``intersect_and_union`` and ``total_area_to_metrics`` count them, written
+    out by hand: only ground truth ``ignore_index`` is dropped; class areas are histograms over 0..C-1, so a
+    prediction outside the classes (255) falls in no bin and intersects nothing."""
+    keep = target != ignore_index
+    pred, target = pred[keep], target[keep]
+    bins = np.arange(num_classes + 1)
+    intersect = np.histogram(pred[pred == target], bins=bins)[0]
+    area_pred = np.histogram(pred, bins=bins)[0]
+    area_label = np.histogram(target, bins=bins)[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return intersect / (area_pred + area_label - intersect), intersect.sum() / area_label.sum()
+
+
+def test_a_prediction_of_255_is_a_miss_scored_as_mmsegmentation_scores_it():
+    # What the ROS node writes below its confidence threshold: 255 where the model is unsure.
+    pred = np.array([[0, 255, 1, 1, 255, 2], [2, 2, 255, 0, 1, 255]])
+    target = np.array([[0, 0, 1, 1, 1, 2], [2, 1, IGNORE_INDEX, 0, 0, 255]])
+    evaluator = SegmentationEvaluator(num_classes=3)
+    evaluator.update(pred, target, np.full(pred.shape, 0.5))
+    scores = evaluator.compute()
+
+    # By hand: class 0 has 4 labelled pixels (2 hits, 1 miss, 1 taken for class 1); class 1 has 4 (2 hits, 1 miss,
+    # 1 taken for class 2); class 2 has 2 (2 hits) and 1 false positive. Predicted: 0 twice, 1 three times, 2 three.
+    np.testing.assert_allclose(scores.iou, [2 / (4 + 2 - 2), 2 / (4 + 3 - 2), 2 / (2 + 3 - 2)])
+    assert scores.pixel_accuracy == pytest.approx(6 / 10)
+    expected_iou, expected_accuracy = mmsegmentation_iou(pred, target, 3)
+    np.testing.assert_allclose(scores.iou, expected_iou)
+    assert scores.pixel_accuracy == pytest.approx(expected_accuracy)
+    np.testing.assert_array_equal(evaluator.missed.sum(axis=0), [1, 1, 0])
+    assert evaluator.labelled_pixels == 10 and int(evaluator.confusion.sum()) == 8
+
+
+def test_misses_match_mmsegmentation_on_random_maps():
+    rng = np.random.default_rng(5)
+    target = rng.integers(0, 4, (3, 20, 30))
+    pred = np.where(rng.random(target.shape) < 0.5, target, rng.integers(0, 4, target.shape))
+    pred[rng.random(target.shape) < 0.2] = IGNORE_INDEX
+    target[rng.random(target.shape) < 0.1] = IGNORE_INDEX
+    evaluator = SegmentationEvaluator(num_classes=4)
+    evaluator.update(torch.from_numpy(pred).to(torch.uint8), target, rng.random(target.shape))
+    scores = evaluator.compute()
+    expected_iou, expected_accuracy = mmsegmentation_iou(pred, target, 4)
+    np.testing.assert_allclose(scores.iou, expected_iou)
+    assert scores.pixel_accuracy == pytest.approx(expected_accuracy)
+
+
+@pytest.mark.parametrize("average", ["micro", "macro", "weighted"])
+def test_ef1_counts_a_miss_against_recall_only_as_sklearn_does(average):
+    _, pred, target, exposure = accumulated(np.random.default_rng(3))
+    rng = np.random.default_rng(4)
+    unsure = np.where(rng.random(pred.shape) < 0.15, IGNORE_INDEX, pred)
+    evaluator = SegmentationEvaluator(num_classes=NUM_CLASSES)
+    evaluator.update(unsure[None], target[None], exposure[None])
+    scores = evaluator.compute(average)
+
+    bins = np.clip(np.floor(exposure * 10), 0, 9)
+    for g in set(bins[target != IGNORE_INDEX].astype(int).tolist()):
+        mask = (bins == g) & (target != IGNORE_INDEX)
+        truth, guess = target[mask], unsure[mask]
+        # Only the classes count: a pixel predicted as 255 is a false negative of its class and no one's positive.
+        labels = np.setdiff1d(np.union1d(truth, guess), [IGNORE_INDEX])
+        options = dict(average=average, labels=labels, zero_division=0)
+        p, r = precision_score(truth, guess, **options), recall_score(truth, guess, **options)
+        assert scores.precision[g] == pytest.approx(p) and scores.recall[g] == pytest.approx(r)
+        assert scores.ef1[g] == pytest.approx(2 * p * r / (p + r) if p + r else 0.0)
+
+
+def test_a_bin_with_only_misses_scores_zero_not_nan():
+    evaluator = SegmentationEvaluator(num_classes=2)
+    evaluator.update(np.array([[255, 255, 1]]), np.array([[0, 1, 1]]), np.array([[0.05, 0.05, 0.95]]))
+    scores = evaluator.compute()
+    assert (scores.precision[0], scores.recall[0], scores.ef1[0]) == (0.0, 0.0, 0.0)
+    assert scores.ef1[9] == 1.0 and scores.mef1 == pytest.approx(0.5)
+    np.testing.assert_allclose(scores.iou, [0.0, 0.5])

@@ -1,5 +1,5 @@
-"""The synthetic night scenes: NightCity's on-disk layout, determinism, a Figure 4-like exposure histogram,
-labels that sit where the drawn things are, and clear errors for bad arguments."""
+"""The synthetic night scenes: the on-disk layouts of NightCity, Cityscapes, ACDC and Dark Zurich, determinism,
+a Figure 4-like exposure histogram, labels that sit where the drawn things are, and clear errors for bad arguments."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ import pytest
 
 from egnet_core.data.exposure import NUM_BINS, exposure_bins, exposure_map
 from egnet_core.data.labels import IGNORE_INDEX, LABEL_IDS, colorize, label_id_to_train_id
-from egnet_core.data.synthetic import NightScene, SyntheticDataset, render_night_scene, write_nightcity
+from egnet_core.data.synthetic import (
+    NightScene,
+    SyntheticDataset,
+    render_night_scene,
+    write_acdc_night,
+    write_cityscapes,
+    write_dark_zurich,
+    write_nightcity,
+)
 
 DRAWN_CLASSES = ("road", "sidewalk", "building", "pole", "traffic light", "traffic sign", "vegetation", "sky",
                  "person", "car")
@@ -178,3 +186,50 @@ def test_writes_into_an_existing_empty_directory(tmp_path):
 
     assert dataset.root == tmp_path
     assert (tmp_path / "NightCity-images/images/train/Chicago_0000.png").is_file()
+
+
+def test_writes_cityscapes_release_layout(tmp_path):
+    dataset = write_cityscapes(tmp_path / "cityscapes", train=2, val=1, width=64, height=32, seed=0)
+    assert dataset.dataset == "cityscapes"
+    expected = set()
+    for split, city, stem in (("train", "aachen", "aachen_000000_000019"), ("train", "bremen", "bremen_000001_000019"),
+                              ("val", "munster", "munster_000002_000019")):
+        expected |= {f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png",
+                     f"gtFine/{split}/{city}/{stem}_gtFine_labelIds.png",
+                     f"gtFine/{split}/{city}/{stem}_gtFine_color.png"}
+    assert set(_files(dataset.root)) == expected
+
+
+def test_writes_acdc_night_release_layout(tmp_path):
+    dataset = write_acdc_night(tmp_path / "acdc", train=2, val=1, width=64, height=32, seed=0)
+    assert dataset.dataset == "acdc-night"
+    expected = set()
+    for split, sequence, index in (("train", "GOPR0351", 0), ("train", "GOPR0355", 1), ("val", "GOPR0594", 2)):
+        stem = f"{sequence}_frame_{index:06d}"
+        expected |= {f"rgb_anon/night/{split}/{sequence}/{stem}_rgb_anon.png"}
+        expected |= {f"gt/night/{split}/{sequence}/{stem}_gt_{kind}.png"
+                     for kind in ("labelTrainIds", "labelIds", "labelColor")}
+    assert set(_files(dataset.root)) == expected
+
+
+def test_writes_dark_zurich_release_layout_with_unlabelled_train_images(tmp_path):
+    dataset = write_dark_zurich(tmp_path / "dark_zurich", train=1, val=2, width=64, height=32, seed=0)
+    assert dataset.dataset == "dark-zurich"
+    expected = {"rgb_anon/train/night/GOPR0002/GOPR0002_frame_000000_rgb_anon.png"}
+    for index in (1, 2):
+        stem = f"GOPR0356_frame_{index:06d}"
+        expected |= {f"rgb_anon/val/night/GOPR0356/{stem}_rgb_anon.png"}
+        expected |= {f"gt/val/night/GOPR0356/{stem}_gt_{kind}.png"
+                     for kind in ("labelTrainIds", "labelIds", "labelColor")}
+    assert set(_files(dataset.root)) == expected
+
+
+def test_every_layout_holds_the_same_scenes_and_train_ids_where_it_says(tmp_path):
+    write_nightcity(tmp_path / "n", train=1, val=1, width=64, height=32, seed=4)
+    write_acdc_night(tmp_path / "a", train=1, val=1, width=64, height=32, seed=4)
+    image = cv2.imread(str(tmp_path / "n/NightCity-images/images/val/LosAngeles_0001.png"))
+    label_ids = cv2.imread(str(tmp_path / "n/NightCity-label/label/val/LosAngeles_0001_labelIds.png"), -1)
+    acdc = tmp_path / "a/rgb_anon/night/val/GOPR0594/GOPR0594_frame_000001_rgb_anon.png"
+    np.testing.assert_array_equal(cv2.imread(str(acdc)), image)
+    train_ids = tmp_path / "a/gt/night/val/GOPR0594/GOPR0594_frame_000001_gt_labelTrainIds.png"
+    np.testing.assert_array_equal(cv2.imread(str(train_ids), -1), label_id_to_train_id(label_ids))

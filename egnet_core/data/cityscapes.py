@@ -3,9 +3,12 @@
 Layout, as unpacked from ``leftImg8bit_trainvaltest.zip`` and ``gtFine_trainvaltest.zip``::
 
     root/leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
-    root/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png   (or _gtFine_trainIds.png)
+    root/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
 
-The other gtFine files (``_color``, ``_instanceIds``, ``_polygons.json``) are skipped. "C + N" is
+Train-id labels are read as they are, under the name cityscapesscripts' ``createTrainIdLabelImgs`` and
+mmsegmentation write, ``_gtFine_labelTrainIds.png`` (or ``_gtFine_trainIds.png``); a split holding both kinds is
+read from its ``_labelIds`` files. The other gtFine files (``_color``, ``_instanceIds``, ``_polygons.json``) are
+skipped. City folders may be links (to other disks, say): they are followed. "C + N" is
 ``torch.utils.data.ConcatDataset([Cityscapes(...), NightCity(...)])``: both hand out the same samples.
 """
 
@@ -14,7 +17,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from egnet_core.data.nightcity import LABEL_IDS, TRAIN_IDS, LabelledImageFolder, Transform, check_split, require_folders
+from egnet_core.data.nightcity import LabelledImageFolder, Transform, check_split, require_folders
+
+# Image/label pairs per split of leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip.
+RELEASE = {"train": 2975, "val": 500}
 
 
 class Cityscapes(LabelledImageFolder):
@@ -31,7 +37,8 @@ class Cityscapes(LabelledImageFolder):
             dataset="cityscapes",
             split=split,
             image_suffix="_leftImg8bit.png",
-            label_suffixes=(f"_gtFine_{LABEL_IDS}.png", f"_gtFine_{TRAIN_IDS}.png"),
+            label_suffixes=("_gtFine_labelIds.png", "_gtFine_labelTrainIds.png", "_gtFine_trainIds.png"),
             recursive=True,
+            release=RELEASE[split],
             transform=transform,
         )

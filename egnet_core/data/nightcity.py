@@ -11,8 +11,8 @@ because evaluation compares at the label's resolution. Its train split is NightC
 reads ``root/nightcity-fine/{train,val}/{img,lbl}/`` with ``<name>.png`` and ``<name>_trainIds.png``.
 
 The published lists hold 2,997 train / 1,300 val images (the paper says 2,998 / 1,299) and NightCity+'s val
-holds one train image (Dubai_0016), so no counts are asserted here; ``duplicates_between_splits`` finds such
-overlaps.
+holds one train image (Dubai_0016), so no counts are asserted here; opening a split logs the pairs found next to
+the release's count (``RELEASE``), and ``duplicates_between_splits`` finds overlaps.
 
 ``LabelledImageFolder`` is the pairing and loading shared with ``cityscapes.Cityscapes``.
 """
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from egnet_core.data.folders import files_below
 from egnet_core.data.imageio import read_label, read_rgb
 from egnet_core.data.labels import IGNORE_INDEX, NUM_CLASSES, label_id_to_train_id
 from egnet_core.data.sample import RawSample
@@ -38,6 +39,15 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "val")
 VERSIONS = ("nightcity", "nightcity+", "nightcity-fine")
 LABEL_IDS, TRAIN_IDS = "labelIds", "trainIds"
+# Label file endings by what they hold: cityscapesscripts' createTrainIdLabelImgs, mmsegmentation, ACDC and Dark
+# Zurich write ``_labelTrainIds.png``; NightCity-fine writes ``_trainIds.png``.
+LABEL_FORMATS = {"_labelIds.png": LABEL_IDS, "_trainIds.png": TRAIN_IDS, "_labelTrainIds.png": TRAIN_IDS}
+MAX_LABEL_ID = 33  # the largest Cityscapes label id (bicycle); -1 (licence plate) is never stored
+# Image/label pairs per split in the published release, where the count is known.
+RELEASE = {"nightcity": {"train": 2997, "val": 1300}, "nightcity+": {"train": 2997}}
+# A split with at least this share of its release's pairs, but not all, is warned about (a city folder missing);
+# a smaller one is taken for a deliberate subset (a debug split, generated data) and only logged.
+SHORT_WARNING = 0.5
 _SHOWN_FILES = 10  # how many offending files an error lists
 # Label maps read when a data set is opened, evenly spaced: about 0.3 s at 1024×512, whatever the split size.
 SAMPLED_LABELS = 32
@@ -62,6 +72,7 @@ class DatasetSummary:
     dataset: str
     split: str
     images: int  # image/label pairs
+    release: int | None  # pairs in the published release, None where unknown
     skipped: int  # files in the two folders that are neither (README.txt, .DS_Store, colour labels, ...)
     image_dir: Path
     label_dir: Path
@@ -70,20 +81,29 @@ class DatasetSummary:
     sampled: int  # label maps read for ``ignored``, evenly spaced over the sorted pairs
 
     def __str__(self) -> str:
+        release = "" if self.release is None else f" (the release has {self.release:,})"
         return (
-            f"{self.dataset} {self.split}: {self.images} images in {self.image_dir} with {self.label_format} "
-            f"labels in {self.label_dir} ({self.skipped} other files skipped); {self.ignored:.0%} of the pixels "
-            f"in a sample of {self.sampled} of the {self.images} label maps are ignored"
+            f"{self.dataset} {self.split}: {self.images:,} image/label pairs{release} in {self.image_dir} with "
+            f"{self.label_format} labels in {self.label_dir} ({self.skipped} other files skipped); "
+            f"{self.ignored:.0%} of the pixels in a sample of {self.sampled} of the {self.images} label maps are "
+            "ignored"
         )
+
+    @property
+    def short(self) -> bool:
+        """Fewer pairs than the release, but enough to be meant as the release: something was not found."""
+        return self.release is not None and SHORT_WARNING * self.release <= self.images < self.release
 
 
 class LabelledImageFolder(Dataset):
     """Images paired by file name with label maps; ``__getitem__`` gives ``transform(RawSample)``.
 
     An image ``<key><image_suffix>`` pairs with ``<key><label_suffix>``, where the key is the path below the
-    split folder. The label suffix is the first of ``label_suffixes`` that any file in ``label_dir`` carries;
-    it must end in ``_labelIds.png`` (raw Cityscapes ids, converted) or ``_trainIds.png`` (used as they are).
-    Label maps must have their image's size times one of ``label_scales``.
+    split folder (links to folders followed, see ``folders.files_below``). The label suffix is the first of
+    ``label_suffixes`` that any file in ``label_dir`` carries; it must end in one of ``LABEL_FORMATS``:
+    ``_labelIds.png`` (raw Cityscapes ids, converted), ``_trainIds.png`` or ``_labelTrainIds.png`` (used as they
+    are). Label maps must have their image's size times one of ``label_scales``. ``release`` is the number of
+    pairs the published split has, for the log line that says how many were found.
     """
 
     def __init__(
@@ -97,6 +117,7 @@ class LabelledImageFolder(Dataset):
         label_suffixes: Sequence[str],
         recursive: bool = False,
         label_scales: Sequence[int] = (1,),
+        release: int | None = None,
         transform: Transform | None = None,
     ) -> None:
         image_files, skipped_images = _list_files(image_dir, (image_suffix,), recursive)
@@ -109,23 +130,27 @@ class LabelledImageFolder(Dataset):
             f"<name>{image_suffix} in {image_dir}",
             f"<name>{label_suffix} in {label_dir}",
         )
-        self._train_ids = label_suffix.endswith(f"_{TRAIN_IDS}.png")
+        label_format = label_format_of(label_suffix)
+        self._train_ids = label_format == TRAIN_IDS
+        self._label_suffixes = tuple(label_suffixes)
         self._label_scales = tuple(label_scales)
         self.transform = transform
-        sampled, ignored, values = self._sample_ignored()
+        sampled, ignored, values = self._sample_labels()
         self.summary = DatasetSummary(
             dataset=dataset,
             split=split,
             images=len(self._pairs),
+            release=release,
             skipped=len(skipped_images) + len(skipped_labels),
             image_dir=image_dir,
             label_dir=label_dir,
-            label_format=TRAIN_IDS if self._train_ids else LABEL_IDS,
+            label_format=label_format,
             ignored=ignored,
             sampled=len(sampled),
         )
         self._check_labels(sampled, values)
-        logger.info("%s", self.summary)
+        self._check_naming(values)
+        self._log_summary()
 
     @property
     def names(self) -> list[str]:
@@ -142,31 +167,32 @@ class LabelledImageFolder(Dataset):
         sample = RawSample(image=image, label=self._to_train_ids(label), name=pair.name)
         return sample if self.transform is None else self.transform(sample)
 
-    def _sample_ignored(self) -> tuple[set[int], float, list[int]]:
+    def _sample_labels(self) -> tuple[set[int], float, dict[Path, np.ndarray]]:
         """Indices of up to SAMPLED_LABELS label maps spread over the split, the share of their pixels that are
-        ignored, and the distinct stored values (up to 10) when they hold no valid label."""
+        ignored, and the distinct values stored in each of them."""
         sampled = set(np.linspace(0, len(self) - 1, min(SAMPLED_LABELS, len(self))).round().astype(int).tolist())
         ignored = total = 0
-        values: set[int] = set()
-        for index in sampled:
-            stored = read_label(self._pairs[index].label)
+        values: dict[Path, np.ndarray] = {}
+        for index in sorted(sampled):
+            path = self._pairs[index].label
+            stored = read_label(path)
             ignored += np.count_nonzero(self._to_train_ids(stored) == IGNORE_INDEX)
             total += stored.size
-            if ignored == total:
-                values.update(np.unique(stored).tolist())
-        return sampled, ignored / max(total, 1), sorted(values)[:10]  # enough to recognise a label format
+            values[path] = np.flatnonzero(np.bincount(stored.ravel(), minlength=256))
+        return sampled, ignored / max(total, 1), values
 
     def _has_valid_label(self, index: int) -> bool:
         return bool((self._to_train_ids(read_label(self._pairs[index].label)) != IGNORE_INDEX).any())
 
-    def _check_labels(self, sampled: set[int], values: list[int]) -> None:
+    def _check_labels(self, sampled: set[int], values: dict[Path, np.ndarray]) -> None:
         """Refuse a split without a single valid label (cross-entropy 0 at every step, mIoU NaN); warn about one
         that is mostly ignored. Only when the sample holds no valid label are the other label maps read."""
         summary, expected = self.summary, _VALID_VALUES[self.summary.label_format]
         if summary.ignored == 1.0 and not any(self._has_valid_label(i) for i in range(len(self)) if i not in sampled):
+            stored = sorted(set(np.concatenate(list(values.values())).tolist()))[:10]  # enough to recognise a format
             raise ValueError(
                 f"{summary.dataset} {summary.split}: none of the {len(self)} label maps in {summary.label_dir} has "
-                f"a valid label (the {len(sampled)} sampled hold only the values {values}), so there is nothing to "
+                f"a valid label (the {len(sampled)} sampled hold only the values {stored}), so there is nothing to "
                 f"train on or score; {summary.label_format} maps must hold {expected}"
             )
         if summary.ignored > IGNORED_WARNING:
@@ -174,6 +200,48 @@ class LabelledImageFolder(Dataset):
                 "%s %s: %.0f%% of the pixels in a sample of %d of the %d label maps in %s are ignored (255, or not "
                 "one of the %d classes); %s maps must hold %s", summary.dataset, summary.split, 100 * summary.ignored,
                 len(sampled), len(self), summary.label_dir, NUM_CLASSES, summary.label_format, expected,
+            )
+
+    def _check_naming(self, values: dict[Path, np.ndarray]) -> None:
+        """Warn about sampled label maps holding values that their names rule out: train ids (with 255) in a
+        ``_labelIds.png`` file, label ids of 19 and above in a train-id file. Either is read as the wrong classes.
+
+        A train-id map without a single 255 pixel holds only valid label ids, so it cannot be told apart.
+        """
+        summary = self.summary
+        wrong = {path: stored for path, stored in values.items() if _misfits(stored, summary.label_format).size}
+        if not wrong:
+            return
+        shown = "; ".join(
+            f"{path.name} holds {stored[:12].tolist()}{' ...' if len(stored) > 12 else ''}: "
+            f"{self._fitting_naming(stored)}"
+            for path, stored in list(wrong.items())[:_SHOWN_FILES]
+        )
+        logger.warning(
+            "%s %s: %d of the %d sampled label maps in %s hold values that no %s map holds (%s); their classes "
+            "would be misread. %s. Rename the files, or convert them, so that name and contents agree",
+            summary.dataset, summary.split, len(wrong), len(values), summary.label_dir, summary.label_format,
+            _VALID_VALUES[summary.label_format], shown,
+        )
+
+    def _fitting_naming(self, stored: np.ndarray) -> str:
+        """Which naming these values would fit, with the suffix this data set reads for it."""
+        for label_format, kind in ((TRAIN_IDS, "train ids"), (LABEL_IDS, "Cityscapes label ids")):
+            if not _misfits(stored, label_format).size:
+                suffixes = [s for s in self._label_suffixes if label_format_of(s) == label_format]
+                named = f"*{suffixes[0]}" if suffixes else f"a *{label_format}.png name"
+                return f"{kind}, which {named} would fit"
+        return "neither train ids (0-18, 255) nor Cityscapes label ids (0-33)"
+
+    def _log_summary(self) -> None:
+        summary = self.summary
+        logger.info("%s", summary)
+        if summary.short:
+            logger.warning(
+                "%s %s: %d image/label pairs found, %d fewer than the release's %d; was a folder not unpacked, not "
+                "readable, or left out (see the lines above)? Scores on this split are not comparable with "
+                "published ones", summary.dataset, summary.split, summary.images, summary.release - summary.images,
+                summary.release,
             )
 
     def _to_train_ids(self, label: np.ndarray) -> np.ndarray:
@@ -236,6 +304,7 @@ class NightCity(LabelledImageFolder):
             image_suffix=".png",
             label_suffixes=(f"_{LABEL_IDS}.png", f"_{TRAIN_IDS}.png"),
             label_scales=label_scales,
+            release=RELEASE.get(version, {}).get(split),
             transform=transform,
         )
 
@@ -244,6 +313,21 @@ _VALID_VALUES = {
     LABEL_IDS: "Cityscapes label ids of the 19 classes (7 road ... 33 bicycle)",
     TRAIN_IDS: "train ids 0-18",
 }
+
+
+def label_format_of(suffix: str) -> str:
+    """LABEL_IDS or TRAIN_IDS, from the ending of a label file name (one of ``LABEL_FORMATS``)."""
+    for ending, label_format in LABEL_FORMATS.items():
+        if suffix.endswith(ending):
+            return label_format
+    raise ValueError(f"label suffix {suffix!r} must end in one of {', '.join(LABEL_FORMATS)}")
+
+
+def _misfits(stored: np.ndarray, label_format: str) -> np.ndarray:
+    """The stored values that a label map of ``label_format`` never holds."""
+    if label_format == TRAIN_IDS:
+        return stored[(stored >= NUM_CLASSES) & (stored != IGNORE_INDEX)]
+    return stored[stored > MAX_LABEL_ID]
 
 
 def duplicates_between_splits(train: LabelledImageFolder, val: LabelledImageFolder) -> list[str]:
@@ -260,6 +344,16 @@ def require_folders(image_dir: Path, label_dir: Path, layouts: str) -> None:
     for kind, folder in (("image", image_dir), ("label", label_dir)):
         if not folder.is_dir():
             raise FileNotFoundError(f"{kind} folder {str(folder)!r} does not exist; layouts accepted: {layouts}")
+
+
+def nightcity_folders(root: Path, split: str, version: str = "nightcity") -> tuple[Path, Path]:
+    """The image and label folders of a split in ``version``'s layout (NightCity+ val: its default label folder)."""
+    if version == "nightcity-fine":
+        return _fine_folders(root, split)
+    image_dir, label_dir = _release_folders(root, split)
+    if version == "nightcity+" and split == "val":
+        label_dir = root / "NightCity+" / "label" / "val"
+    return image_dir, label_dir
 
 
 def _release_folders(root: Path, split: str) -> tuple[Path, Path]:
@@ -279,7 +373,7 @@ def _list_files(folder: Path, suffixes: Sequence[str], recursive: bool) -> tuple
 
     Hidden files are skipped too: macOS leaves ``._<name>.png`` resource forks that are not images.
     """
-    files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file())
+    files = files_below(folder) if recursive else sorted(p for p in folder.iterdir() if p.is_file())
     is_wanted = [p.name.endswith(tuple(suffixes)) and not p.name.startswith(".") for p in files]
     wanted = [p for p, keep in zip(files, is_wanted) if keep]
     skipped = [p for p, keep in zip(files, is_wanted) if not keep]

@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 MIN_WIDTH, MIN_HEIGHT = 64, 32
 # Cities the paper collected NightCity from; file names carry them as the release does.
 CITIES = ("Chicago", "LosAngeles", "NewYork", "HongKong", "London", "Tokyo", "Toronto")
+# Some of Cityscapes' train and val cities (folder and file names are lower case in the release).
+CITYSCAPES_CITIES = {"train": ("aachen", "bremen", "zurich"), "val": ("frankfurt", "lindau", "munster")}
+# Recording names of the form ACDC and Dark Zurich use (GoPro files); Dark Zurich's labelled val is GOPR0356.
+ACDC_SEQUENCES = {"train": ("GOPR0351", "GOPR0355"), "val": ("GOPR0594",)}
+DARK_ZURICH_SEQUENCES = {"train": ("GOPR0002", "GOPR0003"), "val": ("GOPR0356",)}
 
 _ROAD, _SIDEWALK, _BUILDING, _POLE = (LABEL_IDS[n] for n in ("road", "sidewalk", "building", "pole"))
 _TRAFFIC_LIGHT, _TRAFFIC_SIGN = LABEL_IDS["traffic light"], LABEL_IDS["traffic sign"]
@@ -53,12 +58,13 @@ class NightScene:
 
 @dataclass(frozen=True)
 class SyntheticDataset:
-    """What ``write_nightcity`` wrote, laid out like the NightCity release."""
+    """What a ``write_*`` function wrote, laid out like the release of ``dataset``."""
 
     root: Path
     train: int  # number of training images
     val: int  # number of validation images
     size: tuple[int, int]  # (width, height)
+    dataset: str = "nightcity"  # the data set name whose layout it has, as configs and the CLI name it
 
 
 # ------------------------------------------------------------------------------------------ camera, light, canvas
@@ -775,8 +781,107 @@ def write_nightcity(
     ``out_dir/NightCity-label/label/{train,val}/<City>_<NNNN>_labelIds.png`` the label ids and
     ``out_dir/NightCity-label/color/{train,val}/<City>_<NNNN>_color.png`` their Cityscapes colours.
     NNNN runs on from train into val, so no name repeats. ``out_dir`` must be new or empty. Image ``i`` is
-    ``render_night_scene(np.random.default_rng(np.random.SeedSequence(seed).spawn(i + 1)[i]))``, whatever the counts.
+    ``render_night_scene(np.random.default_rng(np.random.SeedSequence(seed).spawn(i + 1)[i]))``, whatever the counts,
+    and the same in every layout.
     """
+
+    def write(root: Path, split: str, index: int, scene: NightScene) -> None:
+        name = f"{CITIES[index % len(CITIES)]}_{index:04d}"
+        images, labels = root / "NightCity-images", root / "NightCity-label"
+        _write_rgb(images / "images" / split / f"{name}.png", scene.image)
+        _write_png(labels / "label" / split / f"{name}_labelIds.png", scene.label_ids)
+        _write_rgb(labels / "color" / split / f"{name}_color.png", _colour(scene))
+
+    return _write_dataset("nightcity", out_dir, train, val, width, height, seed, write)
+
+
+def write_cityscapes(
+    out_dir: str | Path, *, train: int = 8, val: int = 4, width: int = 1024, height: int = 512, seed: int = 0
+) -> SyntheticDataset:
+    """Write synthetic scenes in Cityscapes' layout (``leftImg8bit_trainvaltest.zip``, ``gtFine_trainvaltest.zip``)::
+
+        out_dir/leftImg8bit/{train,val}/<city>/<city>_<NNNNNN>_000019_leftImg8bit.png
+        out_dir/gtFine/{train,val}/<city>/<city>_<NNNNNN>_000019_gtFine_labelIds.png   (and _gtFine_color.png)
+
+    Cities are the release's, train and val apart; the sequence number runs on from train into val, and 000019 is
+    the frame Cityscapes annotates in each sequence. Otherwise as ``write_nightcity`` (night scenes, not day).
+    """
+
+    def write(root: Path, split: str, index: int, scene: NightScene) -> None:
+        cities = CITYSCAPES_CITIES[split]
+        city = cities[index % len(cities)]
+        name = f"{city}_{index:06d}_000019"
+        _write_rgb(root / "leftImg8bit" / split / city / f"{name}_leftImg8bit.png", scene.image)
+        labels = root / "gtFine" / split / city
+        _write_png(labels / f"{name}_gtFine_labelIds.png", scene.label_ids)
+        _write_rgb(labels / f"{name}_gtFine_color.png", _colour(scene))
+
+    return _write_dataset("cityscapes", out_dir, train, val, width, height, seed, write)
+
+
+def write_acdc_night(
+    out_dir: str | Path, *, train: int = 8, val: int = 4, width: int = 1024, height: int = 512, seed: int = 0
+) -> SyntheticDataset:
+    """Write synthetic scenes in the layout of ACDC's night condition (``rgb_anon_trainvaltest.zip`` and
+    ``gt_trainval.zip`` unpacked side by side)::
+
+        out_dir/rgb_anon/night/{train,val}/<sequence>/<sequence>_frame_<NNNNNN>_rgb_anon.png
+        out_dir/gt/night/{train,val}/<sequence>/<sequence>_frame_<NNNNNN>_gt_labelTrainIds.png
+            (and _gt_labelIds.png, _gt_labelColor.png)
+
+    Sequences are GoPro recording names (``GOPR<NNNN>``), train and val apart; the frame number runs on from
+    train into val. Otherwise as ``write_nightcity``.
+    """
+
+    def write(root: Path, split: str, index: int, scene: NightScene) -> None:
+        sequences = ACDC_SEQUENCES[split]
+        sequence = sequences[index % len(sequences)]
+        name = f"{sequence}_frame_{index:06d}"
+        _write_rgb(root / "rgb_anon" / "night" / split / sequence / f"{name}_rgb_anon.png", scene.image)
+        _write_eth_labels(root / "gt" / "night" / split / sequence / name, scene)
+
+    return _write_dataset("acdc-night", out_dir, train, val, width, height, seed, write)
+
+
+def write_dark_zurich(
+    out_dir: str | Path, *, train: int = 8, val: int = 4, width: int = 1024, height: int = 512, seed: int = 0
+) -> SyntheticDataset:
+    """Write synthetic scenes in Dark Zurich's layout (``Dark_Zurich_val_anon.zip`` and the night part of
+    ``Dark_Zurich_train_anon.zip`` unpacked into one root)::
+
+        out_dir/rgb_anon/val/night/GOPR0356/GOPR0356_frame_<NNNNNN>_rgb_anon.png
+        out_dir/gt/val/night/GOPR0356/GOPR0356_frame_<NNNNNN>_gt_labelTrainIds.png
+            (and _gt_labelIds.png, _gt_labelColor.png)
+        out_dir/rgb_anon/train/night/<sequence>/<sequence>_frame_<NNNNNN>_rgb_anon.png     (no labels, as released)
+
+    The release's val split is the one recording GOPR0356. Otherwise as ``write_nightcity``.
+    """
+
+    def write(root: Path, split: str, index: int, scene: NightScene) -> None:
+        sequences = DARK_ZURICH_SEQUENCES[split]
+        sequence = sequences[index % len(sequences)]
+        name = f"{sequence}_frame_{index:06d}"
+        _write_rgb(root / "rgb_anon" / split / "night" / sequence / f"{name}_rgb_anon.png", scene.image)
+        if split == "val":
+            _write_eth_labels(root / "gt" / split / "night" / sequence / name, scene)
+
+    return _write_dataset("dark-zurich", out_dir, train, val, width, height, seed, write)
+
+
+# The writers by the data set name that configs and the command line use.
+WRITERS: dict[str, Callable[..., SyntheticDataset]] = {
+    "nightcity": write_nightcity,
+    "cityscapes": write_cityscapes,
+    "acdc-night": write_acdc_night,
+    "dark-zurich": write_dark_zurich,
+}
+
+
+def _write_dataset(
+    dataset: str, out_dir: str | Path, train: int, val: int, width: int, height: int, seed: int,
+    write: Callable[[Path, str, int, NightScene], None],
+) -> SyntheticDataset:
+    """Check the arguments, then render scene ``index`` of ``train + val`` and ``write(root, split, index, scene)``."""
     root = Path(out_dir)
     _check_size(width, height)
     if train < 0 or val < 0 or train + val < 1:
@@ -785,9 +890,10 @@ def write_nightcity(
         raise ValueError(f"refusing to write the synthetic data set into {root}: it is not an empty directory")
     for index, child in enumerate(np.random.SeedSequence(seed).spawn(train + val)):
         scene = render_night_scene(np.random.default_rng(child), width=width, height=height)
-        _write_scene(root, "train" if index < train else "val", f"{CITIES[index % len(CITIES)]}_{index:04d}", scene)
-    logger.info("wrote %d train and %d val synthetic scenes of %dx%d to %s", train, val, width, height, root)
-    return SyntheticDataset(root=root, train=train, val=val, size=(width, height))
+        write(root, "train" if index < train else "val", index, scene)
+    logger.info("wrote %d train and %d val synthetic scenes of %dx%d in %s's layout to %s", train, val, width,
+                height, dataset, root)
+    return SyntheticDataset(root=root, train=train, val=val, size=(width, height), dataset=dataset)
 
 
 def _check_size(width: int, height: int) -> None:
@@ -795,12 +901,19 @@ def _check_size(width: int, height: int) -> None:
         raise ValueError(f"scene size must be at least {MIN_WIDTH}x{MIN_HEIGHT}, got {width}x{height}")
 
 
-def _write_scene(root: Path, split: str, name: str, scene: NightScene) -> None:
-    images, labels = root / "NightCity-images", root / "NightCity-label"
-    colour = colorize(label_id_to_train_id(scene.label_ids))
-    _write_png(images / "images" / split / f"{name}.png", cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
-    _write_png(labels / "label" / split / f"{name}_labelIds.png", scene.label_ids)
-    _write_png(labels / "color" / split / f"{name}_color.png", cv2.cvtColor(colour, cv2.COLOR_RGB2BGR))
+def _colour(scene: NightScene) -> np.ndarray:
+    return colorize(label_id_to_train_id(scene.label_ids))
+
+
+def _write_eth_labels(stem: Path, scene: NightScene) -> None:
+    """The label files ACDC and Dark Zurich release for one image: train ids, label ids and colours."""
+    _write_png(stem.with_name(f"{stem.name}_gt_labelTrainIds.png"), label_id_to_train_id(scene.label_ids))
+    _write_png(stem.with_name(f"{stem.name}_gt_labelIds.png"), scene.label_ids)
+    _write_rgb(stem.with_name(f"{stem.name}_gt_labelColor.png"), _colour(scene))
+
+
+def _write_rgb(path: Path, image: np.ndarray) -> None:
+    _write_png(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:

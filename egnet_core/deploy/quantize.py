@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from egnet_core.data.folders import IMAGE_SUFFIXES, image_files
 from egnet_core.data.imageio import read_rgb
 from egnet_core.deploy.export import INPUT_NAME, PRECISION_KEY, require_onnx
 from egnet_core.deploy.inference import resize, to_network_input
@@ -28,7 +29,6 @@ from egnet_core.deploy.onnx_runtime import OnnxNetwork, require_onnxruntime
 log = logging.getLogger(__name__)
 
 FLOAT_WEIGHTS = ("segmentation_head.weight", "exposure_head.weight")  # convolutions left in float
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CALIBRATION_FRAMES = 32  # `egnet export --int8`'s default
 
 
@@ -66,8 +66,8 @@ def quantize_onnx(
 
 
 def calibration_images(folder: str | os.PathLike, count: int) -> list[np.ndarray]:
-    """Up to ``count`` images (PNG or JPEG, searched recursively) from ``folder``, evenly spaced in name order,
-    as H×W×3 uint8 RGB."""
+    """Up to ``count`` images (PNG or JPEG, searched recursively, links to folders followed) from ``folder``, evenly
+    spaced in name order, as H×W×3 uint8 RGB."""
     folder = Path(folder)
     if count < 1:
         raise ValueError(f"the number of calibration frames must be at least 1, got {count}")
@@ -75,7 +75,7 @@ def calibration_images(folder: str | os.PathLike, count: int) -> list[np.ndarray
         raise FileNotFoundError(f"calibration folder {str(folder)!r} does not exist")
     if not folder.is_dir():
         raise ValueError(f"calibration folder {str(folder)!r} is a file, not a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(folder)
     if not files:
         raise ValueError(f"calibration folder {str(folder)!r} holds no {'/'.join(IMAGE_SUFFIXES)} images")
     picked = np.linspace(0, len(files) - 1, min(count, len(files))).round().astype(int)

@@ -80,7 +80,7 @@ def evaluate(
     logger.info("shard %d/%d: %d images in %.1f s", rank, world_size, len(local), seconds)
     evaluator.reduce_across_processes()
     images = len(indices) if _distributed() else len(local)
-    if not evaluator.confusion.any():  # summed over all processes, so every process raises
+    if not evaluator.labelled_pixels:  # summed over all processes, so every process raises
         raise ValueError(
             f"none of the {images} evaluated images has a labelled pixel (every label is 255 or outside the "
             f"{segmenter.config.num_classes} classes): there is nothing to score, and mIoU would be NaN"
