@@ -6,8 +6,9 @@ ends the stream with a :class:`BagDamaged` that says how many messages came befo
 file broke; an MCAP file that lost its end (a recording that was killed) is read record by record up to the
 cut, and a sqlite3 file cut short is read row by row up to its first lost page. Input files are only read.
 
-A bag written here carries egnet's mark in its ``metadata.yaml`` (``custom_data``); ``overwrite`` replaces
-only such a bag, and only when its folder holds nothing but the bag's own files.
+A bag written here is laid out as one distro's rosbag2 writes it (:mod:`.bag_formats`) and carries egnet's mark
+in its ``metadata.yaml`` (``custom_data``); ``overwrite`` replaces only such a bag, and only when its folder
+holds nothing but the bag's own files.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import apsw
@@ -23,24 +25,25 @@ import cv2
 import numpy as np
 import yaml
 from rosbags.interfaces import Connection, ConnectionExtRosbag2, MessageDefinition, MessageDefinitionFormat
-from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin
 from rosbags.rosbag2.metadata import parse_qos
 from rosbags.rosbag2.reader import DirectoryReader
 from rosbags.rosbag2.storage_mcap import McapReader
 from rosbags.rosbag2.storage_sqlite3 import Sqlite3Reader
 from rosbags.typesys import Stores, get_typestore
 
+from .bag_formats import DEFAULT_DISTRO, DISTROS, FORMATS, DistroWriter
 from .image_conversion import ImageFields
 
 log = logging.getLogger(__name__)
 
-# Message definitions and hashes written into new bags: those of the current LTS distro. Image,
-# CompressedImage and Header are the same in every ROS 2 distro, so bags from any of them read alike.
+# Messages are (de)serialized with Jazzy's definitions; Image, CompressedImage and Header are the same in every
+# ROS 2 distro, so bags from any of them read alike. New bags carry their distro's definitions (bag_formats).
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
+_typestore = cache(get_typestore)
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
-BAG_VERSION = 8  # metadata.yaml version of Jazzy's rosbag2; `ros2 bag info` reads it on Jazzy and later
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 # custom_data of metadata.yaml in every bag BagWriter writes: what lets --overwrite tell egnet's bags from others.
 MARK = ("written_by", "egnet")
@@ -248,19 +251,24 @@ def serialize_image(fields: ImageFields, header) -> bytes:
 
 
 class BagWriter:
-    """A new rosbag2 at ``path``, marked as egnet's; topics are added on first use. An existing path is replaced
-    only with ``overwrite``, and only if it is a bag egnet wrote whose folder holds nothing else (see
-    :func:`remove_own_bag`)."""
+    """A new rosbag2 at ``path`` that ``distro``'s ``ros2 bag`` reads (see :mod:`.bag_formats`), marked as
+    egnet's; topics are added on first use. An existing path is replaced only with ``overwrite``, and only if it
+    is a bag egnet wrote whose folder holds nothing else (see :func:`remove_own_bag`)."""
 
-    def __init__(self, path: str | Path, storage: str, *, overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, storage: str, *, overwrite: bool = False,
+                 distro: str = DEFAULT_DISTRO) -> None:
         self.path = Path(path)
         if storage not in STORAGES:
             raise BagError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
+        if distro not in DISTROS:
+            raise BagError(f"distro must be one of {list(DISTROS)}, got {distro!r}")
         if self.path.exists() or self.path.is_symlink():
             if not overwrite:
                 raise BagError(f"output {str(self.path)!r} exists; pass --overwrite to replace it")
             remove_own_bag(self.path)
-        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
+        self.format = FORMATS[distro]
+        self._typestore = _typestore(self.format.typestore)
+        self._writer = DistroWriter(self.path, self.format, STORAGES[storage])
         self._writer.set_custom_data(*MARK)
         self._connections: dict[tuple[str, str], Connection] = {}
 
@@ -274,7 +282,7 @@ class BagWriter:
     def write(self, topic: str, msgtype: str, log_time: int, data: bytes) -> None:
         key = (topic, msgtype)
         if key not in self._connections:
-            self._connections[key] = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+            self._connections[key] = self._writer.add_connection(topic, msgtype, typestore=self._typestore)
         self._writer.write(self._connections[key], log_time, data)
 
 
@@ -326,6 +334,7 @@ def write_camera_bag(
     start_ns: int = 1_700_000_000_000_000_000,
     frame_id: str = "camera_optical",
     overwrite: bool = False,
+    distro: str = DEFAULT_DISTRO,
 ) -> int:
     """Record H×W×3 RGB ``frames`` as a camera driver would: ``bgr8`` Images (or JPEG CompressedImages) at
     ``rate_hz``, each stamped with its log time. Returns the number of frames written."""
@@ -333,7 +342,7 @@ def write_camera_bag(
         raise ValueError(f"rate_hz must be positive, got {rate_hz!r}")
     header_type, time_type = TYPESTORE.types["std_msgs/msg/Header"], TYPESTORE.types["builtin_interfaces/msg/Time"]
     count = 0
-    with BagWriter(path, storage, overwrite=overwrite) as writer:
+    with BagWriter(path, storage, overwrite=overwrite, distro=distro) as writer:
         for count, rgb in enumerate(frames, start=1):
             stamp = start_ns + round((count - 1) * 1e9 / rate_hz)
             header = header_type(stamp=time_type(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id=frame_id)
