@@ -42,6 +42,7 @@ setup(
         # Users with a sourced distro skip this extra and keep their own.
         "ros": [
             "rosbags",
+            "backports.zstd; python_version < '3.14'",  # zstd-compressed bags (the standard library's from 3.14)
             "ros-rclpy",
             "ros-sensor-msgs",
             "ros-std-msgs",

@@ -23,6 +23,7 @@ from egnet_core.data.statistics import ExposureCounter, ExposureHistogram
 from egnet_core.deploy.batching import batches_of_one_size
 from egnet_core.deploy.inference import Segmenter
 
+from .bag_formats import DEFAULT_DISTRO
 from .bags import (
     COMPRESSED_IMAGE,
     IMAGE,
@@ -130,12 +131,14 @@ def segment_bag(
     color: bool = False,
     copy_input: bool = True,
     storage: str | None = None,
+    distro: str = DEFAULT_DISTRO,
     overwrite: bool = False,
     max_frame_pixels: int = MAX_FRAME_PIXELS,
     progress: Callable[[int], None] | None = None,
 ) -> BagSegmentation:
     """Segment the image topics of the bag at ``source`` (all of them by default) into a new bag at ``output``,
-    stored like the input unless ``storage`` (sqlite3 or mcap) says otherwise. Frames of more than
+    stored like the input unless ``storage`` (sqlite3 or mcap) says otherwise, in the layout ``distro``'s
+    ``ros2 bag`` reads (Humble's, the default, is read by every supported distro). Frames of more than
     ``max_frame_pixels`` (height*width) are skipped. ``progress`` is called with the number of input frames
     handled since its last call."""
     source, output = Path(source), Path(output)
@@ -147,7 +150,7 @@ def segment_bag(
     start = time.perf_counter()
     with open_bag(source) as reader:
         connections = image_connections(reader, topics, source)
-        with BagWriter(output, storage or storage_of(reader), overwrite=overwrite) as writer:
+        with BagWriter(output, storage or storage_of(reader), overwrite=overwrite, distro=distro) as writer:
             run = _Segmenting(writer, segmenter, color=color, prefix=prefix, max_frame_pixels=max_frame_pixels,
                               progress=progress)
             records = _CopiedRecords(read_records(reader, connections, source), writer if copy_input else None)

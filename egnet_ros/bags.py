@@ -4,43 +4,58 @@ Messages stay serialized (CDR) until a caller decodes one, so copying a topic co
 streams: one message in memory at a time. A bag that breaks while it is read (a truncated file, a bad record)
 ends the stream with a :class:`BagDamaged` that says how many messages came before the damage and where the
 file broke; an MCAP file that lost its end (a recording that was killed) is read record by record up to the
-cut, and a sqlite3 file cut short is read row by row up to its first lost page. Input files are only read.
+cut, and a sqlite3 file cut short is read row by row up to its first lost page. Bags of every rosbag2 metadata
+version (4 to 9), split into several files or zstd-compressed (file by file, decompressed into a temporary
+folder, or message by message), are read by rosbags as recorded; a folder without ``metadata.yaml`` (a recorder
+killed before it wrote one) is read from its storage files, with a warning. Input files are only read.
 
-A bag written here carries egnet's mark in its ``metadata.yaml`` (``custom_data``); ``overwrite`` replaces
-only such a bag, and only when its folder holds nothing but the bag's own files.
+A bag written here is laid out as one distro's rosbag2 writes it (:mod:`.bag_formats`) and carries egnet's mark
+in its ``metadata.yaml`` (``custom_data``); ``overwrite`` replaces only such a bag, and only when its folder
+holds nothing but the bag's own files.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import shutil
+import sys
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import apsw
 import cv2
 import numpy as np
 import yaml
 from rosbags.interfaces import Connection, ConnectionExtRosbag2, MessageDefinition, MessageDefinitionFormat
-from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
-from rosbags.rosbag2.metadata import parse_qos
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin
+from rosbags.rosbag2.metadata import ReaderMetadata, parse_qos
 from rosbags.rosbag2.reader import DirectoryReader
 from rosbags.rosbag2.storage_mcap import McapReader
 from rosbags.rosbag2.storage_sqlite3 import Sqlite3Reader
 from rosbags.typesys import Stores, get_typestore
 
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
+
+from .bag_formats import DEFAULT_DISTRO, DISTROS, FORMATS, DistroWriter
 from .image_conversion import ImageFields
 
 log = logging.getLogger(__name__)
 
-# Message definitions and hashes written into new bags: those of the current LTS distro. Image,
-# CompressedImage and Header are the same in every ROS 2 distro, so bags from any of them read alike.
+# Messages are (de)serialized with Jazzy's definitions; Image, CompressedImage and Header are the same in every
+# ROS 2 distro, so bags from any of them read alike. New bags carry their distro's definitions (bag_formats).
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
+_typestore = cache(get_typestore)
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
-BAG_VERSION = 8  # metadata.yaml version of Jazzy's rosbag2; `ros2 bag info` reads it on Jazzy and later
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 # custom_data of metadata.yaml in every bag BagWriter writes: what lets --overwrite tell egnet's bags from others.
 MARK = ("written_by", "egnet")
@@ -172,8 +187,100 @@ class _DirectoryReader(DirectoryReader):
     STORAGE_PLUGINS = {"mcap": _SalvagingMcapReader, "sqlite3": _SalvagingSqlite3Reader}
 
 
+class _UnindexedDirectoryReader(_DirectoryReader):
+    """A bag folder without ``metadata.yaml`` (a recorder killed before it wrote it): its storage files, named
+    ``<folder>_<n>.db3``/``.mcap`` by rosbag2 (``.zstd`` when compressed file by file), are read directly in
+    split order, their topics taken from each file's own index (a ``.db3``'s topics table, an ``.mcap``'s
+    channels and schemas). Compressed files are decompressed into a temporary folder, never beside the input."""
+
+    def __init__(self, path: Path) -> None:  # DirectoryReader's would insist on metadata.yaml
+        self.path, self.connections, self.files, self.storages, self.stack = path, [], [], [], None
+        self.metadata = ReaderMetadata(0, 2**63 - 1, 0, 0, None, None, None, None)
+
+    def open(self) -> None:
+        self.stack = ExitStack()
+        try:
+            files = _storage_files(self.path)
+            log.warning("bag %s has no metadata.yaml (a recording that was not closed?); reading its storage "
+                        "files directly: %s", self.path, ", ".join(file.name for file in files))
+            for file in files:
+                storage = self.STORAGE_PLUGINS[_storage_kind(file)](self._decompressed(file))
+                storage.open()
+                self.stack.callback(storage.close)
+                self.storages.append(storage)
+            self.connections = self._merged_connections()
+            metadata = [storage.metadata for storage in self.storages]
+            start, end = min(m.start_time for m in metadata), max(m.end_time for m in metadata)
+            self.metadata = ReaderMetadata(max(0, end - start), start, end, sum(m.message_count for m in metadata),
+                                           None, None, None, None)
+        except BaseException:
+            self.close()
+            raise
+
+    def messages(self, connections: Collection[Connection], start: int | None = None, stop: int | None = None
+                 ) -> Iterator[tuple[Connection, int, bytes]]:
+        """As recorded; data compressed message by message (which only metadata.yaml would say) is
+        decompressed: serialized CDR starts with its encapsulation header, never with zstd's frame magic."""
+        for connection, log_time, data in super().messages(connections, start, stop):
+            yield connection, log_time, zstd.decompress(data) if bytes(data[:4]) == _ZSTD_MAGIC else data
+
+    def _decompressed(self, file: Path) -> Path:
+        if file.suffix != ".zstd":
+            return file
+        plain = Path(self.stack.enter_context(TemporaryDirectory(prefix="egnet-bag-"))) / file.stem
+        try:
+            with zstd.open(file, "rb") as source, plain.open("wb") as out:
+                shutil.copyfileobj(source, out)
+        except (zstd.ZstdError, EOFError) as error:
+            raise ReaderError(f"{file} does not decompress (zstd): {error}") from error
+        return plain
+
+    def _merged_connections(self) -> list[Connection]:
+        """One connection per topic, type and QoS across the files, counting the messages of all of them."""
+        merged: list[Connection] = []  # not a dict: a connection's ext holds a list, so it is no key
+        for connection in (c for storage in self.storages for c in storage.connections):
+            key = (connection.topic, connection.msgtype, connection.ext)
+            index = next((i for i, c in enumerate(merged) if (c.topic, c.msgtype, c.ext) == key), None)
+            if index is None:
+                merged.append(connection._replace(id=len(merged) + 1, owner=self))
+            else:
+                merged[index] = merged[index]._replace(msgcount=merged[index].msgcount + connection.msgcount)
+        return merged
+
+
+_STORAGE_SUFFIXES = {".db3": "sqlite3", ".mcap": "mcap"}
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _storage_kind(file: Path) -> str | None:
+    """``sqlite3`` or ``mcap`` for a storage file as rosbag2 names it (``.zstd`` after it when compressed)."""
+    return _STORAGE_SUFFIXES.get(Path(file.name.removesuffix(".zstd")).suffix)
+
+
+def _storage_files(folder: Path) -> list[Path]:
+    """The storage files of a bag folder, in split order (``<folder>_0``, ``<folder>_1``, ...); BagError where
+    there are none or they mix storages."""
+    files = [file for file in folder.iterdir() if file.is_file() and _storage_kind(file)]
+    if not files:
+        raise BagError(f"bag {str(folder)!r} has no metadata.yaml and no .db3 or .mcap file: is it a rosbag2 "
+                       f"folder? It holds {sorted(file.name for file in folder.iterdir())}")
+    if len(kinds := {_storage_kind(file) for file in files}) > 1:
+        raise BagError(f"bag {str(folder)!r} has no metadata.yaml and holds both {' and '.join(sorted(kinds))} "
+                       "files; move the ones that are not part of the recording away")
+
+    def split_index(file: Path) -> tuple[int, str]:
+        index = re.search(r"_(\d+)$", Path(file.name.removesuffix(".zstd")).stem)
+        return (int(index[1]) if index else -1, file.name)
+
+    return sorted(files, key=split_index)
+
+
+def _directory_reader(path: Path) -> DirectoryReader:
+    return _DirectoryReader(path) if (path / "metadata.yaml").exists() else _UnindexedDirectoryReader(path)
+
+
 class _Reader(Reader):
-    STORAGE_PLUGINS = {"dir": _DirectoryReader, ".mcap": _SalvagingMcapReader, ".db3": _SalvagingSqlite3Reader}
+    STORAGE_PLUGINS = {"dir": _directory_reader, ".mcap": _SalvagingMcapReader, ".db3": _SalvagingSqlite3Reader}
 
 
 @contextmanager
@@ -185,7 +292,9 @@ def open_bag(path: str | Path) -> Iterator[Reader]:
     try:
         reader = _Reader(path)
         reader.open()
-    except (ReaderError, apsw.Error, OSError, KeyError, ValueError) as error:
+    except BagError:
+        raise
+    except (ReaderError, apsw.Error, OSError, KeyError, ValueError, zstd.ZstdError, EOFError) as error:
         raise BagError(f"bag {str(path)!r} cannot be read: {error}") from error
     try:
         yield reader
@@ -227,7 +336,7 @@ def read_records(reader: Reader, connections: Sequence[Connection], path: str | 
         for connection, log_time, data in reader.messages(connections=connections):
             yield BagRecord(topic=connection.topic, msgtype=connection.msgtype, log_time=log_time, data=bytes(data))
             count += 1
-    except (ReaderError, apsw.Error, OSError) as error:
+    except (ReaderError, apsw.Error, OSError, zstd.ZstdError) as error:
         raise BagDamaged(f"bag {str(path)!r} is damaged after {count} message(s): {error}") from error
     if damage := _damage(reader):
         raise BagDamaged(f"bag {str(path)!r} is damaged after {count} message(s): {damage}")
@@ -248,19 +357,24 @@ def serialize_image(fields: ImageFields, header) -> bytes:
 
 
 class BagWriter:
-    """A new rosbag2 at ``path``, marked as egnet's; topics are added on first use. An existing path is replaced
-    only with ``overwrite``, and only if it is a bag egnet wrote whose folder holds nothing else (see
-    :func:`remove_own_bag`)."""
+    """A new rosbag2 at ``path`` that ``distro``'s ``ros2 bag`` reads (see :mod:`.bag_formats`), marked as
+    egnet's; topics are added on first use. An existing path is replaced only with ``overwrite``, and only if it
+    is a bag egnet wrote whose folder holds nothing else (see :func:`remove_own_bag`)."""
 
-    def __init__(self, path: str | Path, storage: str, *, overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, storage: str, *, overwrite: bool = False,
+                 distro: str = DEFAULT_DISTRO) -> None:
         self.path = Path(path)
         if storage not in STORAGES:
             raise BagError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
+        if distro not in DISTROS:
+            raise BagError(f"distro must be one of {list(DISTROS)}, got {distro!r}")
         if self.path.exists() or self.path.is_symlink():
             if not overwrite:
                 raise BagError(f"output {str(self.path)!r} exists; pass --overwrite to replace it")
             remove_own_bag(self.path)
-        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
+        self.format = FORMATS[distro]
+        self._typestore = _typestore(self.format.typestore)
+        self._writer = DistroWriter(self.path, self.format, STORAGES[storage])
         self._writer.set_custom_data(*MARK)
         self._connections: dict[tuple[str, str], Connection] = {}
 
@@ -274,7 +388,7 @@ class BagWriter:
     def write(self, topic: str, msgtype: str, log_time: int, data: bytes) -> None:
         key = (topic, msgtype)
         if key not in self._connections:
-            self._connections[key] = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+            self._connections[key] = self._writer.add_connection(topic, msgtype, typestore=self._typestore)
         self._writer.write(self._connections[key], log_time, data)
 
 
@@ -326,6 +440,7 @@ def write_camera_bag(
     start_ns: int = 1_700_000_000_000_000_000,
     frame_id: str = "camera_optical",
     overwrite: bool = False,
+    distro: str = DEFAULT_DISTRO,
 ) -> int:
     """Record H×W×3 RGB ``frames`` as a camera driver would: ``bgr8`` Images (or JPEG CompressedImages) at
     ``rate_hz``, each stamped with its log time. Returns the number of frames written."""
@@ -333,7 +448,7 @@ def write_camera_bag(
         raise ValueError(f"rate_hz must be positive, got {rate_hz!r}")
     header_type, time_type = TYPESTORE.types["std_msgs/msg/Header"], TYPESTORE.types["builtin_interfaces/msg/Time"]
     count = 0
-    with BagWriter(path, storage, overwrite=overwrite) as writer:
+    with BagWriter(path, storage, overwrite=overwrite, distro=distro) as writer:
         for count, rgb in enumerate(frames, start=1):
             stamp = start_ns + round((count - 1) * 1e9 / rate_hz)
             header = header_type(stamp=time_type(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id=frame_id)

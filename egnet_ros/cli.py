@@ -13,6 +13,7 @@ from egnet_core.cli import add_inference_arguments, build_segmenter, ensure_writ
 from egnet_core.data.imageio import MAX_FRAME_PIXELS
 from egnet_core.data.statistics import format_histogram_table
 
+from .bag_formats import DEFAULT_DISTRO, DISTROS
 from .bag_segment import segment_bag, total_frames
 
 
@@ -31,6 +32,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     segment.add_argument("--color", action="store_true", help="also write PREFIX/TOPIC/color (rgb8 palette)")
     segment.add_argument("--no-input", action="store_true", help="leave the input frames out of the output bag")
     segment.add_argument("--storage", choices=("sqlite3", "mcap"), help="output storage (default: the input's)")
+    segment.add_argument("--distro", choices=DISTROS, default=DEFAULT_DISTRO,
+                         help="write the bag as this ROS 2 distro's rosbag2 does, for its `ros2 bag info`/`play` "
+                              f"(default: {DEFAULT_DISTRO}, which the newer distros read too)")
     segment.add_argument("--overwrite", action="store_true",
                          help="replace OUT_BAG if it is a bag egnet wrote and its folder holds nothing else")
     segment.add_argument("--max-frame-pixels", type=int, default=MAX_FRAME_PIXELS, metavar="PIXELS",
@@ -57,8 +61,8 @@ def _bag_segment(args: argparse.Namespace) -> int:
     with tqdm(total=total_frames(args.in_bag, args.topic), desc="segmenting", unit="frame") as bar:
         result = segment_bag(
             args.in_bag, args.out_bag, segmenter, topics=args.topic, batch_size=args.batch, prefix=args.prefix,
-            color=args.color, copy_input=not args.no_input, storage=args.storage, overwrite=args.overwrite,
-            max_frame_pixels=args.max_frame_pixels, progress=bar.update,
+            color=args.color, copy_input=not args.no_input, storage=args.storage, distro=args.distro,
+            overwrite=args.overwrite, max_frame_pixels=args.max_frame_pixels, progress=bar.update,
         )
     print(f"{result.frames} frames segmented in {result.seconds:.1f} s ({result.frames_per_second:.2f} frames/s) "
           f"on {segmenter.device} ({segmenter.precision}); output: {result.output}")

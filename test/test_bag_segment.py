@@ -93,7 +93,7 @@ def test_the_output_metadata_is_what_ros2_bag_info_reads(tmp_path, frames, tiny_
                                 "--prefix", "/night")) == 0
 
     info = yaml.safe_load((tmp_path / "out/metadata.yaml").read_text())["rosbag2_bagfile_information"]
-    assert info["version"] == 8 and info["storage_identifier"] == "mcap"
+    assert info["version"] == 5 and info["storage_identifier"] == "mcap", "Humble's, which every distro reads"
     assert info["message_count"] == 2 * FRAMES
     assert info["duration"]["nanoseconds"] == round((FRAMES - 1) * 1e9 / RATE_HZ)
     for relative in info["relative_file_paths"]:
@@ -104,7 +104,7 @@ def test_the_output_metadata_is_what_ros2_bag_info_reads(tmp_path, frames, tiny_
         assert topic["message_count"] == FRAMES
         assert topic["topic_metadata"]["type"] == "sensor_msgs/msg/Image"
         assert topic["topic_metadata"]["serialization_format"] == "cdr"
-        assert topic["topic_metadata"]["type_description_hash"].startswith("RIHS01_")
+        assert topic["topic_metadata"]["offered_qos_profiles"] == ""
 
 
 def test_an_existing_output_is_kept_unless_overwrite_and_never_a_non_bag(tmp_path, frames, tiny_checkpoint, capsys):
