@@ -24,6 +24,7 @@ from egnet_core.deploy.options import AUTO_PRECISION, PRECISIONS, InferenceOptio
 from egnet_core.deploy.quantize import CALIBRATION_FRAMES
 from egnet_core.extras import INSTALL, MissingExtra
 from egnet_core.reports.visualize import exposure_picture
+from egnet_core.study_commands import add_study_commands
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -401,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, help="CPU threads, at most the available CPUs (default: torch's choice)")
     bench.set_defaults(run=_bench)
 
+    add_study_commands(commands)
     add_plugin_commands(commands)
 
     demo = commands.add_parser("demo", help="the end-to-end demo on generated night scenes")
