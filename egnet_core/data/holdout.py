@@ -121,7 +121,8 @@ def split_holdout(dataset: Dataset, held_out: Sequence[str], transform: Callable
     missing = sorted(wanted.difference(names))
     if missing:
         raise ValueError(f"{len(missing)} held-out names are not in the training split: "
-                         f"{', '.join(missing[:_SHOWN])}")
+                         f"{', '.join(missing[:_SHOWN])}; data.holdout must name images of the train split, "
+                         "each by its file name without the suffix (Chicago_0003)")
     kept = [index for index, name in enumerate(names) if name not in wanted]
     if not kept:
         raise ValueError(f"all {len(names)} images of the training split are held out, leaving none to train on")
