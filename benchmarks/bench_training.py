@@ -24,7 +24,7 @@ from egnet_core.data.datasets import open_dataset
 from egnet_core.data.synthetic import write_nightcity
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.options import resolve_device
-from egnet_core.engine.train import build_train_dataset
+from egnet_core.engine.train import build_training_data
 from egnet_core.model.egnet import build_model
 
 
@@ -32,7 +32,7 @@ def _train_throughput(config, steps: int, device: torch.device) -> dict:
     model = build_model(config.model).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.optim.lr, momentum=0.9)
     criterion = EGNetLoss()
-    loader = torch.utils.data.DataLoader(build_train_dataset(config), batch_size=config.optim.batch_size,
+    loader = torch.utils.data.DataLoader(build_training_data(config).train, batch_size=config.optim.batch_size,
                                          shuffle=True, num_workers=config.data.workers, drop_last=True)
     batches = iter(loader)
     waiting, total = 0.0, 0.0

@@ -186,7 +186,9 @@ def _train(args: argparse.Namespace) -> int:
         print(f"egnet train: interrupted; {where}", file=sys.stderr)
         return 130
     print(f"trained to iteration {summary.iteration}; last checkpoint {summary.last_checkpoint}; "
-          f"best val mIoU {summary.best_miou:.4f}")
+          f"best mIoU {summary.best_miou:.4f} on {summary.validated_on} (best.pt)")
+    if summary.final_checkpoint is not None:
+        print(f"final model: {summary.final_checkpoint}; score it on the test split with egnet evaluate")
     return 0
 
 

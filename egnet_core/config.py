@@ -17,6 +17,13 @@ DATASETS = (
 )
 # Data sets whose train split has no labels: scored on, never trained on.
 EVALUATION_ONLY = ("dark-zurich",)
+# Where validation during training runs: a held-out part of the training split, or the data set's val split.
+# NightCity's val is the paper's test set, so the default never reads it while training.
+VALIDATION_SPLITS = ("holdout", "val")
+# How a training sample is cut from an image (Section 5: "300 × 300 for training and 900 × 900 for testing"):
+# crop: random scale of the image as it is, then a crop_size crop; resize: the whole image to crop_size;
+# resize_crop: the image resized to eval_size (the test geometry), then random scale and a crop_size crop.
+TRAIN_GEOMETRIES = ("crop", "resize", "resize_crop")
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,9 @@ class DataConfig:
     dataset: str = "nightcity"
     root: str = "data/NightCity"
     cityscapes_root: str | None = None  # only for cityscapes+nightcity ("C + N")
+    validate_on: str = "holdout"  # one of VALIDATION_SPLITS
+    holdout: float | str = 0.1  # validate_on: holdout: this share of train (seeded by run.seed), or a name list
+    train_geometry: str = "crop"  # one of TRAIN_GEOMETRIES
     crop_size: int = 300  # Section 5: 300×300 training crops
     scale_min: float = 0.5
     scale_max: float = 2.0
@@ -104,6 +114,16 @@ class DataConfig:
             )
         if self.dataset == "cityscapes+nightcity" and not self.cityscapes_root:
             raise ValueError("data.cityscapes_root is required when data.dataset is 'cityscapes+nightcity'")
+        _require(self.validate_on in VALIDATION_SPLITS, "data.validate_on", self.validate_on,
+                 f"one of {', '.join(VALIDATION_SPLITS)}")
+        if isinstance(self.holdout, str):
+            _require(bool(self.holdout.strip()), "data.holdout", self.holdout,
+                     "a fraction of the training split in (0, 1), or the path of a file of sample names")
+        else:
+            _require(0 < self.holdout < 1, "data.holdout", self.holdout,
+                     "a fraction of the training split in (0, 1), or the path of a file of sample names")
+        _require(self.train_geometry in TRAIN_GEOMETRIES, "data.train_geometry", self.train_geometry,
+                 f"one of {', '.join(TRAIN_GEOMETRIES)}")
         _require(self.crop_size >= 32, "data.crop_size", self.crop_size, "at least 32")
         _require(0 < self.scale_min <= self.scale_max, "data.scale_min/scale_max", (self.scale_min, self.scale_max),
                  "0 < scale_min <= scale_max")
@@ -113,6 +133,9 @@ class DataConfig:
             _require(len(size) == 2 and all(_is_int(side) and side >= 32 for side in size), "data.eval_size",
                      self.eval_size, "[width, height], each an integer of at least 32, or null")
             object.__setattr__(self, "eval_size", size)
+        elif self.train_geometry == "resize_crop":
+            raise ValueError("data.train_geometry 'resize_crop' resizes training images to data.eval_size, which is "
+                             "null; give data.eval_size (the paper's [900, 900]) or choose crop or resize")
         if self.eval_limit is not None:
             _require(self.eval_limit >= 1, "data.eval_limit", self.eval_limit, "at least 1, or null")
 
@@ -281,6 +304,7 @@ _FIELD_TYPES = {
     "str | None": (str, type(None)),
     "int | None": (int, type(None)),
     "tuple[int, int] | None": (list, tuple, type(None)),
+    "float | str": (int, float, str),
 }
 
 

@@ -1,7 +1,9 @@
 """The end-to-end demo behind the README's main command, on generated night scenes.
 
-It generates a small data set in NightCity's on-disk layout, trains a small EGNet on it briefly, evaluates it
-the paper's way and leaves a report folder a person can open. Other packages add steps after the evaluation
+It generates a small data set in NightCity's on-disk layout, trains a small EGNet on it briefly (validating on
+scenes held out of the train split), evaluates the model of the last iteration, ``final.pt``, on the val split
+the paper's way and leaves a report folder a person can open. The val split is the test split: training never
+reads it. Other packages add steps after the evaluation
 through the ``egnet.demo_steps`` entry point: the ROS side records the held-out frames as a night-drive bag,
 segments it offline and replays it through the live node. With a real NightCity copy and a checkpoint, the same
 command skips the synthetic steps.
@@ -118,13 +120,18 @@ def run_demo(
     if data is None:
         _fresh_output(out)
         width, height = size
-        data = write_nightcity(out / "data", train=24, val=6, width=width, height=height, seed=seed).root
-        log.info("generated 24 train and 6 val night scenes (%dx%d) under %s", width, height, data)
+        scenes = write_nightcity(out / "data", train=24, val=6, width=width, height=height, seed=seed)
+        data = scenes.root
+        log.info("generated %d train and %d val night scenes (%dx%d) under %s", scenes.train, scenes.val, width,
+                 height, data)
         config = load_train_config(None, [*DEMO_TRAINING, f"data.root={data}", f"run.out_dir={out / 'run'}",
                                           f"run.seed={seed}", f"run.device={device}",
                                           f"optim.iterations={iterations}", f"run.val_every={iterations}",
                                           f"run.checkpoint_every={iterations}"])
-        checkpoint = train(config).last_checkpoint
+        summary = train(config)
+        checkpoint = summary.final_checkpoint
+        log.info("evaluating %s, the model after the last iteration, on the %d val scenes (training validated on "
+                 "%s)", checkpoint, scenes.val, summary.validated_on)
     segmenter = Segmenter.from_checkpoint(checkpoint, device=device)
     result = evaluate(segmenter, open_dataset("nightcity", data, "val"), num_examples=3)
     files = write_report(result, out / "report", title=f"EGNet demo ({segmenter.config.backbone})")

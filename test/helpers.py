@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from egnet_core.data.synthetic import render_night_frames
+from egnet_core.data.imageio import write_rgb
+from egnet_core.data.synthetic import NightScene, render_night_frames, render_night_scene
 from egnet_core.model.egnet import EGNet
 
 
@@ -52,3 +54,21 @@ def random_frames(count: int, *, width: int, height: int, seed: int = 0) -> list
     """``count`` frames (H×W×3 uint8 RGB) of uniform noise, frame ``i`` from seed ``seed + i``: any bytes are pixels."""
     return [np.random.default_rng(seed + index).integers(0, 256, (height, width, 3), dtype=np.uint8)
             for index in range(count)]
+
+
+def write_cityscapes(root: Path, cities: dict[str, tuple[str, ...]], *, width: int = 128, height: int = 64,
+                     seed: int = 0) -> dict[str, NightScene]:
+    """Cityscapes' layout (leftImg8bit/ and gtFine/ by split and city, the gtFine siblings too) with one generated
+    scene per city, ``{split: (city, ...)}``; returns the scenes by sample name."""
+    scenes, rng = {}, np.random.default_rng(seed)
+    for split, names in cities.items():
+        for city in names:
+            name = f"{city}_000000_000019"
+            scene = scenes[name] = render_night_scene(rng, width=width, height=height)
+            write_rgb(root / "leftImg8bit" / split / city / f"{name}_leftImg8bit.png", scene.image)
+            labels = root / "gtFine" / split / city
+            labels.mkdir(parents=True)
+            cv2.imwrite(str(labels / f"{name}_gtFine_labelIds.png"), scene.label_ids)
+            cv2.imwrite(str(labels / f"{name}_gtFine_instanceIds.png"), scene.label_ids.astype(np.uint16))
+            (labels / f"{name}_gtFine_polygons.json").write_text("{}")
+    return scenes

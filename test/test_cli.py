@@ -143,7 +143,8 @@ def test_training_script_and_cli_are_one_code_path(tmp_path):
 @pytest.mark.integration
 def test_the_demo_pipeline_at_a_tiny_size(tmp_path):
     report = run_demo(tmp_path, size=(128, 64), iterations=2, device="cpu", domain_id=next_domain_id())
-    assert report.checkpoint.is_file()
+    assert report.checkpoint == tmp_path / "run" / "final.pt"  # the last iteration's model, not one chosen on val
+    assert len((tmp_path / "run" / "holdout.txt").read_text().split("\n")) > 2  # validated on held-out scenes
     assert list(report.steps) == ["night_drive"] and not report.skipped  # the ROS side's step, found by entry point
     drive = report.steps["night_drive"].result
     assert drive.offline.frames == 6 and not drive.offline.skipped and drive.offline.damage is None

@@ -23,6 +23,34 @@ def test_the_recommended_config_differs_only_in_learning_rate_and_folder():
     assert fast.optim.iterations == paper.optim.iterations
 
 
+TRAINING_CONFIGS = sorted(path for path in CONFIGS.rglob("*.yaml") if path.name != "segment.yaml")  # node params
+
+
+@pytest.mark.parametrize("path", TRAINING_CONFIGS, ids=lambda path: str(path.relative_to(CONFIGS)))
+def test_every_shipped_config_loads_and_never_validates_on_nightcitys_test_split(path):
+    config = load_train_config(str(path))
+    assert config.data.validate_on == "holdout" and 0 < config.data.holdout < 1
+    assert config.run.out_dir.startswith("runs/")
+
+
+def test_the_training_configs_are_found():
+    assert {"train_nightcity.yaml", "train_cityscapes_nightcity.yaml", "no_egl.yaml"} <= {
+        path.name for path in TRAINING_CONFIGS}
+
+
+def test_the_mixed_config_trains_on_cityscapes_and_nightcity():
+    mixed = load_train_config(str(CONFIGS / "train_cityscapes_nightcity.yaml"))
+    assert mixed.data.dataset == "cityscapes+nightcity" and mixed.data.cityscapes_root
+    paper = load_train_config(str(CONFIGS / "train_nightcity_lr1e-2.yaml"))
+    assert mixed.model == paper.model and mixed.optim == paper.optim
+
+
+def test_resize_crop_needs_the_test_size():
+    with pytest.raises(ValueError, match="data.train_geometry 'resize_crop' resizes .* data.eval_size, which is null"):
+        load_train_config(None, ["data.train_geometry=resize_crop", "data.eval_size=null"])
+    assert load_train_config(None, ["data.holdout=runs/a/holdout.txt"]).data.holdout == "runs/a/holdout.txt"
+
+
 @pytest.mark.parametrize(
     ("variant", "table_row"),
     [("no_egl", "w/o EGL"), ("no_exposure_stream", "w/o ES"), ("concat", "Concat"), ("sum", "Sum"),
@@ -54,6 +82,17 @@ def test_overrides_reach_every_section():
         ("data.dataset=cityscapes+nightcity", "data.cityscapes_root is required"),
         ("run.stop_at=0", "run.stop_at must be at least 1"),
         ("model.output_stride=4", "model.output_stride must be one of 8, 16, 32, got 4"),
+        ("data.validate_on=test", "data.validate_on must be one of holdout, val, got 'test'"),
+        ("data.holdout=0", r"data.holdout must be a fraction of the training split in \(0, 1\).*got 0"),
+        ("data.holdout=1", r"data.holdout must be a fraction .* got 1$"),
+        ("data.holdout=-0.1", r"data.holdout must be a fraction .* got -0.1"),
+        ("data.holdout=1.5", r"data.holdout must be a fraction .* got 1.5"),
+        ("data.holdout=' '", r"data.holdout must be a fraction .* or the path of a file of sample names, got ' '"),
+        ("data.holdout=true", r"data.holdout must be float \| str, got True"),
+        ("data.holdout=null", r"data.holdout must be float \| str, got None"),
+        ("data.holdout=[0.1]", r"data.holdout must be float \| str, got \[0.1\]"),
+        ("data.holdout=.nan", "data.holdout must be a finite number, got nan"),
+        ("data.train_geometry=stretch", "data.train_geometry must be one of crop, resize, resize_crop, got 'stretch'"),
     ],
 )
 def test_bad_values_name_the_field(override, message):

@@ -4,16 +4,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import snapshot
+from helpers import snapshot, write_cityscapes
 from torch.utils.data import ConcatDataset, DataLoader
 
 from egnet_core.data import cityscapes as cityscapes_module
 from egnet_core.data.cityscapes import Cityscapes
-from egnet_core.data.imageio import write_rgb
 from egnet_core.data.labels import label_id_to_train_id
 from egnet_core.data.nightcity import NightCity
 from egnet_core.data.sample import RawSample, Sample
-from egnet_core.data.synthetic import render_night_scene, write_nightcity
+from egnet_core.data.synthetic import write_nightcity
 from egnet_core.data.transforms import TrainTransform
 
 WIDTH, HEIGHT = 128, 64
@@ -23,19 +22,8 @@ CITIES = {"train": ("aachen", "bremen"), "val": ("frankfurt",)}
 @pytest.fixture
 def cityscapes(tmp_path):
     """Cityscapes' layout with one synthetic scene per city, gtFine siblings included; returns (root, scenes)."""
-    root, scenes = tmp_path / "cityscapes", {}
-    rng = np.random.default_rng(0)
-    for split, cities in CITIES.items():
-        for city in cities:
-            name = f"{city}_000000_000019"
-            scene = scenes[name] = render_night_scene(rng, width=WIDTH, height=HEIGHT)
-            write_rgb(root / "leftImg8bit" / split / city / f"{name}_leftImg8bit.png", scene.image)
-            labels = root / "gtFine" / split / city
-            labels.mkdir(parents=True)
-            cv2.imwrite(str(labels / f"{name}_gtFine_labelIds.png"), scene.label_ids)
-            cv2.imwrite(str(labels / f"{name}_gtFine_instanceIds.png"), scene.label_ids.astype(np.uint16))
-            (labels / f"{name}_gtFine_polygons.json").write_text("{}")
-    return root, scenes
+    root = tmp_path / "cityscapes"
+    return root, write_cityscapes(root, CITIES, width=WIDTH, height=HEIGHT)
 
 
 def test_cityscapes_layout_pairs_images_across_city_folders(cityscapes):

@@ -13,12 +13,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_model
+from helpers import tiny_model, write_cityscapes
 
 from egnet_core.config import load_train_config
+from egnet_core.data.holdout import HOLDOUT_FILE, read_names
 from egnet_core.data.imageio import read_label
 from egnet_core.data.synthetic import write_nightcity
-from egnet_core.engine.train import TrainingDiverged, load_pretrained, train
+from egnet_core.engine.train import TrainingDiverged, build_training_data, load_pretrained, train
 from egnet_core.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,14 @@ def _config(data, out, *extra):
     ])
 
 
+def _without_the_test_split(data: Path, copy: Path) -> Path:
+    """A copy of a NightCity root with no val split at all: a run that opened any val file would fail."""
+    copy = shutil.copytree(data, copy)
+    for folder in ("NightCity-images/images/val", "NightCity-label/label/val", "NightCity-label/color/val"):
+        shutil.rmtree(copy / folder)
+    return copy
+
+
 def _losses(out: Path) -> dict[int, float]:
     rows = [json.loads(line) for line in (out / "scalars.jsonl").read_text().splitlines()]
     return {row["iteration"]: row["total"] for row in rows if "total" in row}
@@ -53,6 +62,7 @@ def test_a_short_run_lowers_the_loss_and_leaves_checkpoints(night_data, tmp_path
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["iter_0000020.pt", "iter_0000030.pt"]
     assert summary.last_checkpoint.name == "iter_0000030.pt"
     assert load_model(tmp_path / "best.pt").config.backbone == "resnet18"  # usable by path alone
+    assert summary.final_checkpoint == tmp_path / "final.pt" and load_model(tmp_path / "final.pt")
     assert "val mIoU" in (tmp_path / "train.log").read_text()
     assert any((tmp_path / "tensorboard").iterdir())
 
@@ -113,7 +123,8 @@ def test_a_split_without_a_valid_label_stops_training_before_the_first_iteration
     for label_file in (data / "NightCity-label" / "label" / split).glob("*_labelIds.png"):
         cv2.imwrite(str(label_file), np.full_like(read_label(label_file), 200))
     with pytest.raises(ValueError, match=f"nightcity {split}: none of the .* label maps .* only the values \\[200\\]"):
-        train(_config(data, tmp_path / "out", "optim.iterations=2", "run.val_every=100"))
+        train(_config(data, tmp_path / "out", "optim.iterations=2", "run.val_every=100",
+                      f"data.validate_on={'val' if split == 'val' else 'holdout'}"))
     assert not (tmp_path / "out" / "scalars.jsonl").exists()
     assert not list((tmp_path / "out" / "checkpoints").glob("*.pt"))
 
@@ -250,3 +261,88 @@ def test_sigint_stops_training_cleanly_and_names_the_checkpoint_to_resume_from(n
     iteration = int(newest.stem.split("_")[1])
     assert f"--resume continues from {newest} (iteration {iteration})" in errors, errors[-3000:]
     assert not list(checkpoints.glob(".*.tmp"))  # a save cut short by the signal left nothing behind
+
+
+@pytest.mark.slow
+def test_training_validates_on_held_out_train_images_and_never_reads_the_test_split(night_data, tmp_path):
+    data = _without_the_test_split(night_data, tmp_path / "data")
+    # 5 iterations, validation every 2: the last iteration is neither a validation nor a checkpoint multiple.
+    summary = train(_config(data, tmp_path / "run", "optim.iterations=5", "run.val_every=2",
+                            "run.checkpoint_every=2", "run.keep_last=5"))
+    held_out = read_names(tmp_path / "run" / HOLDOUT_FILE, "holdout")
+    assert len(held_out) == 1 and summary.validated_on == "1 held-out train images"  # 10% of 6, at least one
+    assert "on 1 images" in (tmp_path / "run" / "train.log").read_text()
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["validated_on"] == summary.validated_on
+    final = load_checkpoint(tmp_path / "run" / "final.pt")
+    assert final["iteration"] == 5 and summary.final_checkpoint == tmp_path / "run" / "final.pt"
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "iter_0000005.pt")
+    for key, value in last["model"].items():
+        torch.testing.assert_close(final["model"][key], value)
+    # The same data set, told to validate on val, fails at once: the run above really had no val to read.
+    with pytest.raises(FileNotFoundError, match="images/val"):
+        train(_config(data, tmp_path / "explicit", "optim.iterations=2", "data.validate_on=val"))
+
+
+def test_the_held_out_images_are_taken_out_of_the_training_set(night_data, tmp_path):
+    data = build_training_data(_config(night_data, tmp_path, "data.holdout=0.5"))
+    training, validation = data.train.names, [sample.name for sample in data.validation]
+    assert sorted(validation) == list(data.held_out) and len(validation) == 3
+    assert not set(training) & set(validation) and len(training) + len(validation) == 6
+    assert data.train[0].image.shape == (3, 64, 64)  # the training view is transformed, the held-out one raw
+    assert not (tmp_path / HOLDOUT_FILE).exists()  # no run folder given: nothing written
+
+
+def test_a_list_of_names_holds_out_those_images(night_data, tmp_path):
+    (tmp_path / "mine.txt").write_text("# mine\nChicago_0000\n\nNewYork_0002\n")
+    data = build_training_data(_config(night_data, tmp_path, f"data.holdout={tmp_path / 'mine.txt'}"),
+                               run_dir=tmp_path / "run")
+    assert data.held_out == ("Chicago_0000", "NewYork_0002")
+    assert read_names(tmp_path / "run" / HOLDOUT_FILE, "holdout") == data.held_out
+    (tmp_path / "wrong.txt").write_text("Chicago_0000\nAtlantis_0042\n")
+    with pytest.raises(ValueError, match="1 held-out names are not in the training split: Atlantis_0042"):
+        build_training_data(_config(night_data, tmp_path, f"data.holdout={tmp_path / 'wrong.txt'}"))
+    with pytest.raises(FileNotFoundError, match=f"data.holdout '{tmp_path / 'none.txt'}' cannot be read"):
+        build_training_data(_config(night_data, tmp_path, f"data.holdout={tmp_path / 'none.txt'}"))
+    with pytest.raises(ValueError, match="data.holdout 0.95 holds out 6 of the 6 training images"):
+        build_training_data(_config(night_data, tmp_path, "data.holdout=0.95"))
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_held_out_images_and_refuses_a_changed_choice(night_data, tmp_path):
+    settings = ("optim.iterations=4", "run.val_every=2", "data.holdout=0.3")
+    train(_config(night_data, tmp_path, *settings, "run.stop_at=2"))
+    written = (tmp_path / HOLDOUT_FILE).read_bytes()
+    held_out = read_names(tmp_path / HOLDOUT_FILE, "holdout")
+    assert len(held_out) == 2  # 30% of 6
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(sorted(set(_night_names(night_data)) - set(held_out))[:2]) + "\n")
+    with pytest.raises(ValueError, match="cannot resume: .*holdout.txt' lists the 2 images this run held out"):
+        train(_config(night_data, tmp_path, *settings, f"data.holdout={other}"), resume=True)
+    with pytest.raises(ValueError, match="holdout.txt' lists images that the run in this folder held out"):
+        train(_config(night_data, tmp_path, *settings, "data.validate_on=val"), resume=True)
+    with pytest.raises(ValueError, match="lists the images an earlier run held out"):  # a new run, not --resume
+        train(_config(night_data, tmp_path, *settings, f"data.holdout={other}"))
+    summary = train(_config(night_data, tmp_path, *settings), resume=True)
+    assert summary.final_checkpoint == tmp_path / "final.pt" and summary.validated_on == "2 held-out train images"
+    assert (tmp_path / HOLDOUT_FILE).read_bytes() == written
+    assert "resumed with the 2 held-out images listed in" in (tmp_path / "train.log").read_text()
+    # The run's list, given as data.holdout, holds out the same images in a new run.
+    again = build_training_data(_config(night_data, tmp_path / "again", f"data.holdout={tmp_path / HOLDOUT_FILE}"))
+    assert again.held_out == held_out
+
+
+def _night_names(root: Path) -> list[str]:
+    return sorted(path.stem for path in (root / "NightCity-images" / "images" / "train").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_cityscapes_plus_nightcity_trains_on_both_and_holds_out_from_each(tmp_path):
+    write_cityscapes(tmp_path / "cityscapes", {"train": ("aachen", "bremen", "cologne", "dusseldorf")})
+    nightcity = write_nightcity(tmp_path / "nightcity", train=4, val=1, width=128, height=64, seed=1).root
+    shutil.rmtree(nightcity / "NightCity-images" / "images" / "val")  # never read: the test split
+    config = _config(nightcity, tmp_path / "run", "data.dataset=cityscapes+nightcity", "optim.iterations=2",
+                     f"data.cityscapes_root={tmp_path / 'cityscapes'}", "data.holdout=0.25")
+    data = build_training_data(config)
+    assert len(data.held_out) == 2 and sum(name.endswith("_000019") for name in data.held_out) == 1  # one each
+    assert len(data.train) == 6
+    assert train(config).final_checkpoint == tmp_path / "run" / "final.pt"

@@ -1,10 +1,13 @@
+import cv2
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from egnet_core.config import DataConfig
 from egnet_core.data.sample import RawSample, Sample
 from egnet_core.data.transforms import EvalTransform, TrainTransform
+from egnet_core.engine.train import train_transform
 
 
 def encoded_sample(height=64, width=96, block=8, seed=0) -> RawSample:
@@ -99,11 +102,49 @@ def test_a_fixed_seed_is_refused_inside_dataloader_workers():
         ({"crop_size": (300, 16)}, r"\(300, 16\)"),
         ({"scale_range": (0.0, 1.0)}, r"\(0.0, 1.0\)"),
         ({"scale_range": (2.0, 1.0)}, r"\(2.0, 1.0\)"),
+        ({"resize_to": (900, 16)}, r"resize_to must be .* got \(900, 16\)"),
     ],
 )
 def test_bad_arguments_are_named(arguments, named):
     with pytest.raises(ValueError, match=named):
         TrainTransform(**arguments)
+
+
+def checkerboard(width=512, height=256, block=16) -> RawSample:
+    """A 2:1 image (NightCity's aspect) of square blocks, labels 1 and 2 alternating; red = label × 100."""
+    rows, cols = np.indices((height // block, width // block))
+    label = np.kron((rows + cols) % 2 + 1, np.ones((block, block), np.int64)).astype(np.uint8)
+    return RawSample(image=np.stack([label * 100] * 3, axis=-1), label=label, name="checkerboard")
+
+
+def block_aspect(labels: list[np.ndarray]) -> float:
+    """Height over width of the blocks label maps show, from how often labels change along rows and columns."""
+    across = sum(np.count_nonzero(label[:, 1:] != label[:, :-1]) for label in labels)  # ∝ 1 / block width
+    down = sum(np.count_nonzero(label[1:] != label[:-1]) for label in labels)  # ∝ 1 / block height (square maps)
+    return across / down
+
+
+@pytest.mark.parametrize(
+    ("geometry", "aspect"),
+    [("crop", 1.0), ("resize", 2.0), ("resize_crop", 2.0)],  # resize_crop stretches as 1024×512 -> 900×900 does
+)
+def test_each_training_geometry_gives_crops_of_the_crop_size_with_its_aspect(geometry, aspect):
+    # 128 and 450×450 are to these 512×256 images what the paper's 300 and 900×900 are to NightCity's 1024×512.
+    data = DataConfig(train_geometry=geometry, crop_size=128, eval_size=(450, 450), scale_min=0.75, scale_max=1.5)
+    transform, raw = train_transform(data), checkerboard()
+    torch.manual_seed(0)
+    labels = []
+    for _ in range(10):
+        sample = transform(raw)
+        assert sample.image.shape == (3, 128, 128) and sample.label.shape == (128, 128)
+        label, red = sample.label.numpy(), np.round(sample.image[0].numpy() * 255)
+        check = interior(label)  # image and label moved together: each pixel nearer its own label's red
+        assert np.abs(red[check] - label[check] * 100.0).max() < 50
+        labels.append(label)
+    assert block_aspect(labels) == pytest.approx(aspect, rel=0.1)
+    if geometry == "resize":  # the whole image, every block of it: 32 × 16 blocks of 4 × 8 pixels
+        whole = cv2.resize(raw.label, (128, 128), interpolation=cv2.INTER_NEAREST_EXACT)
+        assert np.array_equal(label, whole) or np.array_equal(label, whole[:, ::-1])
 
 
 def test_train_transform_refuses_a_label_of_another_size():

@@ -1,8 +1,10 @@
 """RawSample -> Sample: the training augmentation and the plain conversion used for evaluation.
 
-Training follows the paper (300×300 crops, Section 6.1) and common segmentation practice: random scale, pad to
-the crop size, random crop, random horizontal flip. Geometry is applied identically to image and label, and
-the exposure target is taken from the final crop's own pixels, so all three stay aligned.
+Training follows the paper (300×300 crops, Section 5) and common segmentation practice: random scale, pad to
+the crop size, random crop, random horizontal flip. ``resize_to`` first resizes the whole image to a fixed size,
+aspect ratio not kept, as testing does (1024×512 to 900×900): the network then trains on the stretch it is tested
+on. Geometry is applied identically to image and label, and the exposure target is taken from the final crop's
+own pixels, so all three stay aligned.
 
 Randomness: with ``seed=None`` (use this for training) every call draws a fresh seed for a
 ``np.random.Generator`` from torch's global RNG. ``torch.manual_seed`` therefore fixes the augmentation, and a
@@ -28,19 +30,20 @@ MIN_CROP = 32
 
 @dataclass
 class TrainTransform:
-    """Random scale, pad, crop and flip; ``crop_size`` is (height, width) or one int for a square."""
+    """Resize (optional), random scale, pad, crop and flip; ``crop_size`` and ``resize_to`` are (height, width)
+    or one int for a square."""
 
     crop_size: tuple[int, int] | int = (300, 300)
     scale_range: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
+    resize_to: tuple[int, int] | int | None = None
     seed: int | None = None
     _rng: np.random.Generator | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        crop = (self.crop_size, self.crop_size) if isinstance(self.crop_size, int) else tuple(self.crop_size)
-        if len(crop) != 2 or any(int(side) != side or side < MIN_CROP for side in crop):
-            raise ValueError(f"crop_size must be (height, width) of whole numbers >= {MIN_CROP}, got {self.crop_size}")
-        self.crop_size = (int(crop[0]), int(crop[1]))
+        self.crop_size = _size("crop_size", self.crop_size)
+        if self.resize_to is not None:
+            self.resize_to = _size("resize_to", self.resize_to)
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"scale_range must be (min, max) with 0 < min <= max, got {self.scale_range}")
         self.scale_range = (float(self.scale_range[0]), float(self.scale_range[1]))
@@ -54,7 +57,10 @@ class TrainTransform:
                 f"{raw.label.shape[0]} label for a {raw.image.shape[1]}×{raw.image.shape[0]} image"
             )
         rng = self._generator()
-        image, label = _rescale(raw.image, raw.label, rng.uniform(*self.scale_range))
+        image, label = raw.image, raw.label
+        if self.resize_to is not None:
+            image, label = _resize(image, label, self.resize_to)
+        image, label = _rescale(image, label, rng.uniform(*self.scale_range))
         image, label = _pad(image, label, self.crop_size)
         image, label = _random_crop(image, label, self.crop_size, rng)
         if self.flip and rng.random() < 0.5:
@@ -80,16 +86,29 @@ class EvalTransform:
         return to_sample(raw.image, raw.label)
 
 
+def _size(name: str, value: tuple[int, int] | int) -> tuple[int, int]:
+    size = (value, value) if isinstance(value, int) else tuple(value)
+    if len(size) != 2 or any(int(side) != side or side < MIN_CROP for side in size):
+        raise ValueError(f"{name} must be (height, width) of whole numbers >= {MIN_CROP}, got {value}")
+    return int(size[0]), int(size[1])
+
+
 def _rescale(image: np.ndarray, label: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     if scale == 1.0:
         return image, label
     height, width = label.shape
-    size = (max(round(width * scale), 1), max(round(height * scale), 1))  # OpenCV sizes are (width, height)
+    return _resize(image, label, (max(round(height * scale), 1), max(round(width * scale), 1)))
+
+
+def _resize(image: np.ndarray, label: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Both to ``size`` (height, width)."""
+    if label.shape == size:
+        return image, label
     # INTER_NEAREST samples at floor(x / scale), half a pixel off the grid INTER_LINEAR uses; _EXACT takes the
     # source pixel under each output pixel's centre, the one bilinear weights most, so labels match pixels.
     return (
-        cv2.resize(image, size, interpolation=cv2.INTER_LINEAR),
-        cv2.resize(label, size, interpolation=cv2.INTER_NEAREST_EXACT),
+        cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR),  # OpenCV sizes are (width, height)
+        cv2.resize(label, size[::-1], interpolation=cv2.INTER_NEAREST_EXACT),
     )
 
 

@@ -1,7 +1,9 @@
 """The training engine behind ``training/train.py`` and ``egnet train``: config at the top, one loop.
 
 Checkpoints are plain dicts (model, optimizer, scheduler, scaler, iteration, RNG states, config) written
-atomically; ``resume`` continues from the newest readable one exactly where the run stopped.
+atomically; ``resume`` continues from the newest readable one exactly where the run stopped. Validation runs on
+images held out of the training split (``data.validate_on: holdout``, listed in ``holdout.txt``) unless the config
+names the val split; ``best.pt`` is the best validated model, ``final.pt`` the model after the last iteration.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from egnet_core.config import TrainConfig
+from egnet_core.config import DataConfig, TrainConfig
 from egnet_core.criteria.losses import EGNetLoss
 from egnet_core.data.datasets import open_dataset
+from egnet_core.data.holdout import refuse_holdout_file, resolve_holdout, sample_names, split_holdout
 from egnet_core.data.labels import colorize
 from egnet_core.data.transforms import TrainTransform
 from egnet_core.deploy.inference import Segmenter
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DIVERGENCE_GROWTH = 1e3  # a loss this many times its first value is worth a warning: the run is diverging
 CHECKPOINTS = "checkpoints"  # the folder of iter_NNNNNNN.pt files inside run.out_dir
+BEST, FINAL = "best.pt", "final.pt"  # in run.out_dir: the best validated model, the model of the last iteration
 _CHECKPOINT_NAME = re.compile(r"iter_([0-9]+)\.pt")
 
 
@@ -58,6 +62,18 @@ class TrainSummary:
     iteration: int
     last_checkpoint: Path
     best_miou: float
+    final_checkpoint: Path | None  # final.pt once the schedule is complete; None after a run.stop_at stop
+    validated_on: str  # what best_miou was measured on: "val", or "N held-out train images"
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The samples a run trains on and the images its validation scores."""
+
+    train: Dataset  # transformed Samples
+    validation: Dataset  # RawSamples, as the evaluator takes them
+    validated_on: str  # "val", or "N held-out train images"
+    held_out: tuple[str, ...]  # names of the held-out images; empty when validating on val
 
 
 class SavedCheckpoint(NamedTuple):
@@ -130,14 +146,16 @@ def _train(config: TrainConfig, context: DistributedContext, run: _RunFiles, *, 
     trained = DistributedDataParallel(model) if context.world_size > 1 else model
     criterion = EGNetLoss(alpha=optim.alpha, beta=optim.beta)
     stop = min(config.run.stop_at or optim.iterations, optim.iterations)
-    batches = _loader(config, context, start, stop)
-    # Opened once, here: a val split without a valid label stops the run now, not at the first validation.
-    val_set = open_dataset(config.data.dataset, config.data.root, "val")
+    # Opened once, here: a split without a valid label stops the run now, not at the first validation.
+    data = build_training_data(config, run_dir=out, resume=resume, write=context.is_main)
+    batches = _loader(data.train, config, context, start, stop)
     run.log(f"training {config.model.variant} ({config.model.backbone}) on {device} x{context.world_size}, "
-            f"iterations {start}..{stop} of {optim.iterations}")
+            f"iterations {start}..{stop} of {optim.iterations}, on {len(data.train)} images with "
+            f"{config.data.train_geometry} geometry, validating on {data.validated_on}")
 
     progress = tqdm(total=stop, initial=start, disable=not context.is_main or None, desc="train", unit="it")
     last_checkpoint, clock, watch = None, time.perf_counter(), _LossWatch(optim.lr)
+    final = out / FINAL if (out / FINAL).is_file() and start == optim.iterations else None
     for iteration, sample in zip(range(start + 1, stop + 1), batches):
         images = sample.image.to(device, non_blocking=True)
         if cuda and config.run.channels_last:
@@ -162,12 +180,12 @@ def _train(config: TrainConfig, context: DistributedContext, run: _RunFiles, *, 
             progress.set_postfix(loss=f"{losses[0]:.3f}", ce=f"{losses[1]:.3f}", l1=f"{losses[2]:.3f}",
                                  lr=f"{scheduler.get_last_lr()[0]:.2e}", img_s=f"{rate:.1f}")
         if iteration % config.run.val_every == 0 or iteration == optim.iterations:
-            miou = _validate(model, val_set, config, context, run, iteration)
+            miou = _validate(model, data.validation, config, context, run, iteration)
             if miou > best_miou:
                 best_miou = miou
                 if context.is_main:
-                    save_checkpoint(out / "best.pt", model, iteration=iteration, best_miou=best_miou,
-                                    train_config=config.to_dict())
+                    save_checkpoint(out / BEST, model, iteration=iteration, best_miou=best_miou,
+                                    validated_on=data.validated_on, train_config=config.to_dict())
             model.train()
         if iteration % config.run.checkpoint_every == 0 or iteration == stop:
             last_checkpoint = run.checkpoint(
@@ -175,9 +193,13 @@ def _train(config: TrainConfig, context: DistributedContext, run: _RunFiles, *, 
                 scaler=scaler.state_dict(), iteration=iteration, best_miou=best_miou, rng=_rng_state(),
                 train_config=config.to_dict(),
             )
+        if iteration == optim.iterations:  # whatever val_every and checkpoint_every are
+            final = run.final(model, iteration=iteration, validated_on=data.validated_on,
+                              train_config=config.to_dict())
         progress.update(1)
     progress.close()
-    return TrainSummary(out_dir=out, iteration=stop, last_checkpoint=last_checkpoint or resumed, best_miou=best_miou)
+    return TrainSummary(out_dir=out, iteration=stop, last_checkpoint=last_checkpoint or resumed, best_miou=best_miou,
+                        final_checkpoint=final, validated_on=data.validated_on)
 
 
 def load_pretrained(model: EGNet, path: str) -> None:
@@ -195,14 +217,40 @@ def load_pretrained(model: EGNet, path: str) -> None:
                          f"unexpected {unexpected[:5]}")
 
 
-def build_train_dataset(config: TrainConfig) -> Dataset:
+def train_transform(data: DataConfig) -> TrainTransform:
+    """``data.train_geometry`` as a transform (``data.eval_size`` is [width, height], the transform's sizes are
+    (height, width))."""
+    if data.train_geometry == "resize":  # the whole image, aspect not kept, as testing resizes it
+        return TrainTransform(crop_size=data.crop_size, resize_to=data.crop_size, scale_range=(1.0, 1.0))
+    resize_to = tuple(reversed(data.eval_size)) if data.train_geometry == "resize_crop" else None
+    return TrainTransform(crop_size=data.crop_size, scale_range=(data.scale_min, data.scale_max), resize_to=resize_to)
+
+
+def build_training_data(config: TrainConfig, *, run_dir: Path | None = None, resume: bool = False,
+                        write: bool = True) -> TrainingData:
+    """What the run trains and validates on. With ``data.validate_on: holdout`` the val split is never opened:
+    the held-out names are chosen (or, with ``resume``, read back from ``run_dir``) and written to
+    ``run_dir/holdout.txt`` when ``write``; ``run_dir`` None reads and writes nothing."""
     data = config.data
-    transform = TrainTransform(crop_size=data.crop_size, scale_range=(data.scale_min, data.scale_max))
-    return open_dataset(data.dataset, data.root, "train", transform=transform, cityscapes_root=data.cityscapes_root)
+    if data.validate_on == "val":
+        if run_dir is not None:
+            refuse_holdout_file(run_dir)
+        if "nightcity" in data.dataset:
+            log.warning("data.validate_on: val validates on %s's val split, which is NightCity's test set (the "
+                        "paper's 1,299 test images): best.pt is then chosen on the test set", data.dataset)
+        train_set = open_dataset(data.dataset, data.root, "train", transform=train_transform(data),
+                                 cityscapes_root=data.cityscapes_root)
+        return TrainingData(train=train_set, validation=open_dataset(data.dataset, data.root, "val"),
+                            validated_on="val", held_out=())
+    whole = open_dataset(data.dataset, data.root, "train", cityscapes_root=data.cityscapes_root)
+    names = resolve_holdout(data.holdout, sample_names(whole), seed=config.run.seed, run_dir=run_dir, resume=resume,
+                            write=write)
+    split = split_holdout(whole, names, train_transform(data))
+    return TrainingData(train=split.train, validation=split.validation,
+                        validated_on=f"{len(split.names)} held-out train images", held_out=split.names)
 
 
-def _loader(config: TrainConfig, context: DistributedContext, start: int, stop: int) -> DataLoader:
-    dataset = build_train_dataset(config)
+def _loader(dataset: Dataset, config: TrainConfig, context: DistributedContext, start: int, stop: int) -> DataLoader:
     sampler = IterationSampler(len(dataset), batch_size=config.optim.batch_size, seed=config.run.seed, start=start,
                                end=stop, rank=context.rank, world_size=context.world_size)
     return DataLoader(SeededSamples(dataset), batch_size=sampler.per_process, sampler=sampler,
@@ -327,6 +375,12 @@ class _RunFiles:
         if kind is KeyboardInterrupt:
             self.log("interrupted")
         self.close()
+
+    def final(self, model: EGNet, **state) -> Path:
+        _require_finite_weights(model, state["iteration"])
+        if self.is_main:
+            save_checkpoint(self.out / FINAL, model, **state)
+        return self.out / FINAL
 
     def checkpoint(self, model: EGNet, **state) -> Path:
         _require_finite_weights(model, state["iteration"])
