@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from egnet_core.data.synthetic import render_night_frames
+from egnet_core.model.baselines import TorchvisionSegmentation
 from egnet_core.model.egnet import EGNet
 
 
@@ -17,6 +18,12 @@ def tiny_model(**overrides) -> EGNet:
     torch.manual_seed(0)
     options = {"backbone": "resnet18", "output_stride": 32} | overrides
     return EGNet(**options).eval()
+
+
+def tiny_torchvision_model(arch: str = "deeplabv3", **overrides) -> TorchvisionSegmentation:
+    """The cheapest real DeepLabV3 (or FCN): torchvision's classes on a ResNet-18 at output stride 8, seeded."""
+    torch.manual_seed(0)
+    return TorchvisionSegmentation(arch=arch, backbone="resnet18", **overrides).eval()
 
 
 def with_running_statistics(model: EGNet) -> EGNet:

@@ -4,7 +4,8 @@ import torchvision
 from helpers import tiny_model
 
 from egnet_core.config import VARIANTS, ModelConfig
-from egnet_core.model.egnet import EGNet, build_model
+from egnet_core.model.egnet import EGNet
+from egnet_core.model.networks import build_model
 
 
 def _forward(model: EGNet, batch=2, height=64, width=96):
@@ -152,3 +153,4 @@ def test_config_round_trip_and_unknown_fields():
 def test_bad_input_is_a_clear_error(images, message):
     with pytest.raises(ValueError, match=message):
         tiny_model()(images)
+

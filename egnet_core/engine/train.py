@@ -38,7 +38,8 @@ from egnet_core.engine.distributed import (
 from egnet_core.engine.evaluation import evaluate
 from egnet_core.engine.sampling import IterationSampler, SeededSamples
 from egnet_core.model.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
-from egnet_core.model.egnet import EGNet, build_model
+from egnet_core.model.egnet import EGNet
+from egnet_core.model.networks import build_model
 from egnet_core.reports.visualize import strip
 
 log = logging.getLogger(__name__)
@@ -128,12 +129,12 @@ def _train(config: TrainConfig, context: DistributedContext, run: _RunFiles, *, 
         resumed, state = newest_readable_checkpoint(out)
         start, best_miou = _restore(resumed, state, model, optimizer, scheduler, scaler, config)
     trained = DistributedDataParallel(model) if context.world_size > 1 else model
-    criterion = EGNetLoss(alpha=optim.alpha, beta=optim.beta)
+    criterion = EGNetLoss(alpha=optim.alpha, beta=optim.beta, exposure_term=config.model.predicts_exposure)
     stop = min(config.run.stop_at or optim.iterations, optim.iterations)
     batches = _loader(config, context, start, stop)
     # Opened once, here: a val split without a valid label stops the run now, not at the first validation.
     val_set = open_dataset(config.data.dataset, config.data.root, "val")
-    run.log(f"training {config.model.variant} ({config.model.backbone}) on {device} x{context.world_size}, "
+    run.log(f"training {config.model.name} ({config.model.backbone}) on {device} x{context.world_size}, "
             f"iterations {start}..{stop} of {optim.iterations}")
 
     progress = tqdm(total=stop, initial=start, disable=not context.is_main or None, desc="train", unit="it")

@@ -99,19 +99,6 @@ class EGNet(nn.Module):
         return EGNetOutput(logits=logits, exposure=exposure)
 
 
-def build_model(config: ModelConfig) -> EGNet:
-    """An EGNet from its config (the form checkpoints carry)."""
-    return EGNet(
-        num_classes=config.num_classes,
-        backbone=config.backbone,
-        output_stride=config.output_stride,
-        variant=config.variant,
-        backbone_weights=config.backbone_weights,
-        w1=config.w1,
-        w2=config.w2,
-    )
-
-
 def check_images(images: torch.Tensor) -> None:
     """Raise ValueError naming the problem unless ``images`` is a B×3×H×W float batch the model accepts."""
     if not isinstance(images, torch.Tensor):
