@@ -6,11 +6,18 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import random_frames, tiny_model, with_running_statistics
+from helpers import (
+    random_frames,
+    tiny_model,
+    tiny_torchvision_model,
+    with_running_statistics,
+)
 
+from egnet_core.data.exposure import exposure_map
 from egnet_core.data.labels import PALETTE
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.options import available_cpus, resolve_device, resolve_threads
+from egnet_core.model.checkpoint import save_checkpoint
 
 
 def test_results_come_back_at_each_frames_own_size_whatever_the_network_size():
@@ -171,3 +178,33 @@ def test_cuda_paths_agree_with_the_cpu(options):
         assert (a.labels == b.labels).mean() >= 0.99
         assert np.abs(a.exposure - b.exposure).mean() < 1e-2
         np.testing.assert_array_equal(b.color[b.labels < 19], PALETTE[b.labels[b.labels < 19]])
+
+
+@pytest.mark.parametrize("arch", ["deeplabv3", "fcn"])
+def test_a_torchvision_network_gives_labels_and_the_frames_measured_exposure(arch):
+    model = with_running_statistics(tiny_torchvision_model(arch))
+    frames = random_frames(2, width=110, height=70)
+    plain = Segmenter(model, optimize=False).predict_batch(frames)
+    fast = Segmenter(model).predict_batch(frames)  # BatchNorm folded into torchvision's heads too
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255).logits
+    for frame, a, b, expected in zip(frames, plain, fast, logits.argmax(1).numpy()):
+        np.testing.assert_array_equal(a.labels, expected)
+        assert (b.labels == a.labels).mean() >= 0.999
+        # No exposure stream: the exposure map is the frame's own V channel.
+        np.testing.assert_allclose(a.exposure, exposure_map(frame), atol=1e-6)
+        np.testing.assert_allclose(b.exposure, exposure_map(frame), atol=1e-6)
+
+
+def test_loading_a_network_without_an_exposure_stream_says_that_exposure_is_measured(tmp_path, caplog):
+    checkpoint = save_checkpoint(tmp_path / "deeplabv3.pt", tiny_torchvision_model())
+    with caplog.at_level(logging.INFO, logger="egnet_core"):
+        Segmenter.from_checkpoint(checkpoint)
+    said = [r.getMessage() for r in caplog.records if "without an exposure stream" in r.getMessage()]
+    assert said == [f"{checkpoint} is a deeplabv3 network without an exposure stream: its exposure maps are each "
+                    "frame's measured exposure (V of HSV), not a prediction"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="egnet_core"):
+        Segmenter.from_checkpoint(save_checkpoint(tmp_path / "egnet.pt", tiny_model()))
+    assert "without an exposure stream" not in caplog.text
+

@@ -42,7 +42,8 @@ from egnet_core.deploy.options import (
     resolve_threads,
 )
 from egnet_core.model.checkpoint import check_same_architecture, load_model
-from egnet_core.model.egnet import MIN_INPUT_SIZE, EGNet, EGNetOutput
+from egnet_core.model.egnet import MIN_INPUT_SIZE, EGNetOutput
+from egnet_core.model.networks import Network
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,16 @@ WARM_UP_SIZE = (1024, 512)  # (width, height) of a warm-up frame at native size:
 @dataclass(frozen=True)
 class Segmentation:
     labels: np.ndarray  # H×W uint8 train ids, IGNORE_INDEX where the model is below the confidence threshold
-    exposure: np.ndarray  # H×W float32 predicted exposure in [0, 1]
+    # H×W float32 exposure in [0, 1]: predicted by the exposure stream, or, for a network without one (DeepLabV3,
+    # FCN, EGNet's single-stream variants), the frame's measured exposure (V of HSV), the map the stream predicts
+    exposure: np.ndarray
     color: np.ndarray | None = None  # H×W×3 uint8 labels in the Cityscapes palette, when asked for
     confidence: np.ndarray | None = None  # H×W float32 top softmax probability in [0, 1], when asked for
 
 
 class Segmenter:
-    """Runs an EGNet on RGB uint8 frames and returns labels and exposure maps at each frame's own size.
+    """Runs an EGNet (or DeepLabV3, FCN) on RGB uint8 frames and returns labels and exposure maps at each frame's
+    own size.
 
     ``input_size`` (width, height) is the size the network sees (the paper tests at 900×900); ``None`` runs
     at the frame's own size. ``flip``, ``scales`` and ``sliding_window`` select the test-time protocol (see
@@ -74,7 +78,7 @@ class Segmenter:
     buffer and only labels, exposure (and colours) come back. The caller's ``model`` is never changed.
     """
 
-    def __init__(self, model: EGNet | OnnxNetwork, options: InferenceOptions | None = None, **keywords) -> None:
+    def __init__(self, model: Network | OnnxNetwork, options: InferenceOptions | None = None, **keywords) -> None:
         """``options``, or its fields as keywords (``Segmenter(model, input_size=(900, 900))``), or both: the
         keywords then replace those fields. The options were validated when they were made."""
         options = _options(options, keywords)
@@ -127,6 +131,9 @@ class Segmenter:
             check_same_architecture(network.config, expect, path)
         if options.architecture:
             check_same_architecture(network.config, dataclasses.replace(network.config, **options.architecture), path)
+        if not network.config.predicts_exposure:
+            log.info("%s is a %s network without an exposure stream: its exposure maps are each frame's measured "
+                     "exposure (V of HSV), not a prediction", path, network.config.name)
         return cls(network, options)
 
     @property
@@ -250,13 +257,13 @@ def _release_cuda_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _accelerated(model: EGNet, *, compile: bool, cuda_graphs: bool):
+def _accelerated(model: Network, *, compile: bool, cuda_graphs: bool):
     if compile:
         return torch.compile(model, mode="reduce-overhead" if cuda_graphs else None, dynamic=False)
     return CudaGraphNetwork(model) if cuda_graphs else model
 
 
-def _forward_windows(model: EGNet, x: torch.Tensor, window: SlidingWindow) -> EGNetOutput:
+def _forward_windows(model: Network, x: torch.Tensor, window: SlidingWindow) -> EGNetOutput:
     """The model over overlapping windows of B×3×H×W ``x``; outputs summed per pixel, divided by the count."""
     batch, _, height, width = x.shape
     logits = x.new_zeros((batch, model.config.num_classes, height, width))
