@@ -83,6 +83,11 @@ def build_segmenter(args: argparse.Namespace, **options) -> Segmenter:
 def _predict(args: argparse.Namespace) -> int:
     ensure_writable_dir(args.out, "--out")
     segmenter = build_segmenter(args, input_size=args.input_size)
+    if args.attention:
+        try:
+            segmenter.require_attention()
+        except ValueError as error:
+            raise ValueError(f"--attention with {str(args.checkpoint)!r}: {error}") from None
     for image_path in args.images:
         image = read_rgb(image_path)
         result = segmenter.predict(image)
@@ -92,6 +97,10 @@ def _predict(args: argparse.Namespace) -> int:
             write_rgb(args.out / f"{stem}_trainIds.png", result.labels),
             write_rgb(args.out / f"{stem}_exposure.png", exposure_picture(result.exposure)),
         ]
+        if args.attention:
+            (maps,) = segmenter.attention_maps([image])
+            written += [write_rgb(args.out / f"{stem}_attention_stage{stage}.png", exposure_picture(w_r))
+                        for stage, w_r in ((2, maps.stage2), (3, maps.stage3))]
         print(f"{image_path}: " + ", ".join(str(path) for path in written))
     return 0
 
@@ -283,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_inference_arguments(predict)
     predict.add_argument("--out", required=True, type=Path, help="folder for the label and exposure pictures")
     predict.add_argument("--input-size", type=parse_size, help="network input WIDTHxHEIGHT (default: image size)")
+    predict.add_argument("--attention", action="store_true",
+                         help="also write the attention maps W_r of the Exposure Guidance Layers after stages 2 and "
+                              "3 (Eq. 1, the paper's Figure 9) as NAME_attention_stage2.png and "
+                              "NAME_attention_stage3.png (EGNet variant egnet only)")
     predict.set_defaults(run=_predict)
 
     synth = commands.add_parser("synth-data", help="write generated night scenes in NightCity's on-disk layout")

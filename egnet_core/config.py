@@ -98,6 +98,11 @@ class ModelConfig:
         is the input's measured exposure (its V channel), and training has no L1 term."""
         return self.arch == "egnet" and self.spec.exposure_stream
 
+    @property
+    def has_egl(self) -> bool:
+        """Whether Exposure Guidance Layers (Eq. 1) learn attention maps W_r (the paper's Figure 9)."""
+        return self.arch == "egnet" and self.spec.guidance == "attention"
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
         known = {field.name for field in fields(cls)}

@@ -26,6 +26,16 @@ def tiny_torchvision_model(arch: str = "deeplabv3", **overrides) -> TorchvisionS
     return TorchvisionSegmentation(arch=arch, backbone="resnet18", **overrides).eval()
 
 
+def with_egl_attention(model: EGNet, stage2: float, stage3: float) -> EGNet:
+    """``model`` with EGLs that ignore their features: W_r is ``stage2`` everywhere after stage 2 and ``stage3``
+    everywhere after stage 3 (biases of sigmoid^-1 of those values, zero weights)."""
+    with torch.no_grad():
+        for egl, value in zip(model.guidance, (stage2, stage3)):
+            egl.attention.weight.zero_()
+            egl.attention.bias.fill_(float(torch.logit(torch.tensor(value))))
+    return model
+
+
 def with_running_statistics(model: EGNet) -> EGNet:
     """Non-trivial BatchNorm statistics, as a trained model has, so that folding them is put to the test."""
     generator = torch.Generator().manual_seed(1)

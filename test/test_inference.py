@@ -1,5 +1,6 @@
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ from helpers import (
     random_frames,
     tiny_model,
     tiny_torchvision_model,
+    with_egl_attention,
     with_running_statistics,
 )
 
@@ -208,3 +210,37 @@ def test_loading_a_network_without_an_exposure_stream_says_that_exposure_is_meas
         Segmenter.from_checkpoint(save_checkpoint(tmp_path / "egnet.pt", tiny_model()))
     assert "without an exposure stream" not in caplog.text
 
+
+def test_attention_maps_come_back_at_the_frames_size_or_the_size_asked_for():
+    segmenter = Segmenter(with_egl_attention(tiny_model(), stage2=0.25, stage3=0.75), input_size=(96, 64))
+    assert segmenter.has_attention
+    frames = random_frames(2, width=110, height=70)
+    maps = segmenter.attention_maps(frames)
+    assert len(maps) == 2
+    for attention in maps:
+        assert attention.stage2.shape == attention.stage3.shape == (70, 110)
+        assert attention.stage2.dtype == np.float32
+        np.testing.assert_allclose(attention.stage2, 0.25, atol=1e-5)
+        np.testing.assert_allclose(attention.stage3, 0.75, atol=1e-5)
+    (larger,) = segmenter.attention_maps(frames[:1], output_size=(220, 140))
+    assert larger.stage2.shape == (140, 220)
+
+
+def test_attention_maps_follow_the_features_of_a_trained_like_egl():
+    model = with_running_statistics(tiny_model())
+    frame = random_frames(1, width=128, height=64)[0]
+    (attention,) = Segmenter(model).attention_maps([frame])  # BatchNorm folded: the same function
+    with torch.no_grad():
+        stage2, stage3 = model.attention_maps(torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255)
+    expected = torch.nn.functional.interpolate(stage2, size=(64, 128), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(attention.stage2, expected[0, 0].numpy(), atol=1e-4)
+    assert attention.stage3.std() > 0
+
+
+@pytest.mark.parametrize(("model", "named"), [(lambda: tiny_torchvision_model("fcn"), "fcn (resnet18)"),
+                                               (lambda: tiny_model(variant="no_egl"), "EGNet variant 'no_egl'")])
+def test_attention_maps_are_refused_for_networks_without_an_egl(model, named):
+    segmenter = Segmenter(model())
+    assert not segmenter.has_attention
+    with pytest.raises(ValueError, match=f"the model is {re.escape(named)}.*which has no Exposure Guidance Layer"):
+        segmenter.attention_maps(random_frames(1, width=64, height=32))

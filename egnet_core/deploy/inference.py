@@ -61,6 +61,14 @@ class Segmentation:
     confidence: np.ndarray | None = None  # H×W float32 top softmax probability in [0, 1], when asked for
 
 
+@dataclass(frozen=True)
+class AttentionMaps:
+    """W_r of EGNet's two Exposure Guidance Layers (Eq. 1; the paper's Figure 9), each H×W float32 in [0, 1]."""
+
+    stage2: np.ndarray  # the EGL after stage 2
+    stage3: np.ndarray  # the EGL after stage 3
+
+
 class Segmenter:
     """Runs an EGNet (or DeepLabV3, FCN) on RGB uint8 frames and returns labels and exposure maps at each frame's
     own size.
@@ -76,6 +84,8 @@ class Segmenter:
     ``torch.compile``; ``cuda_graphs`` (CUDA) replays a captured CUDA graph per input shape, and with
     ``compile`` too, torch.compile's own CUDA graphs are used. On CUDA, frames go up as uint8 through a pinned
     buffer and only labels, exposure (and colours) come back. The caller's ``model`` is never changed.
+
+    ``attention_maps`` returns an EGNet's EGL attention maps W_r (the paper's Figure 9) for frames.
     """
 
     def __init__(self, model: Network | OnnxNetwork, options: InferenceOptions | None = None, **keywords) -> None:
@@ -95,7 +105,7 @@ class Segmenter:
             model.check_input_size(options.input_size, resizes=options.resizes)
             self.precision = model.precision  # fp32, or int8 from `egnet export --int8`
             self.memory_format = torch.contiguous_format
-            self.model = model
+            self.model = self._eager = model
         else:
             self.memory_format = torch.channels_last if options.optimize else torch.contiguous_format
             model = fuse_conv_bn(model) if options.optimize else copy.deepcopy(model)
@@ -104,6 +114,7 @@ class Segmenter:
             except RuntimeError as error:  # CUDA out of memory, a driver error
                 _release_cuda_memory(self.device)
                 raise InferenceError(f"the model cannot be placed on {self.device}: {error}") from error
+            self._eager = model  # for attention maps, whose hooks compiled code and CUDA graphs would not run
             self.model = _accelerated(model, compile=options.compile, cuda_graphs=options.cuda_graphs)
         self._staging: dict[tuple[int, ...], torch.Tensor] = {}  # pinned host buffers by batch shape (CUDA)
         self._palette = torch.from_numpy(PALETTE_LUT).to(self.device)
@@ -139,6 +150,40 @@ class Segmenter:
     @property
     def config(self) -> ModelConfig:
         return self.model.config
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether ``attention_maps`` can run: an EGNet with EGLs, run by torch (an ONNX graph returns none)."""
+        return self.config.has_egl and not isinstance(self.model, OnnxNetwork)
+
+    def require_attention(self) -> None:
+        """ValueError saying why, unless ``attention_maps`` can run."""
+        config = self.config
+        if not config.has_egl:
+            network = f"EGNet variant {config.variant!r}" if config.arch == "egnet" else config.arch
+            raise ValueError(f"the model is {network} ({config.backbone}), which has no Exposure Guidance Layer and "
+                             "so no attention maps (Eq. 1): only EGNet's variant 'egnet' learns them")
+        if isinstance(self.model, OnnxNetwork):
+            raise ValueError(f"the ONNX graph {str(self.model.path)!r} returns no attention maps; use the .pt "
+                             "checkpoint it was exported from")
+
+    @torch.inference_mode()
+    def attention_maps(
+        self, images: Sequence[np.ndarray], *, output_size: tuple[int, int] | None = None
+    ) -> list[AttentionMaps]:
+        """The EGLs' attention maps W_r for frames of one size (H×W×3 uint8 RGB), resized bilinearly from their
+        stage's resolution to ``output_size`` (width, height; by default the frames' own size). They come from
+        one whole-image pass at the input size, whatever flips, scales or windows the labels are made with."""
+        self.require_attention()
+        batch = _stack_frames(images)
+        height, width = batch.shape[1:3]
+        output_hw = (height, width) if output_size is None else _check_output_size(output_size)[::-1]
+        x = to_network_input(self._upload(batch))  # B×3×H×W
+        base_w, base_h = self.input_size or (width, height)
+        x = resize(x, (base_h, base_w)).to(self.dtype, memory_format=self.memory_format)
+        stage2, stage3 = (resize(w_r.float(), output_hw).clamp_(0, 1)[:, 0].cpu().numpy()  # B×h×w
+                          for w_r in self._eager.attention_maps(x))
+        return [AttentionMaps(stage2=a, stage3=b) for a, b in zip(stage2, stage3)]
 
     def check_frame(self, image: np.ndarray) -> None:
         """Raise ValueError, naming the size, where the network cannot run on this H×W×3 frame as configured."""
