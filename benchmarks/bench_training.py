@@ -25,7 +25,7 @@ from egnet_core.data.synthetic import write_nightcity
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.options import resolve_device
 from egnet_core.engine.train import build_training_data
-from egnet_core.model.egnet import build_model
+from egnet_core.model.networks import build_model
 
 
 def _train_throughput(config, steps: int, device: torch.device) -> dict:

@@ -88,10 +88,16 @@ def build_segmenter(args: argparse.Namespace, **options) -> Segmenter:
 
 def _predict(args: argparse.Namespace) -> int:
     ensure_writable_dir(args.out, "--out")
-    outputs = prediction_outputs(args.images, args.out)
+    kinds = PREDICTION_FILES + (ATTENTION_FILES if args.attention else ())
+    outputs = prediction_outputs(args.images, args.out, kinds)
     if not args.overwrite:
         refuse_existing([path for files in outputs.values() for path in files.values()], "--out")
     segmenter = build_segmenter(args, input_size=args.input_size)
+    if args.attention:
+        try:
+            segmenter.require_attention()
+        except ValueError as error:
+            raise ValueError(f"--attention with {str(args.checkpoint)!r}: {error}") from None
     for image_path, files in outputs.items():
         image = read_rgb(image_path)
         result = segmenter.predict(image)
@@ -100,14 +106,20 @@ def _predict(args: argparse.Namespace) -> int:
             write_rgb(files["trainIds"], result.labels),
             write_rgb(files["exposure"], exposure_picture(result.exposure)),
         ]
+        if args.attention:
+            (maps,) = segmenter.attention_maps([image])
+            written += [write_rgb(files[f"attention_stage{stage}"], exposure_picture(w_r))
+                        for stage, w_r in ((2, maps.stage2), (3, maps.stage3))]
         print(f"{image_path}: " + ", ".join(str(path) for path in written))
     return 0
 
 
 PREDICTION_FILES = ("color", "trainIds", "exposure")
+ATTENTION_FILES = ("attention_stage2", "attention_stage3")  # --attention: the EGLs' W_r (Eq. 1, Figure 9)
 
 
-def prediction_outputs(images: list[Path], out: Path) -> dict[Path, dict[str, Path]]:
+def prediction_outputs(images: list[Path], out: Path,
+                       kinds: tuple[str, ...] = PREDICTION_FILES) -> dict[Path, dict[str, Path]]:
     """Where ``egnet predict`` writes the pictures of each input: ``out/<rel>/<stem>_{color,trainIds,exposure}.png``.
 
     ``<rel>`` is the input's folder relative to the folder all inputs share, so inputs of one name from different
@@ -126,7 +138,7 @@ def prediction_outputs(images: list[Path], out: Path) -> dict[Path, dict[str, Pa
     for path, stem in zip(absolute, stems):
         if stem in repeated:
             stem = stem.with_name(f"{stem.name}_{path.suffix.lstrip('.').lower()}")
-        outputs[given[path]] = {kind: out / stem.parent / f"{stem.name}_{kind}.png" for kind in PREDICTION_FILES}
+        outputs[given[path]] = {kind: out / stem.parent / f"{stem.name}_{kind}.png" for kind in kinds}
     colours = [files["color"] for files in outputs.values()]
     clashes = sorted({str(path) for path in colours if colours.count(path) > 1})
     if clashes:
@@ -338,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, type=Path, help="folder for the label and exposure pictures")
     predict.add_argument("--input-size", type=parse_size, help="network input WIDTHxHEIGHT (default: image size)")
     predict.add_argument("--overwrite", action="store_true", help="replace pictures an earlier run wrote in --out")
+    predict.add_argument("--attention", action="store_true",
+                         help="also write the attention maps W_r of the Exposure Guidance Layers after stages 2 and "
+                              "3 (Eq. 1, the paper's Figure 9) as NAME_attention_stage2.png and "
+                              "NAME_attention_stage3.png (EGNet variant egnet only)")
     predict.set_defaults(run=_predict)
 
     synth = commands.add_parser("synth-data", help="write generated night scenes in a data set's on-disk layout")

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+ARCHITECTURES = ("egnet", "deeplabv3", "fcn")  # EGNet, and the networks of Table 1 that torchvision implements
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 OUTPUT_STRIDES = (8, 16, 32)
 DATASETS = (
@@ -48,8 +49,14 @@ VARIANTS: dict[str, VariantSpec] = {
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild an EGNet; ``backbone_weights`` only matters when training starts."""
+    """Everything needed to rebuild a network; ``backbone_weights`` only matters when training starts.
 
+    ``arch``: ``egnet`` (Fig. 5), or torchvision's ``deeplabv3`` or ``fcn``, two of Table 1's comparisons,
+    trained and deployed the same way. ``variant``, ``w1`` and ``w2`` are EGNet's own and keep their defaults
+    for the others, whose output stride is torchvision's 8.
+    """
+
+    arch: str = "egnet"
     num_classes: int = 19
     backbone: str = "resnet101"
     output_stride: int = 8
@@ -71,10 +78,41 @@ class ModelConfig:
             )
         if self.variant not in VARIANTS:
             raise ValueError(f"model.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"model.arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+        if self.arch != "egnet":
+            self._check_torchvision_fields()
+
+    def _check_torchvision_fields(self) -> None:
+        if self.output_stride != 8:
+            raise ValueError(f"model.output_stride must be 8 for model.arch {self.arch} (torchvision's builders "
+                             f"dilate layer3 and layer4), got {self.output_stride!r}")
+        egnet_only = {name: getattr(self, name) for name in ("variant", "w1", "w2")
+                      if getattr(self, name) != getattr(ModelConfig, name)}
+        if egnet_only:
+            listed = ", ".join(f"model.{name}={value!r}" for name, value in egnet_only.items())
+            raise ValueError(f"{listed}: EGNet's own, not {self.arch}'s; leave it out (or at its default) for "
+                             f"model.arch {self.arch}")
 
     @property
     def spec(self) -> VariantSpec:
         return VARIANTS[self.variant]
+
+    @property
+    def name(self) -> str:
+        """What the network is, in a word: the EGNet variant, or the torchvision architecture."""
+        return self.variant if self.arch == "egnet" else self.arch
+
+    @property
+    def predicts_exposure(self) -> bool:
+        """Whether an exposure stream predicts the exposure map; without one, the network's ``exposure`` output
+        is the input's measured exposure (its V channel), and training has no L1 term."""
+        return self.arch == "egnet" and self.spec.exposure_stream
+
+    @property
+    def has_egl(self) -> bool:
+        """Whether Exposure Guidance Layers (Eq. 1) learn attention maps W_r (the paper's Figure 9)."""
+        return self.arch == "egnet" and self.spec.guidance == "attention"
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
@@ -192,6 +230,14 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        # DeepLabV3's ASPP pools each image to 1×1 before a BatchNorm, which in training needs more than one value
+        # per channel: torch would stop at the first iteration with a message naming neither field.
+        if self.model.arch == "deeplabv3" and self.optim.batch_size < 2:
+            raise ValueError(f"optim.batch_size must be at least 2 for model.arch deeplabv3 (its ASPP pools each "
+                             f"image to 1×1 before a BatchNorm; under torchrun, 2 per process), got "
+                             f"{self.optim.batch_size!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

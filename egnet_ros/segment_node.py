@@ -133,11 +133,14 @@ class SegmentNode(Node):
         self._class_info_pub.publish(class_info())
         config = self._segmenter.config
         self.get_logger().info(
-            f"ready: {config.variant} {config.backbone} OS{config.output_stride} from {settings.checkpoint!r} on "
+            f"ready: {config.name} {config.backbone} OS{config.output_stride} from {settings.checkpoint!r} on "
             f"{self._segmenter.device} ({self._segmenter.precision}), network input {self._input_text()}, "
             f"warm-up {self._warm_up_s:.2f} s; listening on {self._topics_text()} "
             f"({'compressed' if settings.compressed else 'raw'}, {settings.input_qos.reliability.name.lower()})"
         )
+        if not config.predicts_exposure:
+            self.get_logger().info(f"{config.name} has no exposure stream: exposure outputs are each frame's measured "
+                                   "exposure (V of HSV), not a prediction")
 
     def close(self) -> str:
         """Stop the worker (after the batch in flight, or the warm-up); the final counts as text. Call before

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from egnet_core.data.imageio import write_rgb
 from egnet_core.data.synthetic import NightScene, render_night_frames, render_night_scene
+from egnet_core.model.baselines import TorchvisionSegmentation
 from egnet_core.model.egnet import EGNet
 
 
@@ -19,6 +20,22 @@ def tiny_model(**overrides) -> EGNet:
     torch.manual_seed(0)
     options = {"backbone": "resnet18", "output_stride": 32} | overrides
     return EGNet(**options).eval()
+
+
+def tiny_torchvision_model(arch: str = "deeplabv3", **overrides) -> TorchvisionSegmentation:
+    """The cheapest real DeepLabV3 (or FCN): torchvision's classes on a ResNet-18 at output stride 8, seeded."""
+    torch.manual_seed(0)
+    return TorchvisionSegmentation(arch=arch, backbone="resnet18", **overrides).eval()
+
+
+def with_egl_attention(model: EGNet, stage2: float, stage3: float) -> EGNet:
+    """``model`` with EGLs that ignore their features: W_r is ``stage2`` everywhere after stage 2 and ``stage3``
+    everywhere after stage 3 (biases of sigmoid^-1 of those values, zero weights)."""
+    with torch.no_grad():
+        for egl, value in zip(model.guidance, (stage2, stage3)):
+            egl.attention.weight.zero_()
+            egl.attention.bias.fill_(float(torch.logit(torch.tensor(value))))
+    return model
 
 
 def with_running_statistics(model: EGNet) -> EGNet:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import cv2
 import numpy as np
 import pytest
 import yaml
-from helpers import night_frames, snapshot, tiny_model
+from helpers import night_frames, snapshot, tiny_model, tiny_torchvision_model
 from helpers_ros import TYPESTORE, image_pixels, read_bag
 from rosbags.rosbag2 import Reader, Writer
 
 from egnet_core.cli import build_parser, main
+from egnet_core.data.exposure import exposure_map
 from egnet_core.deploy.export import export_onnx
 from egnet_core.deploy.inference import Segmenter
+from egnet_core.model.checkpoint import save_checkpoint
 from egnet_ros.bag_segment import total_frames
 from egnet_ros.bags import BagWriter, write_camera_bag
 
@@ -73,6 +76,22 @@ def test_every_frame_is_segmented_into_a_new_bag_with_the_input_headers_and_log_
         else:
             rgb = image_pixels(source_msg, "u1", 3)[..., ::-1]
         np.testing.assert_array_equal(image_pixels(msg, "u1"), segmenter.predict(np.ascontiguousarray(rgb)).labels)
+
+
+def test_a_network_without_an_exposure_stream_writes_each_frames_measured_exposure(tmp_path, frames, caplog):
+    checkpoint = save_checkpoint(tmp_path / "fcn.pt", tiny_torchvision_model("fcn"))
+    write_camera_bag(tmp_path / "drive", frames[:2])
+    with caplog.at_level(logging.INFO, logger="egnet_core"):
+        assert main(segment_command(tmp_path / "drive", tmp_path / "out", checkpoint, "--no-input")) == 0
+    assert "fcn network without an exposure stream: its exposure maps are each frame's measured exposure" in \
+        caplog.text
+    outputs = read_bag(tmp_path / "out")
+    segmenter = Segmenter(tiny_torchvision_model("fcn"))
+    labels, exposure = outputs[f"/egnet{CAMERA}/labels"], outputs[f"/egnet{CAMERA}/exposure"]
+    assert len(labels) == len(exposure) == 2
+    for (_, label_msg), (_, exposure_msg), rgb in zip(labels, exposure, frames):
+        assert (image_pixels(label_msg, "u1") == segmenter.predict(rgb).labels).mean() >= 0.999
+        np.testing.assert_allclose(image_pixels(exposure_msg, "<f4"), exposure_map(rgb), atol=1e-6)
 
 
 @pytest.mark.slow

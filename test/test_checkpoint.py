@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from helpers import tiny_model
+from helpers import tiny_model, tiny_torchvision_model
 
 from egnet_core.cli import main
 from egnet_core.config import ModelConfig
@@ -32,6 +32,30 @@ def test_a_checkpoint_is_loaded_by_path_alone(tmp_path):
         torch.testing.assert_close(loaded(images).logits, model(images).logits)
     assert load_checkpoint(path)["iteration"] == 12
     assert os.listdir(tmp_path / "sub") == ["model.pt"]  # the temporary file was renamed, not left behind
+
+
+@pytest.mark.parametrize("arch", ["deeplabv3", "fcn"])
+def test_a_torchvision_network_records_its_arch_and_loads_back(tmp_path, arch):
+    model = tiny_torchvision_model(arch, num_classes=5)
+    path = save_checkpoint(tmp_path / f"{arch}.pt", model)
+    assert load_checkpoint(path)["model_config"]["arch"] == arch
+    loaded = load_model(path)
+    assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
+    images = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images).logits, model(images).logits)
+    with pytest.raises(CheckpointMismatch, match=f"arch='{arch}' \\(expected 'egnet'\\)") as raised:
+        Segmenter.from_checkpoint(path, expect=ModelConfig(num_classes=5, backbone="resnet18"))
+    assert raised.value.differences == {"arch": (arch, "egnet")}
+
+
+def test_a_checkpoint_written_before_arch_existed_is_an_egnet(tmp_path, tiny_checkpoint):
+    state = load_checkpoint(tiny_checkpoint)
+    del state["model_config"]["arch"]
+    torch.save(state, tmp_path / "old.pt")
+    loaded = load_model(tmp_path / "old.pt")
+    assert loaded.config.arch == "egnet"
+    torch.testing.assert_close(loaded.state_dict(), load_model(tiny_checkpoint).state_dict())
 
 
 def test_backbone_weights_are_not_needed_again_to_load(tmp_path):

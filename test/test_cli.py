@@ -10,12 +10,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import night_frames
+from helpers import night_frames, tiny_model, tiny_torchvision_model, with_egl_attention
 from helpers_ros import next_domain_id
 
 from egnet_core.cli import build_parser, main
 from egnet_core.demo import run_demo
 from egnet_core.deploy.options import available_cpus
+from egnet_core.model.checkpoint import save_checkpoint
+from egnet_core.reports.visualize import exposure_picture
 
 EGNET = str(Path(sys.executable).parent / "egnet")
 
@@ -40,6 +42,37 @@ def test_predict_writes_colour_labels_train_ids_and_exposure(tmp_path, tiny_chec
     assert colour.shape == exposure.shape == (96, 160, 3)
     assert train_ids.shape == (96, 160) and train_ids.max() < 19
     assert image_path.read_bytes() == before  # the input is never modified
+
+
+def test_predict_attention_writes_both_egls_maps_beside_the_labels(tmp_path, capsys):
+    checkpoint = save_checkpoint(tmp_path / "egnet.pt", with_egl_attention(tiny_model(), stage2=0.2, stage3=0.8))
+    (frame,) = night_frames(1, width=96, height=64)
+    cv2.imwrite(str(tmp_path / "night.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    assert main(["predict", str(tmp_path / "night.png"), "--checkpoint", str(checkpoint), "--out",
+                 str(tmp_path / "out"), "--device", "cpu", "--attention"]) == 0
+    out = tmp_path / "out"
+    assert sorted(path.name for path in out.iterdir()) == [
+        "night_attention_stage2.png", "night_attention_stage3.png", "night_color.png", "night_exposure.png",
+        "night_trainIds.png"]
+    assert "night_attention_stage3.png" in capsys.readouterr().out
+    for stage, value in ((2, 0.2), (3, 0.8)):
+        picture = cv2.cvtColor(cv2.imread(str(out / f"night_attention_stage{stage}.png")), cv2.COLOR_BGR2RGB)
+        expected = exposure_picture(np.full((64, 96), value, np.float32))
+        np.testing.assert_array_equal(picture, expected)  # W_r in the exposure map's colours
+
+
+@pytest.mark.parametrize("model", [lambda: tiny_torchvision_model("deeplabv3"), lambda: tiny_model(variant="no_egl")],
+                         ids=["deeplabv3", "no_egl"])
+def test_predict_attention_is_refused_for_a_model_without_egls_before_any_file_is_written(tmp_path, capsys, model):
+    checkpoint = save_checkpoint(tmp_path / "model.pt", model())
+    cv2.imwrite(str(tmp_path / "night.png"), np.zeros((64, 96, 3), np.uint8))
+    assert main(["predict", str(tmp_path / "night.png"), "--checkpoint", str(checkpoint), "--out",
+                 str(tmp_path / "out"), "--device", "cpu", "--attention"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"egnet predict: error: --attention with {str(checkpoint)!r}: the model is ")
+    assert "which has no Exposure Guidance Layer and so no attention maps (Eq. 1)" in error
+    assert len(error.strip().splitlines()) == 1
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_more_threads_than_cpus_are_capped_with_a_warning(tmp_path, tiny_checkpoint, caplog):
@@ -130,6 +163,9 @@ def test_synth_data_stats_and_evaluate_on_a_generated_data_set(tmp_path, tiny_ch
         assert key in metrics
     assert set(metrics["iou"]) >= {"road", "car", "sky"}
     assert len(metrics["ef1"]) == 10
+    example = cv2.imread(str(next((tmp_path / "report" / "examples").glob("*.png"))))
+    assert example.shape[1] == 6 * 2 * example.shape[0]  # 2:1 panels: ..., input exposure, then both EGLs' W_r
+    assert "Figure 9" in (tmp_path / "report" / "report.md").read_text()
 
 
 @pytest.mark.integration

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from helpers import constant_model, tiny_model
+from helpers import constant_model, tiny_model, tiny_torchvision_model, with_egl_attention
 
 from egnet_core.data.labels import CLASS_NAMES
 from egnet_core.data.sample import RawSample
@@ -195,3 +195,17 @@ def test_egnet_evaluate_on_a_split_without_a_valid_label_is_a_one_line_error(tmp
     assert captured.err.startswith("egnet evaluate: error: nightcity val: none of the 2 label maps")
     # The report folder was checked to be writable before the work (so it exists), and nothing was written in it.
     assert captured.err.count("\n") == 1 and "mIoU" not in captured.out and not any((tmp_path / "report").iterdir())
+
+
+def test_examples_of_an_egnet_with_egls_carry_its_attention_maps_at_the_labels_size():
+    small = _half_dark_scene("a", size=64)
+    large = _half_dark_scene("a", size=128)
+    dataset = [RawSample(small.image, large.label, "a"), RawSample(small.image, large.label, "b")]
+    model = with_egl_attention(tiny_model(), stage2=0.3, stage3=0.6)
+    result = evaluate(Segmenter(model), dataset, num_examples=1)
+    (example,) = result.examples
+    assert example.attention.stage2.shape == example.attention.stage3.shape == (128, 128)
+    np.testing.assert_allclose(example.attention.stage2, 0.3, atol=1e-5)
+    np.testing.assert_allclose(example.attention.stage3, 0.6, atol=1e-5)
+    for without in (tiny_model(variant="no_egl"), tiny_torchvision_model()):
+        assert all(e.attention is None for e in evaluate(Segmenter(without), dataset).examples)

@@ -77,6 +77,14 @@ def test_a_static_graph_needs_its_own_input_size_and_fp32(exported):
     assert flipped.predict(random_frames(1, width=110, height=70)[0]).labels.shape == (70, 110)
 
 
+def test_an_onnx_graph_has_no_attention_maps_and_says_to_use_its_checkpoint(exported):
+    segmenter = Segmenter.from_checkpoint(exported["dynamic"])
+    assert not segmenter.has_attention
+    with pytest.raises(ValueError, match="returns no attention maps; use the .pt checkpoint it was exported from"):
+        segmenter.attention_maps(random_frames(1, width=64, height=32))
+    assert Segmenter.from_checkpoint(exported["checkpoint"]).has_attention
+
+
 def test_an_onnx_runtime_failure_is_a_runtime_error_like_torchs_device_errors(exported):
     network = OnnxNetwork(exported["static"], device=torch.device("cpu"))
     with pytest.raises(RuntimeError, match=r"ONNX Runtime failed on a \(1, 3, 96, 160\) batch"):

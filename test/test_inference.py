@@ -1,16 +1,25 @@
 import logging
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-from helpers import random_frames, tiny_model, with_running_statistics
+from helpers import (
+    random_frames,
+    tiny_model,
+    tiny_torchvision_model,
+    with_egl_attention,
+    with_running_statistics,
+)
 
+from egnet_core.data.exposure import exposure_map
 from egnet_core.data.labels import PALETTE
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.options import available_cpus, resolve_device, resolve_threads
+from egnet_core.model.checkpoint import save_checkpoint
 
 
 def test_results_come_back_at_each_frames_own_size_whatever_the_network_size():
@@ -171,3 +180,67 @@ def test_cuda_paths_agree_with_the_cpu(options):
         assert (a.labels == b.labels).mean() >= 0.99
         assert np.abs(a.exposure - b.exposure).mean() < 1e-2
         np.testing.assert_array_equal(b.color[b.labels < 19], PALETTE[b.labels[b.labels < 19]])
+
+
+@pytest.mark.parametrize("arch", ["deeplabv3", "fcn"])
+def test_a_torchvision_network_gives_labels_and_the_frames_measured_exposure(arch):
+    model = with_running_statistics(tiny_torchvision_model(arch))
+    frames = random_frames(2, width=110, height=70)
+    plain = Segmenter(model, optimize=False).predict_batch(frames)
+    fast = Segmenter(model).predict_batch(frames)  # BatchNorm folded into torchvision's heads too
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255).logits
+    for frame, a, b, expected in zip(frames, plain, fast, logits.argmax(1).numpy()):
+        np.testing.assert_array_equal(a.labels, expected)
+        assert (b.labels == a.labels).mean() >= 0.999
+        # No exposure stream: the exposure map is the frame's own V channel.
+        np.testing.assert_allclose(a.exposure, exposure_map(frame), atol=1e-6)
+        np.testing.assert_allclose(b.exposure, exposure_map(frame), atol=1e-6)
+
+
+def test_loading_a_network_without_an_exposure_stream_says_that_exposure_is_measured(tmp_path, caplog):
+    checkpoint = save_checkpoint(tmp_path / "deeplabv3.pt", tiny_torchvision_model())
+    with caplog.at_level(logging.INFO, logger="egnet_core"):
+        Segmenter.from_checkpoint(checkpoint)
+    said = [r.getMessage() for r in caplog.records if "without an exposure stream" in r.getMessage()]
+    assert said == [f"{checkpoint} is a deeplabv3 network without an exposure stream: its exposure maps are each "
+                    "frame's measured exposure (V of HSV), not a prediction"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="egnet_core"):
+        Segmenter.from_checkpoint(save_checkpoint(tmp_path / "egnet.pt", tiny_model()))
+    assert "without an exposure stream" not in caplog.text
+
+
+def test_attention_maps_come_back_at_the_frames_size_or_the_size_asked_for():
+    segmenter = Segmenter(with_egl_attention(tiny_model(), stage2=0.25, stage3=0.75), input_size=(96, 64))
+    assert segmenter.has_attention
+    frames = random_frames(2, width=110, height=70)
+    maps = segmenter.attention_maps(frames)
+    assert len(maps) == 2
+    for attention in maps:
+        assert attention.stage2.shape == attention.stage3.shape == (70, 110)
+        assert attention.stage2.dtype == np.float32
+        np.testing.assert_allclose(attention.stage2, 0.25, atol=1e-5)
+        np.testing.assert_allclose(attention.stage3, 0.75, atol=1e-5)
+    (larger,) = segmenter.attention_maps(frames[:1], output_size=(220, 140))
+    assert larger.stage2.shape == (140, 220)
+
+
+def test_attention_maps_follow_the_features_of_a_trained_like_egl():
+    model = with_running_statistics(tiny_model())
+    frame = random_frames(1, width=128, height=64)[0]
+    (attention,) = Segmenter(model).attention_maps([frame])  # BatchNorm folded: the same function
+    with torch.no_grad():
+        stage2, stage3 = model.attention_maps(torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255)
+    expected = torch.nn.functional.interpolate(stage2, size=(64, 128), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(attention.stage2, expected[0, 0].numpy(), atol=1e-4)
+    assert attention.stage3.std() > 0
+
+
+@pytest.mark.parametrize(("model", "named"), [(lambda: tiny_torchvision_model("fcn"), "fcn (resnet18)"),
+                                               (lambda: tiny_model(variant="no_egl"), "EGNet variant 'no_egl'")])
+def test_attention_maps_are_refused_for_networks_without_an_egl(model, named):
+    segmenter = Segmenter(model())
+    assert not segmenter.has_attention
+    with pytest.raises(ValueError, match=f"the model is {re.escape(named)}.*which has no Exposure Guidance Layer"):
+        segmenter.attention_maps(random_frames(1, width=64, height=32))

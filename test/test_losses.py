@@ -53,3 +53,12 @@ def test_mismatched_shapes_are_named():
         assert "(2, 5, 6)" in str(error)
     else:
         raise AssertionError("a label map of the wrong size was accepted")
+
+
+def test_without_an_exposure_term_the_loss_is_the_cross_entropy_alone():
+    output = _output()
+    labels = torch.randint(0, 4, (2, 6, 6))
+    ce = F.cross_entropy(output.logits, labels)
+    parts = EGNetLoss(alpha=2.0, exposure_term=False)(output, labels, torch.rand(2, 1, 3, 3))  # any target
+    torch.testing.assert_close(parts.total, 2 * ce)
+    assert parts.exposure == 0.0

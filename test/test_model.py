@@ -1,10 +1,11 @@
 import pytest
 import torch
 import torchvision
-from helpers import tiny_model
+from helpers import tiny_model, with_egl_attention
 
 from egnet_core.config import VARIANTS, ModelConfig
-from egnet_core.model.egnet import EGNet, build_model
+from egnet_core.model.egnet import EGNet
+from egnet_core.model.networks import build_model
 
 
 def _forward(model: EGNet, batch=2, height=64, width=96):
@@ -152,3 +153,23 @@ def test_config_round_trip_and_unknown_fields():
 def test_bad_input_is_a_clear_error(images, message):
     with pytest.raises(ValueError, match=message):
         tiny_model()(images)
+
+
+def test_attention_maps_are_each_egls_w_r_at_its_stages_resolution():
+    model = with_egl_attention(tiny_model(), stage2=0.2, stage3=0.7)  # ResNet-18 at output stride 32
+    images = torch.rand(2, 3, 64, 128)
+    with torch.no_grad():
+        logits = model(images).logits
+        stage2, stage3 = model.attention_maps(images)
+    assert stage2.shape == (2, 1, 8, 16) and stage3.shape == (2, 1, 4, 8)  # after S2 (H/8) and S3 (H/16)
+    torch.testing.assert_close(stage2, torch.full_like(stage2, 0.2))
+    torch.testing.assert_close(stage3, torch.full_like(stage3, 0.7))
+    assert all(not egl._forward_hooks for egl in model.guidance), "the hooks are removed"
+    with torch.no_grad():
+        torch.testing.assert_close(model(images).logits, logits)
+
+
+@pytest.mark.parametrize("variant", ["no_egl", "concat", "exposure_attention"])
+def test_variants_without_an_egl_have_no_attention_maps(variant):
+    with pytest.raises(ValueError, match=f"variant '{variant}' has no Exposure Guidance Layer"):
+        tiny_model(variant=variant).attention_maps(torch.rand(1, 3, 64, 64))

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -8,8 +9,10 @@ import pytest
 from egnet_core.criteria.metrics import SegmentationEvaluator
 from egnet_core.data.exposure import bin_names
 from egnet_core.data.labels import CLASS_NAMES
+from egnet_core.deploy.inference import AttentionMaps
 from egnet_core.engine.evaluation import EvaluationResult, Example
 from egnet_core.reports.report import write_report
+from egnet_core.reports.visualize import exposure_picture
 
 
 def _example(name, seed):
@@ -89,3 +92,28 @@ def test_a_report_without_examples_has_no_example_section(tmp_path):
     assert "## Examples" not in files.markdown.read_text()
     assert "**weighted**" in files.markdown.read_text()
     assert _strict_json(files.metrics)["config"] == {"scales": [1.0]}
+
+
+def test_examples_of_an_egnet_with_egls_show_both_attention_maps(tmp_path):
+    stage2 = np.tile(np.linspace(0, 1, 80, dtype=np.float32), (40, 1))
+    stage3 = np.full((40, 80), 0.8, np.float32)
+    example = dataclasses.replace(_example("Chicago_0000", 0), attention=AttentionMaps(stage2=stage2, stage3=stage3))
+    evaluator = SegmentationEvaluator()
+    evaluator.update(example.prediction, example.label, example.exposure)
+    result = EvaluationResult(scores=evaluator.compute(), images=1, seconds=0.1, examples=(example,))
+    files = write_report(result, tmp_path, title="t", config=None)
+    picture = cv2.cvtColor(cv2.imread(str(files.examples[0])), cv2.COLOR_BGR2RGB)
+    height, width = picture.shape[:2]
+    assert width == 6 * 2 * height  # input, ground truth, prediction, exposure, then W_r after S2 and after S3
+    panel = 2 * height
+    # Below the panel titles, each map is drawn in the exposure map's colours.
+    expected = cv2.resize(exposure_picture(stage3), (panel, height), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(picture[40:, 5 * panel :], expected[40:])
+    column = panel // 2  # the middle of the stage-2 ramp
+    expected = cv2.resize(exposure_picture(stage2), (panel, height), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(picture[40:, 4 * panel + column], expected[40:, column])
+    text = files.markdown.read_text()
+    assert "attention maps W_r of the Exposure Guidance Layers after stages 2 and 3" in text
+    assert "Figure 9" in text
+    plain = write_report(_result(), tmp_path / "plain", title="t", config=None).markdown.read_text()
+    assert "attention" not in plain

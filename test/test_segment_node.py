@@ -18,7 +18,7 @@ import onnx
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from helpers import constant_model, night_frames, tiny_model
+from helpers import constant_model, night_frames, tiny_model, tiny_torchvision_model
 from helpers_ros import Peer, image_pixels, make_header, make_image_msg, next_domain_id
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -599,6 +599,29 @@ def test_the_node_runs_an_exported_onnx_model_with_onnx_runtime(graph, tmp_path)
 
     assert "car.onnx" in output
     np.testing.assert_array_equal(image_pixels(labels[0], "u1"), np.full((96, 160), CAR, np.uint8))
+
+
+@pytest.mark.integration
+def test_a_deeplabv3_checkpoint_publishes_labels_and_each_frames_measured_exposure(graph, tmp_path):
+    checkpoint = save_checkpoint(tmp_path / "deeplabv3.pt", tiny_torchvision_model("deeplabv3"))
+    node = graph.start(checkpoint, precision="fp32")
+    peer = graph.peer
+    camera = peer.publisher(Image, CAMERA, qos_profile_sensor_data)
+    outputs = {name: peer.record(Image, f"{NODE}/{name}", RELIABLE) for name in ("labels", "exposure")}
+    peer.wait_for_subscriber(camera)
+    peer.spin_for(0.5)
+    (rgb,) = night_frames(1, width=160, height=96)
+    camera.publish(stamped(make_image_msg(rgb[..., ::-1], "bgr8"), 7))
+    peer.spin_until(lambda: outputs["labels"] and outputs["exposure"], 30, "labels and exposure from DeepLabV3")
+    output = stop_cleanly(node)
+
+    assert "ready: deeplabv3 resnet18 OS8" in output, output
+    assert "deeplabv3 has no exposure stream: exposure outputs are each frame's measured exposure" in output, output
+    (labels,), (exposure,) = outputs["labels"], outputs["exposure"]
+    assert labels.header.stamp == exposure.header.stamp  # in step, for ExactTime synchronisers
+    expected = Segmenter(tiny_torchvision_model("deeplabv3")).predict(rgb).labels
+    assert (image_pixels(labels, "u1") == expected).mean() >= 0.999
+    np.testing.assert_allclose(image_pixels(exposure, "<f4"), exposure_map(rgb), atol=1e-6)
 
 
 def _fails_unless_pixels_divide_by_256(exported: Path, path: Path) -> Path:

@@ -1,4 +1,8 @@
-"""The training objective of Section 4.1: L = α·CE(logits, labels) + β·L1(exposure, V)."""
+"""The training objective of Section 4.1: L = α·CE(logits, labels) + β·L1(exposure, V).
+
+A network without an exposure stream (DeepLabV3, FCN, EGNet's single-stream variants) predicts no exposure
+map: its objective is α·CE alone (``exposure_term=False``), and the L1 part is reported as 0.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +23,13 @@ class LossParts(NamedTuple):
 
 
 class EGNetLoss(nn.Module):
-    def __init__(self, *, alpha: float = 1.0, beta: float = 0.01, ignore_index: int = IGNORE_INDEX) -> None:
+    def __init__(self, *, alpha: float = 1.0, beta: float = 0.01, ignore_index: int = IGNORE_INDEX,
+                 exposure_term: bool = True) -> None:
         super().__init__()
         self.alpha = alpha
         self.beta = beta
         self.ignore_index = ignore_index
+        self.exposure_term = exposure_term
 
     def forward(self, output: EGNetOutput, labels: torch.Tensor, exposure_target: torch.Tensor) -> LossParts:
         """``labels`` B×H×W int64 train ids; ``exposure_target`` B×1×H×W (or B×H×W) V channel in [0, 1]."""
@@ -31,7 +37,7 @@ class EGNetLoss(nn.Module):
             exposure_target = exposure_target.unsqueeze(1)
         if labels.shape != output.logits.shape[:1] + output.logits.shape[2:]:
             raise ValueError(f"labels of shape {tuple(labels.shape)} do not match logits {tuple(output.logits.shape)}")
-        if exposure_target.shape != output.exposure.shape:
+        if self.exposure_term and exposure_target.shape != output.exposure.shape:
             raise ValueError(
                 f"exposure target of shape {tuple(exposure_target.shape)} does not match "
                 f"the predicted exposure {tuple(output.exposure.shape)}"
@@ -41,6 +47,9 @@ class EGNetLoss(nn.Module):
         ce_sum = F.cross_entropy(output.logits, labels, ignore_index=self.ignore_index, reduction="sum")
         labelled = (labels != self.ignore_index).sum().clamp(min=1)
         segmentation = ce_sum / labelled
+        if not self.exposure_term:
+            return LossParts(total=self.alpha * segmentation, segmentation=segmentation,
+                             exposure=segmentation.new_zeros(()))
         exposure = F.l1_loss(output.exposure, exposure_target.to(output.exposure.dtype))
         return LossParts(
             total=self.alpha * segmentation + self.beta * exposure, segmentation=segmentation, exposure=exposure

@@ -1,4 +1,4 @@
-"""ONNX export of an EGNet checkpoint, for ONNX Runtime and TensorRT (``trtexec --onnx=...``) deployments.
+"""ONNX export of a checkpoint (EGNet, DeepLabV3 or FCN), for ONNX Runtime and TensorRT (``trtexec --onnx=...``).
 
 The graph takes ``images`` (B×3×H×W float32 RGB in [0, 1]; ImageNet normalisation is inside) and returns
 ``logits`` (B×C×H×W) and ``exposure`` (B×1×H×W in [0, 1]). BatchNorm is folded into the convolutions first.

@@ -44,7 +44,8 @@ from egnet_core.deploy.options import (
 )
 from egnet_core.deploy.precision_choice import PrecisionChoice, choose_precision
 from egnet_core.model.checkpoint import check_same_architecture, load_model
-from egnet_core.model.egnet import MIN_INPUT_SIZE, EGNet, EGNetOutput
+from egnet_core.model.egnet import MIN_INPUT_SIZE, EGNetOutput
+from egnet_core.model.networks import Network
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,24 @@ WARM_UP_SIZE = (1024, 512)  # (width, height) of a warm-up frame at native size:
 @dataclass(frozen=True)
 class Segmentation:
     labels: np.ndarray  # H×W uint8 train ids, IGNORE_INDEX where the model is below the confidence threshold
-    exposure: np.ndarray  # H×W float32 predicted exposure in [0, 1]
+    # H×W float32 exposure in [0, 1]: predicted by the exposure stream, or, for a network without one (DeepLabV3,
+    # FCN, EGNet's single-stream variants), the frame's measured exposure (V of HSV), the map the stream predicts
+    exposure: np.ndarray
     color: np.ndarray | None = None  # H×W×3 uint8 labels in the Cityscapes palette, when asked for
     confidence: np.ndarray | None = None  # H×W float32 top softmax probability in [0, 1], when asked for
 
 
+@dataclass(frozen=True)
+class AttentionMaps:
+    """W_r of EGNet's two Exposure Guidance Layers (Eq. 1; the paper's Figure 9), each H×W float32 in [0, 1]."""
+
+    stage2: np.ndarray  # the EGL after stage 2
+    stage3: np.ndarray  # the EGL after stage 3
+
+
 class Segmenter:
-    """Runs an EGNet on RGB uint8 frames and returns labels and exposure maps at each frame's own size.
+    """Runs an EGNet (or DeepLabV3, FCN) on RGB uint8 frames and returns labels and exposure maps at each frame's
+    own size.
 
     ``input_size`` (width, height) is the size the network sees (the paper tests at 900×900); ``None`` runs
     at the frame's own size. ``flip``, ``scales`` and ``sliding_window`` select the test-time protocol (see
@@ -77,9 +89,11 @@ class Segmenter:
     per input shape, and with ``compile`` too, torch.compile's own CUDA graphs are used. On CUDA, frames go up
     as uint8 through a pinned buffer and only labels, exposure (and colours) come back. The caller's ``model``
     is never changed.
+
+    ``attention_maps`` returns an EGNet's EGL attention maps W_r (the paper's Figure 9) for frames.
     """
 
-    def __init__(self, model: EGNet | OnnxNetwork, options: InferenceOptions | None = None, **keywords) -> None:
+    def __init__(self, model: Network | OnnxNetwork, options: InferenceOptions | None = None, **keywords) -> None:
         """``options``, or its fields as keywords (``Segmenter(model, input_size=(900, 900))``), or both: the
         keywords then replace those fields. The options were validated when they were made."""
         options = _options(options, keywords)
@@ -89,7 +103,8 @@ class Segmenter:
         self.precision = options.precision
         self.dtype = PRECISIONS.get(options.precision, torch.float32)  # auto: fp32 until it has chosen
         self.precision_choice: PrecisionChoice | None = None
-        self._fp32: EGNet | None = None  # precision auto builds each path it tries from this, until it has chosen
+        self._fp32: Network | None = None  # precision auto builds each path it tries from this, until it has chosen
+        self._trial_eager: dict[torch.dtype, Network] = {}  # each tried path's network before compile/CUDA graphs
         if isinstance(model, OnnxNetwork):
             if options.precision not in ("fp32", AUTO_PRECISION) or options.compile or options.cuda_graphs:
                 raise ValueError("an ONNX model runs as ONNX Runtime built it: precision must be fp32 (or auto) and "
@@ -98,11 +113,12 @@ class Segmenter:
             model.check_input_size(options.input_size, resizes=options.resizes)
             self.precision = model.precision  # fp32, or int8 from `egnet export --int8`
             self.memory_format = torch.contiguous_format
-            self.model = model
+            self.model = self._eager = model
         else:
             self.memory_format = torch.channels_last if options.optimize else torch.contiguous_format
             model = fuse_conv_bn(model) if options.optimize else copy.deepcopy(model)
             model = _placed(model, self.device, self.dtype, self.memory_format)
+            self._eager = model  # for attention maps, whose hooks compiled code and CUDA graphs would not run
             if options.precision == AUTO_PRECISION:
                 self._fp32 = self.model = model
             else:
@@ -133,11 +149,48 @@ class Segmenter:
             check_same_architecture(network.config, expect, path)
         if options.architecture:
             check_same_architecture(network.config, dataclasses.replace(network.config, **options.architecture), path)
+        if not network.config.predicts_exposure:
+            log.info("%s is a %s network without an exposure stream: its exposure maps are each frame's measured "
+                     "exposure (V of HSV), not a prediction", path, network.config.name)
         return cls(network, options)
 
     @property
     def config(self) -> ModelConfig:
         return self.model.config
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether ``attention_maps`` can run: an EGNet with EGLs, run by torch (an ONNX graph returns none)."""
+        return self.config.has_egl and not isinstance(self.model, OnnxNetwork)
+
+    def require_attention(self) -> None:
+        """ValueError saying why, unless ``attention_maps`` can run."""
+        config = self.config
+        if not config.has_egl:
+            network = f"EGNet variant {config.variant!r}" if config.arch == "egnet" else config.arch
+            raise ValueError(f"the model is {network} ({config.backbone}), which has no Exposure Guidance Layer and "
+                             "so no attention maps (Eq. 1): only EGNet's variant 'egnet' learns them")
+        if isinstance(self.model, OnnxNetwork):
+            raise ValueError(f"the ONNX graph {str(self.model.path)!r} returns no attention maps; use the .pt "
+                             "checkpoint it was exported from")
+
+    @torch.inference_mode()
+    def attention_maps(
+        self, images: Sequence[np.ndarray], *, output_size: tuple[int, int] | None = None
+    ) -> list[AttentionMaps]:
+        """The EGLs' attention maps W_r for frames of one size (H×W×3 uint8 RGB), resized bilinearly from their
+        stage's resolution to ``output_size`` (width, height; by default the frames' own size). They come from
+        one whole-image pass at the input size, whatever flips, scales or windows the labels are made with."""
+        self.require_attention()
+        batch = _stack_frames(images)
+        height, width = batch.shape[1:3]
+        output_hw = (height, width) if output_size is None else _check_output_size(output_size)[::-1]
+        x = to_network_input(self._upload(batch))  # B×3×H×W
+        base_w, base_h = self.input_size or (width, height)
+        x = resize(x, (base_h, base_w)).to(self.dtype, memory_format=self.memory_format)
+        stage2, stage3 = (resize(w_r.float(), output_hw).clamp_(0, 1)[:, 0].cpu().numpy()  # B×h×w
+                          for w_r in self._eager.attention_maps(x))
+        return [AttentionMaps(stage2=a, stage3=b) for a, b in zip(stage2, stage3)]
 
     def check_frame(self, image: np.ndarray) -> None:
         """Raise ValueError, naming the size, where the network cannot run on this H×W×3 frame as configured."""
@@ -191,17 +244,19 @@ class Segmenter:
         choice, (network, dtype) = choose_precision(self._trial_path, self._run_trial, device=self.device, size=size,
                                                     batch=batch, candidates=candidates)
         self.model, self.dtype, self.precision, self.precision_choice = network, dtype, choice.chosen, choice
-        self._fp32 = None  # only the chosen path's copy of the model is kept
+        self._eager = self._trial_eager[dtype]
+        self._fp32, self._trial_eager = None, {}  # only the chosen path's copy of the model is kept
 
-    def _trial_path(self, precision: str) -> tuple[EGNet | CudaGraphNetwork, torch.dtype]:
+    def _trial_path(self, precision: str) -> tuple[Network | CudaGraphNetwork, torch.dtype]:
         """The network of one precision's path, built from the fp32 one, and its dtype."""
         dtype = PRECISIONS[precision]
         network = self._fp32
         if dtype != torch.float32:
             network = _placed(copy.deepcopy(network), self.device, dtype, self.memory_format)
+        self._trial_eager[dtype] = network
         return _accelerated(network, compile=self.options.compile, cuda_graphs=self.options.cuda_graphs), dtype
 
-    def _run_trial(self, path: tuple[EGNet | CudaGraphNetwork, torch.dtype],
+    def _run_trial(self, path: tuple[Network | CudaGraphNetwork, torch.dtype],
                    frames: list[np.ndarray]) -> list[Segmentation]:
         self.model, self.dtype = path
         return self._predict_guarded(np.stack(frames), frames[0].shape[:2], color=False, confidence=False)
@@ -291,7 +346,7 @@ def _release_cuda_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _placed(model: EGNet, device: torch.device, dtype: torch.dtype, memory_format: torch.memory_format) -> EGNet:
+def _placed(model: Network, device: torch.device, dtype: torch.dtype, memory_format: torch.memory_format) -> Network:
     try:
         return model.to(device, dtype, memory_format=memory_format).eval()
     except RuntimeError as error:  # CUDA out of memory, a driver error
@@ -299,13 +354,13 @@ def _placed(model: EGNet, device: torch.device, dtype: torch.dtype, memory_forma
         raise InferenceError(f"the model cannot be placed on {device}: {error}") from error
 
 
-def _accelerated(model: EGNet, *, compile: bool, cuda_graphs: bool):
+def _accelerated(model: Network, *, compile: bool, cuda_graphs: bool):
     if compile:
         return torch.compile(model, mode="reduce-overhead" if cuda_graphs else None, dynamic=False)
     return CudaGraphNetwork(model) if cuda_graphs else model
 
 
-def _forward_windows(model: EGNet, x: torch.Tensor, window: SlidingWindow) -> EGNetOutput:
+def _forward_windows(model: Network, x: torch.Tensor, window: SlidingWindow) -> EGNetOutput:
     """The model over overlapping windows of B×3×H×W ``x``; outputs summed per pixel, divided by the count."""
     batch, _, height, width = x.shape
     logits = x.new_zeros((batch, model.config.num_classes, height, width))

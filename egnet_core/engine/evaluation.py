@@ -8,6 +8,7 @@ matrices are summed over the whole split, so IoU is a data-set total, not a mean
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,7 @@ from egnet_core.criteria.metrics import AVERAGES, SegmentationEvaluator, Segment
 from egnet_core.data.exposure import exposure_map
 from egnet_core.data.sample import RawSample
 from egnet_core.deploy.batching import batches_of_one_size
-from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.inference import AttentionMaps, Segmenter
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Example:
     label: np.ndarray  # h×w uint8 ground-truth train ids
     prediction: np.ndarray  # h×w uint8 predicted train ids
     exposure: np.ndarray  # h×w float32 input exposure in [0, 1], the map the EF1 bins come from
+    attention: AttentionMaps | None = None  # h×w each: the EGLs' W_r (Figure 9), for an EGNet with EGLs
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def evaluate(
     bar = tqdm(total=len(local), desc="evaluating", unit="image", disable=not progress)
     for batch in _batches(dataset, local, batch_size):
         scored = _score_batch(segmenter, batch, evaluator)
-        examples += scored[: num_examples - len(examples)]
+        examples += _with_attention(segmenter, scored[: num_examples - len(examples)])
         bar.update(len(batch))
     bar.close()
     seconds = time.perf_counter() - start
@@ -99,6 +101,15 @@ def _score_batch(segmenter: Segmenter, batch: list[RawSample], evaluator: Segmen
         evaluator.update(torch.from_numpy(prediction.labels).to(segmenter.device), sample.label, exposure)
         scored.append(Example(sample.name, sample.image, sample.label, prediction.labels, exposure))
     return scored
+
+
+def _with_attention(segmenter: Segmenter, examples: list[Example]) -> list[Example]:
+    """``examples`` (of one size) with the EGLs' attention maps at their labels' size, where the model has EGLs."""
+    if not examples or not segmenter.has_attention:
+        return examples
+    label_height, label_width = examples[0].label.shape
+    maps = segmenter.attention_maps([example.image for example in examples], output_size=(label_width, label_height))
+    return [dataclasses.replace(example, attention=attention) for example, attention in zip(examples, maps)]
 
 
 def _batches(dataset: Sequence[RawSample], indices: Sequence[int], batch_size: int) -> Iterator[list[RawSample]]:

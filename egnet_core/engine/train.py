@@ -41,7 +41,8 @@ from egnet_core.engine.distributed import (
 from egnet_core.engine.evaluation import evaluate
 from egnet_core.engine.sampling import IterationSampler, SeededSamples
 from egnet_core.model.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
-from egnet_core.model.egnet import EGNet, build_model
+from egnet_core.model.egnet import EGNet
+from egnet_core.model.networks import build_model
 from egnet_core.reports.visualize import strip
 
 log = logging.getLogger(__name__)
@@ -144,12 +145,12 @@ def _train(config: TrainConfig, context: DistributedContext, run: _RunFiles, *, 
         resumed, state = newest_readable_checkpoint(out)
         start, best_miou = _restore(resumed, state, model, optimizer, scheduler, scaler, config)
     trained = DistributedDataParallel(model) if context.world_size > 1 else model
-    criterion = EGNetLoss(alpha=optim.alpha, beta=optim.beta)
+    criterion = EGNetLoss(alpha=optim.alpha, beta=optim.beta, exposure_term=config.model.predicts_exposure)
     stop = min(config.run.stop_at or optim.iterations, optim.iterations)
     # Opened once, here: a split without a valid label stops the run now, not at the first validation.
     data = build_training_data(config, run_dir=out, resume=resume, write=context.is_main)
     batches = _loader(data.train, config, context, start, stop)
-    run.log(f"training {config.model.variant} ({config.model.backbone}) on {device} x{context.world_size}, "
+    run.log(f"training {config.model.name} ({config.model.backbone}) on {device} x{context.world_size}, "
             f"iterations {start}..{stop} of {optim.iterations}, on {len(data.train)} images with "
             f"{config.data.train_geometry} geometry, validating on {data.validated_on}")
 

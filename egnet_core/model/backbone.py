@@ -25,20 +25,24 @@ def build_resnet(name: str, *, output_stride: int, weights: str | None = None) -
     else:
         resnet = builder(weights=None, replace_stride_with_dilation=dilate)
     if weights is not None:
-        _load_into(resnet, name, weights)
+        load_backbone_weights(resnet, name, weights)
     return resnet
 
 
-def _load_into(resnet: ResNet, name: str, weights: str) -> None:
+def load_backbone_weights(module: nn.Module, name: str, weights: str) -> None:
+    """Backbone weights of torchvision's ResNet ``name`` into ``module``: a ResNet, or its stages without the
+    classifier (the ``IntermediateLayerGetter`` of torchvision's DeepLabV3 and FCN), for which ``fc`` is left out."""
     state = load_backbone_state(name, weights)
-    own = resnet.state_dict()
+    own = module.state_dict()
+    if not any(key.startswith("fc.") for key in own):
+        state = {key: value for key, value in state.items() if not key.startswith("fc.")}
     problems = [f"missing {key}" for key in own if key not in state][:2]
     problems += [f"unexpected {key}" for key in state if key not in own][:2]
     problems += [f"{key} is {tuple(state[key].shape)}, expected {tuple(own[key].shape)}"
                  for key in own if key in state and state[key].shape != own[key].shape][:2]
     if problems:
         raise ValueError(f"backbone weights {weights!r} do not fit torchvision's {name}: {'; '.join(problems)}")
-    resnet.load_state_dict(state)
+    module.load_state_dict(state)
 
 
 def stage_channels(resnet: ResNet) -> tuple[int, int, int, int]:

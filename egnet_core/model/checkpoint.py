@@ -19,14 +19,14 @@ from typing import Any
 import torch
 
 from egnet_core.config import ModelConfig
-from egnet_core.model.egnet import EGNet, build_model
+from egnet_core.model.networks import Network, build_model
 from egnet_core.model.weights_file import read_weights_file
 
 FORMAT = "egnet-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(path: str | os.PathLike, model: EGNet, **extra: Any) -> Path:
+def save_checkpoint(path: str | os.PathLike, model: Network, **extra: Any) -> Path:
     """Write ``model`` (weights and config) and any ``extra`` entries (optimizer state, iteration, ...).
     A full disk is an OSError that says so and names the folder; no temporary file is left behind."""
     state = {"format": FORMAT, "version": VERSION, "model_config": model.config.to_dict(), "model": model.state_dict()}
@@ -115,8 +115,9 @@ def checkpoint_config(state: dict[str, Any], path: str | os.PathLike) -> ModelCo
         raise ValueError(f"checkpoint {str(path)!r} carries no valid model config: {error}") from error
 
 
-def load_model(path: str | os.PathLike) -> EGNet:
-    """The EGNet stored at ``path``, on the CPU, in eval mode."""
+def load_model(path: str | os.PathLike) -> Network:
+    """The network stored at ``path`` (EGNet, or the DeepLabV3 or FCN its config's ``arch`` names), on the CPU, in
+    eval mode. A checkpoint written before ``arch`` existed is an EGNet."""
     state = load_checkpoint(path)
     config = checkpoint_config(state, path)
     # The weights come from the checkpoint: the backbone's ImageNet file is not needed again.

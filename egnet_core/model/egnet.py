@@ -98,18 +98,23 @@ class EGNet(nn.Module):
         exposure = torch.sigmoid(_upsample(self.exposure_head(f_e), size))
         return EGNetOutput(logits=logits, exposure=exposure)
 
-
-def build_model(config: ModelConfig) -> EGNet:
-    """An EGNet from its config (the form checkpoints carry)."""
-    return EGNet(
-        num_classes=config.num_classes,
-        backbone=config.backbone,
-        output_stride=config.output_stride,
-        variant=config.variant,
-        backbone_weights=config.backbone_weights,
-        w1=config.w1,
-        w2=config.w2,
-    )
+    def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """W_r of the EGL after stage 2 and of the one after stage 3 (Eq. 1; the paper's Figure 9), each
+        B×1×h×w in [0, 1] at its stage's resolution, from one forward pass of ``images``. ValueError for a
+        variant without EGLs."""
+        if not self.config.has_egl:
+            raise ValueError(f"EGNet variant {self.config.variant!r} has no Exposure Guidance Layer, so no attention "
+                             "maps (Eq. 1): only variant 'egnet' learns them")
+        maps: list[torch.Tensor] = []
+        # Hooks rather than a second forward: the maps are those of the very pass that makes the logits.
+        hooks = [egl.register_forward_hook(lambda egl, inputs, output: maps.append(egl.attention_map(inputs[1])))
+                 for egl in self.guidance]
+        try:
+            self(images)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return maps[0], maps[1]
 
 
 def check_images(images: torch.Tensor) -> None:

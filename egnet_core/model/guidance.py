@@ -22,9 +22,12 @@ class ExposureGuidance(nn.Module):
         self.w1 = w1
         self.w2 = w2
 
+    def attention_map(self, f_e: torch.Tensor) -> torch.Tensor:
+        """W_r, B×1×h×w in [0, 1]."""
+        return torch.sigmoid(self.attention(f_e))
+
     def forward(self, f_s: torch.Tensor, f_e: torch.Tensor) -> torch.Tensor:
-        w_r = torch.sigmoid(self.attention(f_e))  # B×1×h×w
-        return self.w1 * f_s + self.w2 * f_s * w_r
+        return self.w1 * f_s + self.w2 * f_s * self.attention_map(f_e)
 
 
 class ExposureMapAttention(nn.Module):

@@ -98,6 +98,9 @@ def _write_example(index: int, example: Example, folder: Path) -> Path:
         ("prediction", colorize(example.prediction)),
         ("input exposure", exposure_picture(example.exposure)),
     ]
+    if example.attention is not None:  # the paper's Figure 9, in the exposure map's colours: 0 dark, 1 yellow
+        panels += [("EGL attention, stage 2", exposure_picture(example.attention.stage2)),
+                   ("EGL attention, stage 3", exposure_picture(example.attention.stage3))]
     safe_name = re.sub(r"[^\w.-]+", "_", example.name)
     return write_rgb(folder / f"{index:02d}_{safe_name}.png", strip(panels))
 
@@ -128,7 +131,11 @@ def _markdown(
         "",
     ]
     if examples:
-        lines += ["## Examples", "", "Input, ground truth, prediction and input exposure.", ""]
+        shown = "Input, ground truth, prediction and input exposure"
+        if any(example.attention is not None for example in result.examples):
+            shown += (", then the attention maps W_r of the Exposure Guidance Layers after stages 2 and 3 (Eq. 1; "
+                      "the paper's Figure 9), from 0 (dark) to 1 (yellow)")
+        lines += ["## Examples", "", f"{shown}.", ""]
         for path in examples:
             lines += [f"![{path.stem}]({path.relative_to(root).as_posix()})", ""]
     return "\n".join(lines)
