@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from egnet_core.config import VARIANTS
+from egnet_core.config import ARCHITECTURES, VARIANTS
 
 
 def add_study_commands(commands: argparse._SubParsersAction) -> None:
@@ -20,7 +20,8 @@ def add_study_commands(commands: argparse._SubParsersAction) -> None:
     ablate.add_argument("--out", required=True, type=Path,
                         help="study folder: runs/NAME/ per variant, comparison.md/.json/.png; run again to resume")
     ablate.add_argument("--variants", type=lambda text: [name.strip() for name in text.split(",")],
-                        default=list(VARIANTS), help=f"comma-separated (default: all: {','.join(VARIANTS)})")
+                        default=list(VARIANTS), help=f"comma-separated EGNet variants (default: all: "
+                        f"{','.join(VARIANTS)}) and other networks ({','.join(ARCHITECTURES[1:])}; output stride 8)")
     ablate.add_argument("--split", default="val", help="the split scored: NightCity's test set is 'val' (default)")
     ablate.add_argument("--native-size", action="store_true", help="score at each image's size, not the paper's "
                         "900x900")

@@ -9,11 +9,11 @@ from egnet_core.cli import main
 from egnet_core.data.synthetic import write_nightcity
 from egnet_core.reports.comparison import read_row
 
-# Every variant gets the same seed and budget; the val split (NightCity's test set) is scored at 64×32.
-SETTINGS = ["--set", "model.backbone=resnet18", "--set", "model.output_stride=32", "--set", "data.crop_size=64",
+# Every variant gets the same seed and budget; the val split (NightCity's test set) is scored at its size.
+SETTINGS = ["--set", "model.backbone=resnet18", "--set", "model.output_stride=8", "--set", "data.crop_size=64",
             "--set", "data.workers=0", "--set", "optim.batch_size=2", "--set", "optim.iterations=2",
             "--set", "run.val_every=2", "--set", "run.checkpoint_every=1", "--set", "run.device=cpu",
-            "--set", "data.eval_size=[64, 32]"]
+            ]
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +35,10 @@ def test_the_study_trains_and_scores_each_variant_and_a_rerun_resumes_instead_of
     done_egnet = (out / "runs/egnet/final.pt").stat().st_mtime_ns
     capsys.readouterr()
 
-    assert main(["ablate", "--data", str(night_data), "--out", str(out), "--variants", "egnet,no_egl",
+    assert main(["ablate", "--data", str(night_data), "--out", str(out), "--variants", "egnet,no_egl,fcn",
                  "--native-size", *SETTINGS]) == 0
     printed = capsys.readouterr().out
-    assert "egnet: done earlier" in printed and "no_egl: trained" in printed
+    assert "egnet: done earlier" in printed and "no_egl: trained" in printed and "fcn: trained" in printed
     assert (out / "runs/egnet/final.pt").stat().st_mtime_ns == done_egnet, "a finished variant is not retrained"
     log = (out / "runs/no_egl/train.log").read_text()
     assert "resum" in log.lower(), log  # continued from its iteration-1 checkpoint, not from scratch
@@ -48,7 +48,8 @@ def test_the_study_trains_and_scores_each_variant_and_a_rerun_resumes_instead_of
     assert "EF1 [0.0, 0.1)" in table and "GFLOPs (1024×512)" in table
     assert (out / "comparison.png").stat().st_size > 0
     rows = json.loads((out / "comparison.json").read_text())["rows"]
-    assert [row["name"] for row in rows] == ["egnet", "no_egl"]
+    assert [row["name"] for row in rows] == ["egnet", "no_egl", "fcn"]  # Table 1's FCN beside the ablations
+    assert table.count("| fcn |") == 1
     egnet, no_egl = (read_row(out / "runs" / name) for name in ("egnet", "no_egl"))
     # The EGL's two attention convolutions: the full model has more parameters than "w/o EGL".
     assert egnet.cost.parameters > no_egl.cost.parameters > 0

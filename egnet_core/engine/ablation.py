@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from egnet_core.config import VARIANTS, TrainConfig
+from egnet_core.config import ARCHITECTURES, VARIANTS, TrainConfig
 from egnet_core.data.datasets import open_dataset
 from egnet_core.data.synthetic import render_night_scene
 from egnet_core.deploy.benchmark import model_gflop
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 # Table 4 (the EGL and the exposure stream) then Table 5 (other ways to use exposure), the full model first.
 STUDY = tuple(VARIANTS)
+# Table 1's other networks, trained and scored the same way (model.arch; they need output stride 8).
+BASELINES = tuple(arch for arch in ARCHITECTURES if arch != "egnet")
 TIMED_FRAMES = 3  # ms per frame: the median of this many 1024×512 frames after one untimed
 
 
@@ -55,10 +57,10 @@ class AblationResult:
 
 
 def check_names(names: Sequence[str]) -> tuple[str, ...]:
-    """The study's variants, validated where they enter: known names, each once."""
-    unknown = [name for name in names if name not in VARIANTS]
+    """The study's runs, validated where they enter: EGNet variants or other networks, each once."""
+    unknown = [name for name in names if name not in VARIANTS and name not in BASELINES]
     if unknown:
-        raise ValueError(f"--variants: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+        raise ValueError(f"--variants: unknown variant(s) {unknown}; known: {', '.join(STUDY + BASELINES)}")
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated or not names:
         raise ValueError(f"--variants must name each variant once, got {list(names)}")
@@ -69,8 +71,9 @@ def run_ablation(
     config: TrainConfig, out: str | Path, *, names: Sequence[str] = STUDY, test_split: str = "val",
     eval_size: tuple[int, int] | None = PAPER_INPUT_SIZE, on_run: Callable[[StudyRun], None] | None = None,
 ) -> AblationResult:
-    """Train and score each of ``names`` with ``config`` (its seed, schedule and data; only ``model.variant`` and
-    ``run.out_dir`` change), then write the table. ``test_split``: the split scored (NightCity's test set is its
+    """Train and score each of ``names`` with ``config`` (its seed, schedule and data; only ``model.variant``, or
+    ``model.arch`` for a baseline network, and ``run.out_dir`` change), then write the table.
+    ``test_split``: the split scored (NightCity's test set is its
     ``val``); ``eval_size``: the test protocol's input size (the paper's 900×900)."""
     names = check_names(list(names))
     out = Path(out)
@@ -91,8 +94,9 @@ def _run_one(config: TrainConfig, folder: Path, name: str, *, test_split: str,
     if (folder / "done.json").is_file():
         logger.info("%s: done in an earlier run (%s), not retrained", name, folder)
         return StudyRun(name=name, folder=folder, trained=False, final=final)
+    model = {"arch": name} if name in BASELINES else {"variant": name}
     run_config = dataclasses.replace(
-        config, model=dataclasses.replace(config.model, variant=name),
+        config, model=dataclasses.replace(config.model, **model),
         run=dataclasses.replace(config.run, out_dir=str(folder)),
     )
     trained = not final.is_file()
