@@ -47,7 +47,7 @@ def _ablate(args: argparse.Namespace) -> int:
     ensure_writable_dir(args.out, "--out")
 
     def report(run) -> None:
-        print(f"{run.name}: {'trained' if run.trained else 'done earlier'}; {run.final}", flush=True)
+        print(f"{run.name}: {run.status}; {run.final}", flush=True)
 
     result = run_ablation(config, args.out, names=names, test_split=args.split,
                           eval_size=None if args.native_size else PAPER_INPUT_SIZE, on_run=report)

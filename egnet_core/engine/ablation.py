@@ -46,7 +46,7 @@ TIMED_FRAMES = 3  # ms per frame: the median of this many 1024×512 frames after
 class StudyRun:
     name: str
     folder: Path
-    trained: bool  # trained (or resumed) in this call, rather than found done
+    status: str  # "trained" (or resumed) in this call; "scored": trained earlier, scored now; "done earlier"
     final: Path
 
 
@@ -93,7 +93,7 @@ def _run_one(config: TrainConfig, folder: Path, name: str, *, test_split: str,
     final = folder / "final.pt"
     if (folder / "done.json").is_file():
         logger.info("%s: done in an earlier run (%s), not retrained", name, folder)
-        return StudyRun(name=name, folder=folder, trained=False, final=final)
+        return StudyRun(name=name, folder=folder, status="done earlier", final=final)
     model = {"arch": name} if name in BASELINES else {"variant": name}
     run_config = dataclasses.replace(
         config, model=dataclasses.replace(config.model, **model),
@@ -114,7 +114,7 @@ def _run_one(config: TrainConfig, folder: Path, name: str, *, test_split: str,
     metrics = json.loads(files.metrics.read_text(encoding="utf-8"))
     _write_json(files.metrics, metrics | {"model": dataclasses.asdict(cost)})
     _write_json(folder / "done.json", {"name": name, "metrics": str(files.metrics)})
-    return StudyRun(name=name, folder=folder, trained=trained, final=final)
+    return StudyRun(name=name, folder=folder, status="trained" if trained else "scored", final=final)
 
 
 def measure_cost(checkpoint: Path, device: str = "auto") -> ModelCost:
