@@ -31,13 +31,13 @@ def register(commands: argparse._SubParsersAction) -> None:
                          help="IN_BAG OUT_BAG: a rosbag2 directory, .db3 or .mcap (only read) into a new rosbag2 "
                               "directory; with --out: bags and folders searched for bags, all only read")
     segment.add_argument("--out", type=Path, metavar="DIR",
-                         help="segment every IN into DIR, one bag per input bag where its input lies under the "
-                              "inputs' common folder, with a fleet summary (summary.md); a rerun skips the bags "
-                              "finished before. Under torchrun, each process takes its share of the bags")
+                         help="segment every bag of the INs into DIR, each output in its input's place under the "
+                              "inputs' common folder, and summarise the fleet (DIR/summary.md); a rerun skips the "
+                              "bags finished before. Under torchrun, each process takes its share of the bags")
     segment.add_argument("--workers", type=int, metavar="N",
                          help="with --out: processes on this machine, each with its own model, the CPU threads "
                               "split among them (default: 1)")
-    segment.add_argument("--top", type=int, default=TOP_K, metavar="K",
+    segment.add_argument("--top", type=int, metavar="K",
                          help=f"with --out: frames listed as darkest, most saturated, least confident (default: "
                               f"{TOP_K})")
     add_inference_arguments(segment, precision="auto")
@@ -106,8 +106,9 @@ def _single_form(args: argparse.Namespace) -> tuple[Path, Path]:
     if len(paths) != 2:
         raise ValueError(f"bag segment takes IN_BAG OUT_BAG, or IN... --out DIR for many bags; got {len(paths)} "
                          f"path(s) without --out: to segment them all, write `{fleet}`")
-    if args.workers is not None:
-        raise ValueError(f"--workers is for many bags, with --out DIR: `{fleet} --workers {args.workers}`")
+    for option, value in (("--workers", args.workers), ("--top", args.top)):
+        if value is not None:
+            raise ValueError(f"{option} is for many bags, with --out DIR: `{fleet} {option} {value}`")
     in_bag, out_bag = paths
     if in_bag.is_dir() and not is_bag(in_bag) and bags_under(in_bag):
         raise ValueError(f"IN_BAG {str(in_bag)!r} is a folder of bags, not a bag: to segment every bag under it, "

@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -201,4 +202,11 @@ def _process_name(rank: int) -> str:
 
 
 def _peak_memory_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's peak resident memory: Linux's VmHWM, of its own address space; not ru_maxrss, which a
+    process started by another inherits as a floor (the starting process's resident memory at the exec)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)

@@ -15,7 +15,7 @@ from datetime import timedelta
 from egnet_core.cli import ensure_writable_dir, inference_options
 from egnet_core.deploy.options import available_cpus
 from egnet_core.engine.distributed import DistributedContext, cleanup_distributed, setup_distributed
-from egnet_core.reports.drive_summary import FailedDrive
+from egnet_core.reports.drive_summary import TOP_K, FailedDrive
 from egnet_core.reports.fleet_report import check_replaceable
 
 from .fleet import FleetOutcome, FleetSettings, Outcome, segment_fleet
@@ -28,10 +28,10 @@ GATHER_TIMEOUT = timedelta(days=2)
 
 def segment_fleet_command(args: argparse.Namespace) -> int:
     workers = 1 if args.workers is None else args.workers
-    if workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
-    if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}")
+    top = TOP_K if args.top is None else args.top
+    for option, value in (("--workers", workers), ("--top", top)):
+        if value < 1:
+            raise ValueError(f"{option} must be at least 1, got {value}")
     bags = find_bags(args.paths, args.out)  # refuses an --out overlapping an input before creating it
     check_replaceable(args.out)
     ensure_writable_dir(args.out, "--out")
@@ -45,7 +45,7 @@ def segment_fleet_command(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint, options=options, topics=tuple(args.topic) if args.topic else None,
             batch_size=args.batch, prefix=args.prefix, color=args.color, copy_input=not args.no_input,
             storage=args.storage, distro=args.distro, max_frame_pixels=args.max_frame_pixels,
-            overwrite=args.overwrite, top_k=args.top,
+            overwrite=args.overwrite, top_k=top,
         )
         print(f"{len(bags)} bags under the common folder of {', '.join(map(str, args.paths))}; "
               f"{_processes(context, workers)}")

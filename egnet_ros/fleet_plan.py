@@ -43,31 +43,28 @@ def is_bag(path: Path) -> bool:
                               or any(_is_storage_file(entry) for entry in path.iterdir() if entry.is_file()))
 
 
+def bags_under(folder: Path) -> list[Path]:
+    """The bags in ``folder`` and its sub-folders (not in hidden ones, nor inside a bag), sorted."""
+    bags = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        if is_bag(entry):
+            bags.append(entry)
+        elif not entry.is_symlink():  # a linked folder could lead back up the tree
+            bags += bags_under(entry)
+    return bags
+
+
 def find_bags(inputs: Sequence[Path], out: Path) -> list[FleetBag]:
     """Every bag of ``inputs``, sorted by its output's relative path; BagError (naming the path) for an input
-    that does not exist or holds no bag, two bags that would share an output, or an input overlapping ``out``."""
+    that does not exist or holds no bag, an input overlapping ``out``, or two outputs that would collide."""
     if not inputs:
         raise BagError("no input given: name bags or folders of bags to segment")
-    roots, found = [], {}
-    for given in inputs:
-        path = Path(os.path.abspath(given))
-        if not path.exists():
-            raise BagError(f"input {str(given)!r} does not exist")
-        check_apart(path, out)
-        bags = [path] if is_bag(path) else bags_under(path) if path.is_dir() else []
-        if not bags:
-            what = "is not a .db3 or .mcap file" if path.is_file() else "holds no rosbag2 bag (no folder with " \
-                   "metadata.yaml or .db3/.mcap files)"
-            raise BagError(f"input {str(given)!r} {what}")
-        roots.append(path.parent if is_bag(path) else path)
-        for bag in bags:
-            check_apart(bag, out)  # also a bag reached through a link
-            found.setdefault(bag.resolve(), bag)  # a bag given twice (itself and through its folder) counts once
-    # A storage file of a bag folder that is segmented whole is the same recording.
-    found = {real: bag for real, bag in found.items() if not (bag.is_file() and real.parent in found)}
+    roots, found = _inputs(inputs, out)
     common = Path(os.path.commonpath(roots))
     planned: dict[PurePosixPath, FleetBag] = {}
-    for bag in found.values():
+    for bag in found:
         relative = PurePosixPath(bag.relative_to(common).as_posix())
         relative = relative.with_name(relative.stem) if bag.is_file() else relative
         if relative in planned:
@@ -101,21 +98,29 @@ def share_of(bags: Sequence[FleetBag], rank: int, world_size: int) -> list[Fleet
     return [bag for index, bag in enumerate(bags) if index in mine]
 
 
+def _inputs(inputs: Sequence[Path], out: Path) -> tuple[list[Path], list[Path]]:
+    """The folders the outputs mirror (a folder searched, a bag's parent) and the bags, each recording once."""
+    roots, found = [], {}
+    for given in inputs:
+        path = Path(os.path.abspath(given))
+        if not path.exists():
+            raise BagError(f"input {str(given)!r} does not exist")
+        check_apart(path, out)
+        bags = [path] if is_bag(path) else bags_under(path) if path.is_dir() else []
+        if not bags:
+            what = "is not a .db3 or .mcap file" if path.is_file() else "holds no rosbag2 bag (no folder with " \
+                   "metadata.yaml or .db3/.mcap files)"
+            raise BagError(f"input {str(given)!r} {what}")
+        roots.append(path.parent if is_bag(path) else path)
+        for bag in bags:
+            check_apart(bag, out)  # also a bag reached through a link
+            found.setdefault(bag.resolve(), bag)  # a bag given twice (itself and through its folder) counts once
+    # A storage file of a bag folder that is segmented whole is the same recording.
+    return roots, [bag for real, bag in found.items() if not (bag.is_file() and real.parent in found)]
+
+
 def _is_storage_file(path: Path) -> bool:
     return Path(path.name.removesuffix(".zstd")).suffix in _STORAGE_SUFFIXES
-
-
-def bags_under(folder: Path) -> list[Path]:
-    """The bags in ``folder`` and its sub-folders (not in hidden ones, nor inside a bag), sorted."""
-    bags = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue
-        if is_bag(entry):
-            bags.append(entry)
-        elif not entry.is_symlink():  # a linked folder could lead back up the tree
-            bags += bags_under(entry)
-    return bags
 
 
 def _size(bag: Path) -> int:

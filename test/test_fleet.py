@@ -333,6 +333,9 @@ def test_the_one_bag_form_is_kept_and_ambiguous_command_lines_are_refused(fleet,
         (str(a), str(b), str(tmp_path / "x")): f"got 3 path(s) without --out: to segment them all, write "
                                                 f"`egnet bag segment {a} {b} {tmp_path / 'x'} --out DIR`",
         (str(a), str(tmp_path / "x"), "--workers", "2"): "--workers is for many bags, with --out DIR",
+        (str(a), str(tmp_path / "x"), "--top", "3"): "--top is for many bags, with --out DIR",
+        (str(a), "--out", str(tmp_path / "x"), "--workers", "0"): "--workers must be at least 1, got 0",
+        (str(a), "--out", str(tmp_path / "x"), "--top", "0"): "--top must be at least 1, got 0",
         (str(fleet), str(tmp_path / "x")): f"IN_BAG '{fleet}' is a folder of bags, not a bag: to segment every bag "
                                            f"under it, write `egnet bag segment {fleet} --out {tmp_path / 'x'}`",
     }
