@@ -21,7 +21,7 @@ import numpy as np
 from egnet_core.data.imageio import MAX_FRAME_PIXELS
 from egnet_core.data.statistics import ExposureCounter, ExposureHistogram
 from egnet_core.deploy.batching import batches_of_one_size
-from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.inference import Segmentation, Segmenter
 
 from .bag_formats import DEFAULT_DISTRO
 from .bags import (
@@ -62,6 +62,17 @@ class BagSegmentation:
 
 
 @dataclass(frozen=True)
+class SegmentedFrame:
+    """A frame as it was written, for an ``observer`` of ``segment_bag`` that keeps statistics of the drive."""
+
+    topic: str
+    log_time: int  # ns, the bag's time
+    stamp_ns: int  # the input's header stamp
+    rgb: np.ndarray  # H×W×3 uint8, the input
+    result: Segmentation  # with ``confidence``
+
+
+@dataclass(frozen=True)
 class _Frame:
     topic: str
     log_time: int
@@ -77,8 +88,8 @@ class _Segmenting:
     """Frames converted, predicted in batches and written; counts what happened."""
 
     def __init__(self, writer: BagWriter, segmenter: Segmenter, *, prefix: str, color: bool, max_frame_pixels: int,
-                 progress: Callable[[int], None] | None) -> None:
-        self.writer, self.segmenter = writer, segmenter
+                 progress: Callable[[int], None] | None, observer: Callable[[SegmentedFrame], None] | None) -> None:
+        self.writer, self.segmenter, self.observer = writer, segmenter, observer
         self.prefix, self.color, self.progress = prefix, color, progress
         self.max_frame_pixels = max_frame_pixels
         self.frames = 0
@@ -100,7 +111,8 @@ class _Segmenting:
             yield _Frame(topic=record.topic, log_time=record.log_time, header=msg.header, rgb=rgb)
 
     def write(self, batch: list[_Frame]) -> None:
-        results = self.segmenter.predict_batch([frame.rgb for frame in batch], color=self.color)
+        results = self.segmenter.predict_batch([frame.rgb for frame in batch], color=self.color,
+                                               confidence=self.observer is not None)
         for frame, result in zip(batch, results):
             outputs = {"labels": labels_fields(result.labels), "exposure": exposure_fields(result.exposure)}
             if self.color:
@@ -108,6 +120,9 @@ class _Segmenting:
             for name, fields in outputs.items():
                 topic = output_topic(self.prefix, frame.topic, name)
                 self.writer.write(topic, IMAGE, frame.log_time, serialize_image(fields, frame.header))
+            if self.observer is not None:
+                stamp = frame.header.stamp.sec * 10**9 + frame.header.stamp.nanosec
+                self.observer(SegmentedFrame(frame.topic, frame.log_time, stamp, frame.rgb, result))
         self.frames += len(batch)
         if self.progress is not None:
             self.progress(len(batch))
@@ -135,12 +150,13 @@ def segment_bag(
     overwrite: bool = False,
     max_frame_pixels: int = MAX_FRAME_PIXELS,
     progress: Callable[[int], None] | None = None,
+    observer: Callable[[SegmentedFrame], None] | None = None,
 ) -> BagSegmentation:
     """Segment the image topics of the bag at ``source`` (all of them by default) into a new bag at ``output``,
     stored like the input unless ``storage`` (sqlite3 or mcap) says otherwise, in the layout ``distro``'s
     ``ros2 bag`` reads (Humble's, the default, is read by every supported distro). Frames of more than
     ``max_frame_pixels`` (height*width) are skipped. ``progress`` is called with the number of input frames
-    handled since its last call."""
+    handled since its last call; ``observer`` with each frame written, its result carrying the confidence map."""
     source, output = Path(source), Path(output)
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size!r}")
@@ -152,7 +168,7 @@ def segment_bag(
         connections = image_connections(reader, topics, source)
         with BagWriter(output, storage or storage_of(reader), overwrite=overwrite, distro=distro) as writer:
             run = _Segmenting(writer, segmenter, color=color, prefix=prefix, max_frame_pixels=max_frame_pixels,
-                              progress=progress)
+                              progress=progress, observer=observer)
             records = _CopiedRecords(read_records(reader, connections, source), writer if copy_input else None)
             for batch in batches_of_one_size(run.frames_of(records), batch_size, size=lambda frame: frame.rgb.shape):
                 run.write(batch)

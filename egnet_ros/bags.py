@@ -412,6 +412,15 @@ def remove_own_bag(path: Path) -> None:
     path.rmdir()
 
 
+def is_own_bag(path: Path) -> bool:
+    """Whether ``path`` is a bag folder whose metadata.yaml carries egnet's mark."""
+    try:
+        _own_bag_files(path)
+    except BagError:
+        return False
+    return True
+
+
 def _own_bag_files(path: Path) -> list[str]:
     """The files of the bag egnet wrote at ``path`` (``metadata.yaml`` last); BagError where egnet did not."""
     refusal = f"output {str(path)!r} is not a bag egnet wrote"

@@ -12,18 +12,34 @@ from pathlib import Path
 from egnet_core.cli import add_inference_arguments, build_segmenter, ensure_writable_dir, parse_size
 from egnet_core.data.imageio import MAX_FRAME_PIXELS
 from egnet_core.data.statistics import format_histogram_table
+from egnet_core.reports.drive_summary import TOP_K
 
 from .bag_formats import DEFAULT_DISTRO, DISTROS
 from .bag_segment import segment_bag, total_frames
+from .bags import is_own_bag
+from .fleet_plan import bags_under, is_bag
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``bag segment`` and ``bag play`` to the ``egnet`` command."""
     bag = commands.add_parser("bag", help="rosbag2 tools: segment a recorded drive, replay it").add_subparsers(
         dest="bag_command", required=True, metavar="BAG_COMMAND")
-    segment = bag.add_parser("segment", help="segment every camera frame of a bag into a new bag")
-    segment.add_argument("in_bag", type=Path, metavar="IN_BAG", help="rosbag2 directory, .db3 or .mcap (only read)")
-    segment.add_argument("out_bag", type=Path, metavar="OUT_BAG", help="new rosbag2 directory")
+    segment = bag.add_parser(
+        "segment", help="segment every camera frame of a bag into a new bag, or of many bags into a folder",
+        usage="%(prog)s IN_BAG OUT_BAG [options]\n       %(prog)s IN [IN ...] --out DIR [--workers N] [options]")
+    segment.add_argument("paths", type=Path, nargs="+", metavar="IN",
+                         help="IN_BAG OUT_BAG: a rosbag2 directory, .db3 or .mcap (only read) into a new rosbag2 "
+                              "directory; with --out: bags and folders searched for bags, all only read")
+    segment.add_argument("--out", type=Path, metavar="DIR",
+                         help="segment every bag of the INs into DIR, each output in its input's place under the "
+                              "inputs' common folder, and summarise the fleet (DIR/summary.md); a rerun skips the "
+                              "bags finished before. Under torchrun, each process takes its share of the bags")
+    segment.add_argument("--workers", type=int, metavar="N",
+                         help="with --out: processes on this machine, each with its own model, the CPU threads "
+                              "split among them (default: 1)")
+    segment.add_argument("--top", type=int, metavar="K",
+                         help=f"with --out: frames listed as darkest, most saturated, least confident (default: "
+                              f"{TOP_K})")
     add_inference_arguments(segment, precision="auto")
     segment.add_argument("--topic", action="append", help="image topic to segment (repeatable; default: all)")
     segment.add_argument("--batch", type=int, default=1, help="frames per forward pass (default: 1)")
@@ -36,7 +52,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                          help="write the bag as this ROS 2 distro's rosbag2 does, for its `ros2 bag info`/`play` "
                               f"(default: {DEFAULT_DISTRO}, which the newer distros read too)")
     segment.add_argument("--overwrite", action="store_true",
-                         help="replace OUT_BAG if it is a bag egnet wrote and its folder holds nothing else")
+                         help="replace OUT_BAG (with --out: every output bag, instead of skipping the finished) if "
+                              "it is a bag egnet wrote and its folder holds nothing else")
     segment.add_argument("--max-frame-pixels", type=int, default=MAX_FRAME_PIXELS, metavar="PIXELS",
                          help="skip frames of more pixels (width*height), read from the header before decoding "
                               f"(default: 4096*4096 = {MAX_FRAME_PIXELS})")
@@ -54,13 +71,18 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _bag_segment(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        from .fleet_command import segment_fleet_command
+
+        return segment_fleet_command(args)
+    in_bag, out_bag = _single_form(args)
     from tqdm import tqdm
 
-    ensure_writable_dir(args.out_bag, "OUT_BAG", folder=args.out_bag.parent)  # the bag writer makes OUT_BAG itself
+    ensure_writable_dir(out_bag, "OUT_BAG", folder=out_bag.parent)  # the bag writer makes OUT_BAG itself
     segmenter = build_segmenter(args, input_size=args.input_size)
-    with tqdm(total=total_frames(args.in_bag, args.topic), desc="segmenting", unit="frame") as bar:
+    with tqdm(total=total_frames(in_bag, args.topic), desc="segmenting", unit="frame") as bar:
         result = segment_bag(
-            args.in_bag, args.out_bag, segmenter, topics=args.topic, batch_size=args.batch, prefix=args.prefix,
+            in_bag, out_bag, segmenter, topics=args.topic, batch_size=args.batch, prefix=args.prefix,
             color=args.color, copy_input=not args.no_input, storage=args.storage, distro=args.distro,
             overwrite=args.overwrite, max_frame_pixels=args.max_frame_pixels, progress=bar.update,
         )
@@ -74,6 +96,28 @@ def _bag_segment(args: argparse.Namespace) -> int:
         print("exposure of the drive (the paper's Figure 4):")
         print(format_histogram_table(result.exposure))
     return 0 if result.frames else 1
+
+
+def _single_form(args: argparse.Namespace) -> tuple[Path, Path]:
+    """IN_BAG and OUT_BAG, where the command line is unmistakably the one-bag form; ValueError saying how to write
+    it otherwise (a fleet's inputs without --out would make the last input an output)."""
+    paths = args.paths
+    fleet = f"egnet bag segment {' '.join(str(path) for path in paths)} --out DIR"
+    if len(paths) != 2:
+        raise ValueError(f"bag segment takes IN_BAG OUT_BAG, or IN... --out DIR for many bags; got {len(paths)} "
+                         f"path(s) without --out: to segment them all, write `{fleet}`")
+    for option, value in (("--workers", args.workers), ("--top", args.top)):
+        if value is not None:
+            raise ValueError(f"{option} is for many bags, with --out DIR: `{fleet} {option} {value}`")
+    in_bag, out_bag = paths
+    if in_bag.is_dir() and not is_bag(in_bag) and bags_under(in_bag):
+        raise ValueError(f"IN_BAG {str(in_bag)!r} is a folder of bags, not a bag: to segment every bag under it, "
+                         f"write `egnet bag segment {in_bag} --out {out_bag}`")
+    if is_bag(out_bag) and not is_own_bag(out_bag):
+        raise ValueError(f"OUT_BAG {str(out_bag)!r} is a bag egnet did not write (a recording?), which is never "
+                         f"replaced: to segment it too, write `{fleet}`; to segment {str(in_bag)!r} alone, name "
+                         "a new OUT_BAG")
+    return in_bag, out_bag
 
 
 def _bag_play(args: argparse.Namespace) -> int:

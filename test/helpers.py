@@ -89,3 +89,21 @@ def write_cityscapes(root: Path, cities: dict[str, tuple[str, ...]], *, width: i
             cv2.imwrite(str(labels / f"{name}_gtFine_instanceIds.png"), scene.label_ids.astype(np.uint16))
             (labels / f"{name}_gtFine_polygons.json").write_text("{}")
     return scenes
+
+
+def gray_frame(level: int, *, bright_share: float = 0.0, width: int = 64, height: int = 48) -> np.ndarray:
+    """An H×W×3 uint8 frame of one grey ``level`` whose first ``bright_share`` of rows are white (V = 1): its mean
+    exposure and its share of saturated pixels are known."""
+    image = np.full((height, width, 3), level, dtype=np.uint8)
+    image[: round(height * bright_share)] = 255
+    return image
+
+
+def count_frame(counter, index: int, image: np.ndarray, *, confidence: float = 0.9, label: int = 0,
+                topic: str = "/front") -> None:
+    """Add ``image`` to a DriveCounter as frame ``index`` (stamp 1000 + index ns, logged at ``index`` s), every
+    pixel labelled ``label`` with the top softmax probability ``confidence``."""
+    height, width = image.shape[:2]
+    counter.add(topic=topic, stamp_ns=1_000 + index, log_time_ns=10**9 * index, image=image,
+                labels=np.full((height, width), label, dtype=np.uint8),
+                confidence=np.full((height, width), confidence, dtype=np.float32))
