@@ -83,11 +83,6 @@ def _node_latencies_ms(msg: Image, frames: int) -> list[float]:
     return latencies[1:]
 
 
-def _resident_mib(process: NodeProcess) -> float:
-    status = Path(f"/proc/{process.process.pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
-
-
 def _drive(msg: Image, cameras: list[str], labels_topics: list[str], *, seconds: float, rate: float) -> dict:
     """Publish ``msg`` on ``/CAMERA/image`` for every camera at ``rate`` Hz for ``seconds``; per camera the frames
     sent, the labels received and their latencies (ms, publish -> labels here, matched by stamp)."""
@@ -153,7 +148,7 @@ def _camera_setup(msg: Image, checkpoint: Path, count: int, *, shared: bool, scr
                 process.wait_until_ready(DOMAIN_ID, f"/egnet_segment_{camera}", timeout=300)
             labels_topics = [f"/egnet_segment_{camera}/labels" for camera in cameras]
         per_camera = _drive(msg, cameras, labels_topics, seconds=seconds, rate=rate)
-        memory_mib = sum(_resident_mib(process) for process in processes)
+        memory_mib = sum(process.resident_mib() for process in processes)
     finally:
         for process in processes:
             process.stop()

@@ -100,9 +100,17 @@ class NodeProcess:
 
     def handles(self, sig: int) -> bool:
         """Whether the process has installed a handler for ``sig`` (the SigCgt mask of /proc/PID/status)."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        caught = int(self._status("SigCgt"), 16)
         return bool(caught >> (sig - 1) & 1)
+
+    def resident_mib(self) -> float:
+        """The process's resident memory now (VmRSS of /proc/PID/status), in MiB."""
+        return int(self._status("VmRSS")) / 1024
+
+    def _status(self, field: str) -> str:
+        """The first value of ``field`` in /proc/PID/status (Linux)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return next(line.split()[1] for line in status.splitlines() if line.startswith(f"{field}:"))
 
     def wait(self, timeout: float = 90.0) -> int:
         try:

@@ -382,11 +382,6 @@ def test_compressed_jpeg_and_png_frames_are_segmented_and_a_corrupt_one_is_refus
     assert "is neither a JPEG nor a PNG stream" in output
 
 
-def resident_mib(node: NodeProcess) -> float:
-    status = Path(f"/proc/{node.process.pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
-
-
 @pytest.mark.integration
 def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
     # A real model made slow by its input size: 512×256 frames run at 1024×512, several times a frame period.
@@ -412,7 +407,7 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
         peer.spin_for(max(0.0, start + published * period - peer.node.get_clock().now().nanoseconds / 1e9))
         # Four frames in (the allocator's arenas and the DDS buffers of both threads in use): the steady state.
         if len(labels) >= 4 and steady_at is None:
-            rss.append(resident_mib(node))
+            rss.append(node.resident_mib())
             steady_at = published
         assert published < 30 * 120, "four frames were not processed in two minutes"
     peer.spin_until(lambda: labels and labels[-1].header.stamp.sec >= 1000 + published - 3, 30,
@@ -431,7 +426,7 @@ def test_frames_faster_than_the_model_are_dropped_not_queued(graph, tmp_path):
 
     peer.spin_until(settled, 30, "diagnostics that account for every frame received and every labels message")
     final = settled()
-    rss.append(resident_mib(node))
+    rss.append(node.resident_mib())
     stop_cleanly(node)
 
     print(f"node memory: {rss[0]:.0f} MiB after four frames, {rss[1]:.0f} MiB at the end")

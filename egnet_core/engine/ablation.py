@@ -110,9 +110,8 @@ def _run_one(config: TrainConfig, folder: Path, name: str, *, test_split: str,
     result = evaluate(segmenter, dataset)
     cost = measure_cost(final, config.run.device)
     files = write_report(result, folder / "test", title=f"{name}: {config.data.dataset} {test_split}",
-                         config={"checkpoint": str(final), "eval_size": eval_size, "variant": name})
-    metrics = json.loads(files.metrics.read_text(encoding="utf-8"))
-    _write_json(files.metrics, metrics | {"model": dataclasses.asdict(cost)})
+                         config={"checkpoint": str(final), "eval_size": eval_size, "variant": name},
+                         model=dataclasses.asdict(cost))
     _write_json(folder / "done.json", {"name": name, "metrics": str(files.metrics)})
     return StudyRun(name=name, folder=folder, status="trained" if trained else "scored", final=final)
 

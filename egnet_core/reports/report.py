@@ -49,13 +49,15 @@ class ReportFiles:
 
 
 def write_report(
-    result: EvaluationResult, out_dir: str | os.PathLike, *, title: str, config: dict[str, Any] | None = None
+    result: EvaluationResult, out_dir: str | os.PathLike, *, title: str, config: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
 ) -> ReportFiles:
-    """Write the report files into ``out_dir`` (created if missing); ``config`` is recorded in metrics.json."""
+    """Write the report files into ``out_dir`` (created if missing); ``config`` is recorded in metrics.json, and
+    ``model`` (the network's cost, as ``egnet ablate`` measures it) under ``"model"`` where given."""
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     class_names = _class_names(len(result.scores.iou))
-    metrics = _write_metrics(result, root / "metrics.json", title, class_names, config)
+    metrics = _write_metrics(result, root / "metrics.json", title, class_names, config, model)
     chart = _write_ef1_chart(result, root / "ef1_by_bin.png", title)
     examples = tuple(_write_example(index, example, root / "examples") for index, example in enumerate(result.examples))
     markdown = root / "report.md"
@@ -64,10 +66,13 @@ def write_report(
 
 
 def _write_metrics(
-    result: EvaluationResult, path: Path, title: str, class_names: Sequence[str], config: dict[str, Any] | None
+    result: EvaluationResult, path: Path, title: str, class_names: Sequence[str], config: dict[str, Any] | None,
+    model: dict[str, Any] | None,
 ) -> Path:
     summary = {"title": title, **result.scores.to_dict(class_names)}
     summary |= {"images": result.images, "seconds": result.seconds, "config": config or {}}
+    if model is not None:
+        summary["model"] = model
     # Config values JSON has no type for (paths, for one) are written as their text.
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return path
