@@ -23,6 +23,7 @@ import re
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -128,15 +129,17 @@ def _drive(msg: Image, cameras: list[str], labels_topics: list[str], *, seconds:
 
 
 def _camera_setup(msg: Image, checkpoint: Path, count: int, *, shared: bool, scratch: Path, seconds: float,
-                  rate: float) -> dict:
+                  rate: float, streams: int = 0) -> dict:
+    """``shared``: one node with ``count`` cameras and ``streams`` inference streams (0: the node's auto);
+    otherwise ``count`` single-camera nodes."""
     cameras = [f"cam{index}" for index in range(count)]
     common = ["-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", "precision:=fp32"]
     processes: list[NodeProcess] = []
     try:
         if shared:
             processes.append(start_segment_node(
-                [*common, "-p", f"cameras:=[{', '.join(cameras)}]"], domain_id=DOMAIN_ID,
-                log=scratch / f"shared{count}.log"))
+                [*common, "-p", f"cameras:=[{', '.join(cameras)}]", "-p", f"inference_streams:={streams}"],
+                domain_id=DOMAIN_ID, log=scratch / f"shared{count}_{streams}.log"))
             labels_topics = [f"/egnet_segment/{camera}/labels" for camera in cameras]
         else:
             for camera in cameras:  # started side by side: their start-ups overlap as on a car
@@ -155,31 +158,39 @@ def _camera_setup(msg: Image, checkpoint: Path, count: int, *, shared: bool, scr
     all_latencies = [ms for camera in per_camera.values() for ms in camera["latencies_ms"]]
     p50, p90 = np.percentile(all_latencies, [50, 90]) if all_latencies else (float("nan"), float("nan"))
     processed_per_s = [camera["processed"] / seconds for camera in per_camera.values()]
-    return {"cameras": count, "setup": "one node" if shared else f"{count} node(s)", "processes": len(processes),
+    setup = (f"one node, {streams} stream(s)" if streams else "one node (default)") if shared else f"{count} node(s)"
+    return {"cameras": count, "setup": setup, "processes": len(processes),
             "per_camera_fps": processed_per_s, "total_fps": sum(processed_per_s),
             "latency_p50_ms": float(p50), "latency_p90_ms": float(p90), "resident_mib": memory_mib,
             "sent_per_camera": per_camera[cameras[0]]["sent"]}
 
 
 def _batching_gain(model: EGNet, rgb: np.ndarray, counts: list[int], repeats: int = 2) -> dict[int, dict]:
-    """The mechanism on its own, in this process: one batch of N frames against N batches of one, interleaved so
-    that the machine's other load falls on both alike; medians of ``repeats``."""
+    """The mechanisms on their own, in this process: one batch of N frames, and two threads each running a batch
+    of half of them at once (the node's two inference streams), against N batches of one; interleaved so that
+    the machine's other load falls on all alike; medians of ``repeats``."""
     segmenter = Segmenter(model, precision="fp32")
     segmenter.predict_batch([rgb] * max(counts))  # warm-up at the largest batch
     gains = {}
-    for count in counts:
-        batched, separate = [], []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            segmenter.predict_batch([rgb] * count)
-            batched.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            for _ in range(count):
-                segmenter.predict(rgb)
-            separate.append(time.perf_counter() - start)
-        gains[count] = {"one_batch_s": statistics.median(batched), "separate_s": statistics.median(separate),
-                        "speed_up": statistics.median(separate) / statistics.median(batched)}
+    with ThreadPoolExecutor(2) as pool:
+        for count in counts:
+            batched, streams, separate = [], [], []
+            halves = [[rgb] * (count - count // 2), [rgb] * (count // 2)]
+            for _ in range(repeats):
+                batched.append(_seconds(lambda: segmenter.predict_batch([rgb] * count)))
+                streams.append(_seconds(lambda: [f.result() for f in [
+                    pool.submit(segmenter.predict_batch, half) for half in halves if half]]))
+                separate.append(_seconds(lambda: [segmenter.predict(rgb) for _ in range(count)]))
+            one, two, apart = (statistics.median(s) for s in (batched, streams, separate))
+            gains[count] = {"one_batch_s": one, "two_streams_s": two, "separate_s": apart,
+                            "speed_up": apart / one, "two_streams_speed_up": apart / two}
     return gains
+
+
+def _seconds(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
 
 
 def cameras_main(args, msg: Image, model: EGNet) -> None:
@@ -188,18 +199,26 @@ def cameras_main(args, msg: Image, model: EGNet) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = save_checkpoint(Path(scratch) / "bench.pt", model)
         for count in args.cameras:
-            for shared in (True, False) if count > 1 else (True,):
-                row = _camera_setup(msg, checkpoint, count, shared=shared, scratch=Path(scratch),
-                                    seconds=args.seconds, rate=args.rate)
-                rows.append(row)
-                print(json.dumps({key: value for key, value in row.items() if key != "per_camera_fps"}))
+            setups = [(True, 0), (True, 1), (False, 0)] if count > 1 else [(True, 0)]
+            for round_ in range(args.rounds):  # the setups in turn, so that the machine's drift falls on all
+                for shared, streams in setups:
+                    row = _camera_setup(msg, checkpoint, count, shared=shared, scratch=Path(scratch),
+                                        seconds=args.seconds, rate=args.rate, streams=streams) | {"round": round_}
+                    rows.append(row)
+                    print(json.dumps({key: value for key, value in row.items() if key != "per_camera_fps"}))
     floors = {}
     for count in args.cameras:
-        shared = next(r for r in rows if r["cameras"] == count and r["setup"] == "one node")
-        separate = next((r for r in rows if r["cameras"] == count and r["setup"] != "one node"), None)
-        if separate is not None:
-            fps_ratio = shared["total_fps"] / separate["total_fps"] if separate["total_fps"] else None
-            floors[count] = {"memory_ratio": shared["resident_mib"] / separate["resident_mib"], "fps_ratio": fps_ratio}
+        ratios = []  # per round: the default one node against the N nodes run right after it
+        for round_ in range(args.rounds):
+            same = [r for r in rows if r["cameras"] == count and r["round"] == round_]
+            shared = next(r for r in same if r["setup"] == "one node (default)")
+            separate = next((r for r in same if r["processes"] > 1), None)
+            if separate is not None and separate["total_fps"]:
+                ratios.append((shared["resident_mib"] / separate["resident_mib"],
+                               shared["total_fps"] / separate["total_fps"]))
+        if ratios:
+            floors[count] = {"memory_ratio": statistics.median(r[0] for r in ratios),
+                             "fps_ratio": statistics.median(r[1] for r in ratios), "rounds": len(ratios)}
     width, height = msg.width, msg.height
     result = {"model": f"EGNet-ResNet18 OS{args.output_stride} (random weights), fp32", "size": [width, height],
               "rate_hz_per_camera": args.rate, "seconds": args.seconds, "rows": rows,
@@ -209,21 +228,22 @@ def cameras_main(args, msg: Image, model: EGNet) -> None:
     lines = [
         f"Cameras per node, {result['model']}, {width}×{height} bgr8 at {args.rate:g} Hz per camera for "
         f"{args.seconds:g} s, CPU", "",
-        "| cameras | setup | processed frames/s per camera | total frames/s | latency p50 / p90 (ms) | "
-        "resident memory (MiB) |", "|---:|---|---|---:|---:|---:|",
+        "| cameras | round | setup | processed frames/s per camera | total frames/s | latency p50 / p90 (ms) | "
+        "resident memory (MiB) |", "|---:|---:|---|---|---:|---:|---:|",
     ]
     for row in rows:
         per_camera = ", ".join(f"{fps:.2f}" for fps in row["per_camera_fps"])
-        lines.append(f"| {row['cameras']} | {row['setup']} | {per_camera} | {row['total_fps']:.2f} | "
+        lines.append(f"| {row['cameras']} | {row['round'] + 1} | {row['setup']} | {per_camera} | "
+                     f"{row['total_fps']:.2f} | "
                      f"{row['latency_p50_ms']:.0f} / {row['latency_p90_ms']:.0f} | {row['resident_mib']:.0f} |")
     lines += ["", "| cameras | one node's memory / N nodes' (floor ≤ 0.5) | one node's frames/s / N nodes' "
-              "(floor ≥ 1) |", "|---:|---:|---:|"]
+              "(floor ≥ 1) | rounds (medians) |", "|---:|---:|---:|---:|"]
     for count, ratio in floors.items():
-        fps = "n/a" if ratio["fps_ratio"] is None else f"{ratio['fps_ratio']:.2f}"
-        lines.append(f"| {count} | {ratio['memory_ratio']:.2f} | {fps} |")
-    lines += ["", "| frames | one batch (s) | one at a time (s) | one batch's speed-up |", "|---:|---:|---:|---:|"]
-    lines += [f"| {count} | {gain['one_batch_s']:.2f} | {gain['separate_s']:.2f} | {gain['speed_up']:.2f} |"
-              for count, gain in gains.items()]
+        lines.append(f"| {count} | {ratio['memory_ratio']:.2f} | {ratio['fps_ratio']:.2f} | {ratio['rounds']} |")
+    lines += ["", "| frames | one batch (s) | two streams of half (s) | one at a time (s) | one batch's speed-up | "
+              "two streams' speed-up |", "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {count} | {gain['one_batch_s']:.2f} | {gain['two_streams_s']:.2f} | {gain['separate_s']:.2f} | "
+              f"{gain['speed_up']:.2f} | {gain['two_streams_speed_up']:.2f} |" for count, gain in gains.items()]
     (args.out / "node_cameras_bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -245,6 +265,8 @@ def main() -> None:
                         "for each N listed (1,2,4)")
     parser.add_argument("--seconds", type=float, default=20.0, help="--cameras: publishing time per setup")
     parser.add_argument("--rate", type=float, default=10.0, help="--cameras: frames per second per camera")
+    parser.add_argument("--rounds", type=int, default=1, help="--cameras: run the setups in turn this many times; "
+                        "the ratios are medians over rounds")
     args = parser.parse_args()
     use_fastdds_profile()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # this process and the node's

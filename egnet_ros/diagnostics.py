@@ -34,7 +34,7 @@ class ProblemThrottle:
 
 def inference_status(
     name: str, counts: FrameCounts, previous: FrameCounts, *, period_s: float, topic: str, device: str,
-    network_input: str, precision: str, batch_sizes: dict[int, int],
+    network_input: str, precision: str, batch_sizes: dict[int, int], streams: int = 1,
 ) -> DiagnosticStatus:
     """The node's health over the last ``period_s`` (every camera's frames together): WARN where frames were
     invalid or failed in it."""
@@ -49,7 +49,8 @@ def inference_status(
         level=DiagnosticStatus.WARN if new_problems else DiagnosticStatus.OK, name=f"{name}: inference",
         message=message, hardware_id=device,
         values=[KeyValue(key=key, value=value) for key, value in _values(counts) + [
-            ("network input", network_input), ("precision", precision), ("batch sizes", _batch_text(batch_sizes))]],
+            ("network input", network_input), ("precision", precision), ("inference streams", str(streams)),
+            ("batch sizes", _batch_text(batch_sizes))]],
     )
 
 

@@ -1,9 +1,10 @@
 """The segmentation node: camera images in; train-id labels, exposure maps, and on demand confidence maps and
 pictures out, for one camera or several (the ``cameras`` parameter, see ``cameras``) through one model.
 
-Each subscription callback only stores its camera's newest message in a one-slot mailbox and wakes the worker
-thread. The worker takes the waiting frame of every camera, converts them, runs the frames of one size as one
-batch through the shared Segmenter, and publishes each result with its own frame's header. A frame that arrives
+Each subscription callback only stores its camera's newest message in a one-slot mailbox and wakes the workers.
+A worker (one per inference stream, see ``inference_streams``) takes the waiting frames of its share of the
+cameras, converts them, runs the frames of one size as one batch through the shared Segmenter, and publishes
+each result with its own frame's header; a camera is in one worker's hands at a time. A frame that arrives
 while its camera's previous one still waits replaces it (counted as dropped), so the latency stays about one
 inference time whatever the camera rates, and the memory stays flat.
 
@@ -17,6 +18,7 @@ The process around it (signals, rclpy, the start-up steps, the exit status) is `
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import traceback
@@ -98,16 +100,21 @@ class SegmentNode(Node):
         self._class_info_pub = self.create_publisher(String, "~/class_info", LATCHED)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        self._warm_up_s: float | None = None  # set by the worker once it has warmed up
+        # Each stream's batches hold at most its share of the cameras, the warm-up batch too.
+        self._per_stream = math.ceil(len(self._cameras) / self._settings.streams)
+        self._warm_up_s: float | None = None  # set by the first worker once it has warmed up
         self._worker_ready = threading.Event()
-        self._worker = threading.Thread(target=self._run, name=f"{NODE_NAME}_worker", daemon=True)
+        self._workers = [threading.Thread(target=self._run, args=(index,), name=f"{NODE_NAME}_worker{index}",
+                                          daemon=True) for index in range(self._settings.streams)]
 
     def warm_up(self) -> None:
-        """Start the worker and wait for its warm-up (a batch of one frame per camera); WarmUpError when the model
-        cannot run."""
+        """Start the workers and wait for the warm-up (a batch of one frame per camera of a stream); WarmUpError
+        when the model cannot run."""
+        streams = len(self._workers)
         self.get_logger().info(f"warming up on {self._segmenter.device} at {self._input_text(warm_up=True)}, "
-                               f"batch {len(self._cameras)}")
-        self._worker.start()
+                               f"batch {self._per_stream}" + (f", {streams} inference streams" if streams > 1 else ""))
+        for worker in self._workers:
+            worker.start()
         self._worker_ready.wait()
         if self._warm_up_s is None:
             raise WarmUpError(f"the model could not run once on {self._segmenter.device} (warm-up); see the log above")
@@ -143,11 +150,12 @@ class SegmentNode(Node):
                                    "exposure (V of HSV), not a prediction")
 
     def close(self) -> str:
-        """Stop the worker (after the batch in flight, or the warm-up); the final counts as text. Call before
-        destroy_node: the interpreter must not exit while the worker is inside torch."""
+        """Stop the workers (after the batches in flight, or the warm-up); the final counts as text. Call before
+        destroy_node: the interpreter must not exit while a worker is inside torch."""
         self._mailbox.close()
-        if self._worker.is_alive():
-            self._worker.join()
+        for worker in self._workers:
+            if worker.is_alive():
+                worker.join()
         text = self._stats.snapshot().summary()
         if len(self._cameras) > 1:
             text += "".join(f"\n  camera {name}: {camera.stats.snapshot().summary()}"
@@ -164,17 +172,21 @@ class SegmentNode(Node):
 
         return on_image
 
-    def _run(self) -> None:
-        # The warm-up runs on this thread, so that the allocator arenas and thread pools that frames will use
-        # are the ones it sets up.
-        try:
-            self._warm_up_s = self._segmenter.warm_up(batch=len(self._cameras))
-        except InferenceError as error:
-            self.get_logger().fatal(f"warm-up failed: {error}")
+    def _run(self, index: int) -> None:
+        # The warm-up runs on the first worker's thread, so that the allocator arenas and thread pools that its
+        # frames will use are the ones it sets up; the others wait for it.
+        if index == 0:
+            try:
+                self._warm_up_s = self._segmenter.warm_up(batch=self._per_stream)
+            except InferenceError as error:
+                self.get_logger().fatal(f"warm-up failed: {error}")
+                return
+            finally:
+                self._worker_ready.set()
+        self._worker_ready.wait()
+        if self._warm_up_s is None:
             return
-        finally:
-            self._worker_ready.set()
-        while (frames := self._mailbox.take()) is not None and not self.exit_code:
+        while (frames := self._mailbox.take(self._per_stream)) is not None and not self.exit_code:
             try:
                 self._process(frames)
             except Exception:
@@ -182,6 +194,8 @@ class SegmentNode(Node):
                     return  # SIGINT/SIGTERM shut the context down while this frame was being published
                 # A bug, not a bad frame: end the process (with the traceback) rather than spin on without a worker.
                 self._stop(EXIT_FAILED, f"the inference worker stopped:\n{traceback.format_exc()}")
+            finally:
+                self._mailbox.done(frames)
 
     def _process(self, frames: dict[str, Frame]) -> None:
         """Every camera's waiting frame: the ones of one size as one batch (sizes in the order first seen)."""
@@ -213,19 +227,21 @@ class SegmentNode(Node):
             for item in group:
                 item.camera.stats.count_failed()
                 self._stats.count_failed()
-            self._failures += len(group)
+            with self._batch_lock:
+                self._failures += len(group)
+                failures = self._failures
             limit = self._settings.max_consecutive_failures
-            if limit and self._failures >= limit:
-                self._stop(EXIT_INFERENCE_FAILING, f"{self._failures} frames in a row failed at inference on "
+            if limit and failures >= limit:
+                self._stop(EXIT_INFERENCE_FAILING, f"{failures} frames in a row failed at inference on "
                            f"{self._segmenter.device} (parameter 'max_consecutive_failures' is {limit}); stopping "
                            f"with exit status {EXIT_INFERENCE_FAILING}. The last error: {error}")
             else:
                 self._log_problem(f"inference on {self._segmenter.device} failed, frame(s) skipped: {error}")
             return
-        self._failures = 0
-        inference_s = time.perf_counter() - start
         with self._batch_lock:
+            self._failures = 0
             self._batch_sizes[len(group)] += 1
+        inference_s = time.perf_counter() - start
         for item, result in zip(group, results):
             item.camera.publish(item.frame.msg.header, item.rgb, result, batch_size=len(group),
                                 overlay_alpha=self._settings.overlay_alpha)
@@ -257,7 +273,7 @@ class SegmentNode(Node):
         statuses = [inference_status(self.get_name(), counts, previous, period_s=DIAGNOSTICS_PERIOD_S,
                                      topic=self._topics_text(), device=str(self._segmenter.device),
                                      network_input=self._input_text(), precision=self._segmenter.precision,
-                                     batch_sizes=batch_sizes)]
+                                     batch_sizes=batch_sizes, streams=len(self._workers))]
         for name, camera in self._cameras.items():
             camera_counts, camera_previous = camera.stats.snapshot(), camera.reported
             camera.reported = camera_counts

@@ -48,6 +48,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "cameras": (Parameter.Type.STRING_ARRAY, "camera names, e.g. [front, left]: each reads NAME/image and "
                                               "NAME/camera_info and publishes under ~/NAME/; unset: one camera "
                                               "on image_topic"),
+    "inference_streams": (0, "worker threads segmenting different cameras at once (a camera is never in two); "
+                              "0: auto, 2 on the CPU with several cameras (measured faster there), else 1"),
     "image_topic": ("image", "input topic of the single camera (remapping 'image' does the same)"),
     "input_type": ("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage, JPEG or PNG)"),
     "input_reliability": ("best_effort", "input QoS reliability: best_effort (sensor data) or reliable"),
@@ -84,6 +86,7 @@ class NodeSettings:
     max_frame_pixels: int
     max_consecutive_failures: int  # 0: never stop
     cameras: tuple[CameraTopics, ...]
+    streams: int  # inference streams, each taking at most ceil(cameras / streams) cameras' frames per batch
     compressed: bool
     exposure_limits: ExposureLimits
     input_qos: QoSProfile
@@ -116,6 +119,8 @@ def read_parameters(node: Node) -> tuple[InferenceOptions, NodeSettings]:
         raise ParameterError(f"parameter 'cameras': {error}") from None
     device = _options(device=value["device"]).device
     cuda_graphs = _cuda_only(node, value, "cuda_graphs", str(device))
+    streams = resolve_streams(value["inference_streams"], len(cameras), cuda=device.type == "cuda",
+                              cuda_graphs=cuda_graphs)
     size = (value["input_width"], value["input_height"])
     options = _options(
         device=device, precision=_precision(node, value, str(device)), threads=value["threads"],
@@ -131,6 +136,7 @@ def read_parameters(node: Node) -> tuple[InferenceOptions, NodeSettings]:
         max_frame_pixels=value["max_frame_pixels"],
         max_consecutive_failures=value["max_consecutive_failures"],
         cameras=tuple(cameras),
+        streams=streams,
         compressed=value["input_type"] == "compressed",
         exposure_limits=ExposureLimits(dark_share=value["exposure_dark_warn_share"],
                                        bright_share=value["exposure_bright_warn_share"]),
@@ -193,6 +199,19 @@ def _cuda_only(node: Node, values: dict[str, object], name: str, device: str) ->
         node.get_logger().warning(f"parameter {name!r} is true but device is {device}: it needs CUDA, ignored")
         return False
     return bool(values[name])
+
+
+def resolve_streams(requested: int, cameras: int, *, cuda: bool, cuda_graphs: bool) -> int:
+    """The number of inference streams: ``requested``, or for 0 what measured fastest (see the parameter)."""
+    if requested == 0:
+        return 1 if cuda or cameras == 1 else 2
+    if requested < 0 or requested > cameras:
+        raise ParameterError(f"parameter 'inference_streams' is {requested}: expected 0 (auto) or 1 to the number "
+                             f"of cameras ({cameras}), since each stream segments other cameras")
+    if requested > 1 and cuda_graphs:
+        raise ParameterError(f"parameter 'inference_streams' is {requested} with parameter 'cuda_graphs' true: a "
+                             "captured CUDA graph replays one set of buffers; use inference_streams 1 with CUDA graphs")
+    return requested
 
 
 def _require(values: dict[str, object], name: str, condition: bool, expectation: str) -> None:

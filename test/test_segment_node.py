@@ -10,6 +10,7 @@ import json
 import re
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -35,6 +36,7 @@ from egnet_ros.diagnostics import ProblemThrottle
 from egnet_ros.mailbox import LatestFrames
 from egnet_ros.node_process import READY_LINE, NodeProcess
 from egnet_ros.segment_node import PARAMETERS
+from egnet_ros.segment_parameters import ParameterError, resolve_streams
 
 ROOT = Path(__file__).resolve().parent.parent
 CAR = CLASS_NAMES.index("car")
@@ -264,6 +266,7 @@ def test_three_cameras_share_one_model_and_each_gets_its_own_headers_sizes_and_d
     node_values = state["egnet_segment: inference"][2]
     assert node_values["processed"] == "9" and node_values["invalid"] == "3"
     assert node_values["precision"] == "fp32"
+    assert node_values["inference streams"] == "2"  # auto on the CPU with several cameras
 
 
 def encoded_frames() -> list[tuple[str, Image]]:
@@ -472,6 +475,8 @@ def test_sigterm_stops_the_node_cleanly_with_a_summary(graph, tiny_checkpoint):
         ("cameras not a list", {"cameras": "front"},
          "parameter 'cameras' to 'front' of type 'STRING', expecting type 'STRING_ARRAY'"),
         ("precision", {"precision": "int4"}, "parameter 'precision' must be one of"),
+        ("streams", {"cameras": ["front", "rear"], "inference_streams": 3},
+         "parameter 'inference_streams' is 3: expected 0 (auto) or 1 to the number of cameras (2)"),
         ("precision and bf16", {"precision": "fp32", "bf16": True},
          "parameter 'precision' is 'fp32' and the deprecated parameter 'bf16' is true: set precision only"),
     ],
@@ -571,6 +576,29 @@ def test_the_mailbox_keeps_only_the_newest_frame_of_each_camera_and_hands_over_a
         mailbox.put("right", "fifth")
     mailbox.close()
     assert mailbox.take() is None
+
+
+def test_a_camera_in_one_workers_hands_goes_to_no_other_worker_until_that_one_is_done():
+    mailbox = LatestFrames(["front", "left", "rear"])
+    for camera in ("rear", "front", "left"):
+        mailbox.put(camera, f"{camera} 1")
+    mailbox.put("rear", "rear 2")  # replaces rear 1, but rear has waited since its first frame
+    assert mailbox.take(limit=2) == {"front": "front 1", "rear": "rear 2"}  # waiting longest, in camera order
+    mailbox.put("front", "front 2")
+    assert mailbox.take(limit=2) == {"left": "left 1"}  # front 2 waits: front 1 is in another worker's hands
+    second = ThreadPoolExecutor(1).submit(mailbox.take, 2)  # blocks: front is still held
+    mailbox.done(["front", "rear"])
+    assert second.result(timeout=10) == {"front": "front 2"}
+    with pytest.raises(ValueError, match="a worker must take at least one camera's frame, got limit 0"):
+        mailbox.take(limit=0)
+
+
+def test_inference_streams_auto_and_refused():
+    assert [resolve_streams(0, cameras, cuda=False, cuda_graphs=False) for cameras in (1, 2, 4)] == [1, 2, 2]
+    assert resolve_streams(0, 4, cuda=True, cuda_graphs=False) == 1  # on CUDA, batching is what pays
+    assert resolve_streams(4, 4, cuda=False, cuda_graphs=False) == 4
+    with pytest.raises(ParameterError, match="parameter 'inference_streams' is 2 with parameter 'cuda_graphs' true"):
+        resolve_streams(2, 4, cuda=True, cuda_graphs=True)
 
 
 def test_the_problem_log_lets_each_kind_through_once_per_period():

@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -123,7 +124,8 @@ class Segmenter:
                 self._fp32 = self.model = model
             else:
                 self.model = _accelerated(model, compile=options.compile, cuda_graphs=options.cuda_graphs)
-        self._staging: dict[tuple[int, ...], torch.Tensor] = {}  # pinned host buffers by batch shape (CUDA)
+        # Pinned host buffers by batch shape (CUDA), one set per calling thread: threads may predict at once.
+        self._staging = threading.local()
         self._palette = torch.from_numpy(PALETTE_LUT).to(self.device)
         self.input_size = options.input_size
         self.confidence_threshold = options.confidence_threshold
@@ -297,10 +299,11 @@ class Segmenter:
         frames = torch.from_numpy(batch)
         if self.device.type != "cuda":
             return frames
-        if batch.shape not in self._staging:
-            self._staging[batch.shape] = torch.empty(batch.shape, dtype=torch.uint8, pin_memory=True)
-        # Safe to reuse: the previous call's results were copied back, which waited for its upload.
-        staging = self._staging[batch.shape].copy_(frames)
+        buffers = self._staging.__dict__.setdefault("by_shape", {})
+        if batch.shape not in buffers:
+            buffers[batch.shape] = torch.empty(batch.shape, dtype=torch.uint8, pin_memory=True)
+        # Safe to reuse: this thread's previous call's results were copied back, which waited for its upload.
+        staging = buffers[batch.shape].copy_(frames)
         return staging.to(self.device, non_blocking=True)
 
     def _logits(self, x: torch.Tensor, output_hw: tuple[int, int]) -> EGNetOutput:
