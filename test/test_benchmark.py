@@ -34,7 +34,8 @@ def test_gemm_peaks_cover_the_precisions_of_the_cpu_paths_and_name_their_kernel(
     assert peaks["bf16"].kernel == "torch.matmul bf16"
     int8 = int8_gemm_peaks(1)  # ONNX Runtime's (the onnx extra brings it), torch's and oneDNN's int8 GEMMs
     assert set(int8) == {"onnxruntime MatMulInteger", "torch._int_mm", "oneDNN qlinear (torch.ops.onednn)"}
-    assert peaks["int8"].kernel in int8
+    assert peaks["int8"].kernel in int8 and set(peaks["int8"].measured) == set(int8)
+    assert peaks["int8"].gflops == max(peaks["int8"].measured.values())
 
 
 WEIGHTS = "trained 150 it on generated scenes (cache key 0123456789abcdef)"
@@ -54,6 +55,9 @@ def _result(paths: list[dict]) -> dict:
             "gemm_peak_gflops": {"fp32": 300.0, "bf16": 1600.0, "int8": 3700.0},
             "gemm_peak_kernels": {"fp32": "torch.matmul fp32", "bf16": "torch.matmul bf16",
                                   "int8": "oneDNN qlinear (torch.ops.onednn)"},
+            "gemm_measured": {"fp32": {"torch.matmul fp32": 300.0}, "bf16": {"torch.matmul bf16": 1600.0},
+                              "int8": {"onnxruntime MatMulInteger": 1500.0, "torch._int_mm": 400.0,
+                                       "oneDNN qlinear (torch.ops.onednn)": 3700.0}},
             "paths": paths, "references": [
                 {"model": "FCN-ResNet101 (torchvision)", "median_ms": 8000.0, "ratio_to_paper_egnet": 1.1}]}
 
@@ -69,7 +73,8 @@ def test_the_report_is_json_and_a_markdown_table_with_the_guard(tmp_path):
     assert "- EGNet-ResNet18 OS16 (real-time): no path passes the guard" in text
     assert "| FCN-ResNet101 (torchvision) | 8000.0 | 1.10 |" in text
     assert "Features found: AMX-BF16, AMX-INT8." in text
-    assert "int8 3700 (oneDNN qlinear (torch.ops.onednn))" in text
+    assert ("int8 3700 (oneDNN qlinear (torch.ops.onednn)) (measured: int8: onnxruntime MatMulInteger 1500, "
+            "torch._int_mm 400, oneDNN qlinear (torch.ops.onednn) 3700).") in text
 
 
 def test_paths_are_ranked_fastest_first_and_the_fastest_that_passes_is_marked():

@@ -62,6 +62,7 @@ LONG_FIRST_RUN_S = 30.0  # a first run (compilation) longer than this is logged 
 class GemmPeak:
     gflops: float  # GOP/s for int8
     kernel: str  # which measured kernel reached it
+    measured: dict[str, float]  # every kernel tried for this precision, by name
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ def run_benchmark(
         "features": _features(device), "torch": torch.__version__, "size": list(SIZE), "quick": quick,
         "reference_runs": heavy_repeats, "gemm_peak_gflops": gflops_peaks,
         "gemm_peak_kernels": {name: peak.kernel for name, peak in peaks.items()},
+        "gemm_measured": {name: peak.measured for name, peak in peaks.items()},
         "paths": [row for ranked in ranked_paths(paths).values() for row in ranked],
         "fastest_passing": {config: row and row["path"] for config, row in fastest_passing(paths).items()},
         "references": [asdict(r) for r in _references(frames[0], device, heavy_repeats, rows)],
@@ -179,12 +181,13 @@ def gemm_peaks(device: torch.device) -> dict[str, GemmPeak]:
         a = torch.rand(GEMM_SIDE, GEMM_SIDE, device=device).to(dtype)
         b = torch.rand(GEMM_SIDE, GEMM_SIDE, device=device).to(dtype)
         seconds = _timed(lambda: _synchronized(a @ b, device), 4)
-        peaks[name] = GemmPeak(gflops=2 * GEMM_SIDE**3 / min(seconds) / 1e9, kernel=f"torch.matmul {name}")
+        kernel, gflops = f"torch.matmul {name}", 2 * GEMM_SIDE**3 / min(seconds) / 1e9
+        peaks[name] = GemmPeak(gflops=gflops, kernel=kernel, measured={kernel: gflops})
     if device.type == "cpu":
         int8 = int8_gemm_peaks(4)
         if int8:
             kernel = max(int8, key=int8.get)
-            peaks["int8"] = GemmPeak(gflops=int8[kernel], kernel=kernel)
+            peaks["int8"] = GemmPeak(gflops=int8[kernel], kernel=kernel, measured=int8)
     return peaks
 
 
@@ -385,6 +388,10 @@ def format_benchmark(result: dict) -> str:
     peaks = ", ".join(f"{name} {value:.0f} ({result['gemm_peak_kernels'][name]})"
                       for name, value in result["gemm_peak_gflops"].items())
     features = ", ".join(result["features"]) or "none of AVX-512, AVX-512 BF16, AMX, VNNI"
+    tried = "; ".join(f"{name}: " + ", ".join(f"{kernel} {value:.0f}" for kernel, value in kernels.items())
+                      for name, kernels in result["gemm_measured"].items() if len(kernels) > 1)
+    if tried:
+        peaks += f" (measured: {tried})"
     lines = [
         f"# egnet bench — {result['date']}, {result['device']}, torch {result['torch']}"
         + (" (quick)" if result["quick"] else ""), "",
