@@ -292,13 +292,17 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from egnet_core.deploy.benchmark import format_benchmark, run_benchmark, write_benchmark
+    from egnet_core.deploy.bench_weights import default_cache_dir
+    from egnet_core.deploy.benchmark import CONFIGURATION_NAMES, format_benchmark, run_benchmark, write_benchmark
     from egnet_core.deploy.options import resolve_device
 
     ensure_writable_dir(args.out, "--out")
     if args.threads is not None:
         torch.set_num_threads(resolve_threads(args.threads, name="--threads"))
-    result = run_benchmark(device=resolve_device(args.device), quick=args.quick, checkpoint=args.checkpoint)
+    configurations = tuple(dict.fromkeys(CONFIGURATION_NAMES[name] for name in args.only or CONFIGURATION_NAMES))
+    result = run_benchmark(device=resolve_device(args.device), quick=args.quick, checkpoint=args.checkpoint,
+                           weights_cache=args.weights_cache or default_cache_dir(os.environ),
+                           configurations=configurations)
     json_path, markdown = write_benchmark(result, args.out)
     print(format_benchmark(result))
     print(f"written: {json_path}, {markdown}")
@@ -417,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer repetitions and batch sizes (minutes on a CPU)")
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     bench.add_argument("--checkpoint", type=Path, help="also a trained checkpoint, whose label agreement counts")
+    bench.add_argument("--weights-cache", type=Path, metavar="DIR",
+                       help="folder of the weights each configuration is trained to once for the accuracy guards "
+                       "(default: $XDG_CACHE_HOME/egnet/bench-weights, or ~/.cache/egnet/bench-weights)")
+    bench.add_argument("--only", action="append", choices=("resnet101-os8", "resnet18-os16"),
+                       help="bench this configuration only (repeatable; default: both)")
     bench.add_argument("--threads", type=int, help="CPU threads, at most the available CPUs (default: torch's choice)")
     bench.set_defaults(run=_bench)
 

@@ -21,15 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from egnet_core.config import load_train_config
 from egnet_core.data.datasets import open_dataset
 from egnet_core.data.imageio import write_rgb
 from egnet_core.data.labels import colorize
 from egnet_core.data.statistics import exposure_histogram, plot_exposure_histogram
-from egnet_core.data.synthetic import write_nightcity
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.engine.evaluation import evaluate
-from egnet_core.engine.train import train
+from egnet_core.engine.scene_training import SceneRecipe, train_on_generated_scenes
 from egnet_core.reports.report import write_report
 from egnet_core.reports.visualize import exposure_picture, strip
 
@@ -37,22 +35,6 @@ log = logging.getLogger(__name__)
 
 DEMO_MARK = ".egnet-demo"  # marks a folder as the demo's own, to be replaced by the next run
 STEPS_GROUP = "egnet.demo_steps"
-
-# The embedded default: small enough for a few minutes on a 2-core CPU, large enough to learn the scenes.
-DEMO_TRAINING = [
-    "model.backbone=resnet18",
-    "model.output_stride=16",
-    "data.crop_size=192",
-    "data.scale_min=0.75",
-    "data.scale_max=1.25",
-    "data.workers=1",
-    "data.eval_size=null",
-    "optim.batch_size=4",
-    "optim.lr=0.02",
-    "run.log_every=10",
-    "run.keep_last=1",
-]
-
 
 @dataclass(frozen=True)
 class DemoContext:
@@ -119,19 +101,11 @@ def run_demo(
         raise ValueError("the demo takes --data and --checkpoint together (a real data set and a model), or neither")
     if data is None:
         _fresh_output(out)
-        width, height = size
-        scenes = write_nightcity(out / "data", train=24, val=6, width=width, height=height, seed=seed)
-        data = scenes.root
-        log.info("generated %d train and %d val night scenes (%dx%d) under %s", scenes.train, scenes.val, width,
-                 height, data)
-        config = load_train_config(None, [*DEMO_TRAINING, f"data.root={data}", f"run.out_dir={out / 'run'}",
-                                          f"run.seed={seed}", f"run.device={device}",
-                                          f"optim.iterations={iterations}", f"run.val_every={iterations}",
-                                          f"run.checkpoint_every={iterations}"])
-        summary = train(config)
-        checkpoint = summary.final_checkpoint
+        trained = train_on_generated_scenes(SceneRecipe(iterations=iterations, size=size, seed=seed), out,
+                                            device=device)
+        data, checkpoint = trained.scenes.root, trained.summary.final_checkpoint
         log.info("evaluating %s, the model after the last iteration, on the %d val scenes (training validated on "
-                 "%s)", checkpoint, scenes.val, summary.validated_on)
+                 "%s)", checkpoint, trained.scenes.val, trained.summary.validated_on)
     segmenter = Segmenter.from_checkpoint(checkpoint, device=device)
     result = evaluate(segmenter, open_dataset("nightcity", data, "val"), num_examples=3)
     files = write_report(result, out / "report", title=f"EGNet demo ({segmenter.config.backbone})")

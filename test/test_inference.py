@@ -161,6 +161,20 @@ def test_torch_compile_computes_the_same_function():
         np.testing.assert_allclose(a.exposure, b.exposure, atol=1e-4)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_compiled_cpu_convolutions_run_fused_with_their_relu_and_add(precision):
+    # Inductor's freezing: oneDNN convolutions with the ReLU and residual add as post-ops, none left unfused
+    segmenter = Segmenter(tiny_model(), compile=True, precision=precision)
+    frame = random_frames(1, width=96, height=64)[0]
+    segmenter.predict(frame)  # compiles
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        segmenter.predict(frame)
+    calls = {event.key: event.count for event in profiler.key_averages()}
+    assert any(name.startswith("mkldnn::_convolution_pointwise") for name in calls)
+    assert "aten::mkldnn_convolution" not in calls
+
+
 def test_cuda_only_options_are_refused_on_the_cpu_by_name():
     with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device, got 'cpu'"):
         Segmenter(tiny_model(), cuda_graphs=True)

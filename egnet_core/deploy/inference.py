@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from egnet_core.config import ModelConfig
 from egnet_core.data.labels import IGNORE_INDEX, PALETTE_LUT
+from egnet_core.deploy.compiled import CompiledNetwork
 from egnet_core.deploy.cuda_graphs import CudaGraphNetwork
 from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.fusion import fuse_conv_bn
@@ -86,7 +87,8 @@ class Segmenter:
     before they are averaged, resized and turned into labels. ``precision`` ``auto`` times the precisions the
     device offers at start-up (``warm_up``, else the first batch) and keeps the fastest whose labels and exposure
     agree with fp32's (``precision_choice`` says what was measured; ``precision`` becomes the one kept).
-    ``compile`` runs the network through ``torch.compile``; ``cuda_graphs`` (CUDA) replays a captured CUDA graph
+    ``compile`` runs the network through ``torch.compile`` with freezing (the first call compiles: a minute or
+    more for a ResNet-101 on a CPU); ``cuda_graphs`` (CUDA) replays a captured CUDA graph
     per input shape, and with ``compile`` too, torch.compile's own CUDA graphs are used. On CUDA, frames go up
     as uint8 through a pinned buffer and only labels, exposure (and colours) come back. The caller's ``model``
     is never changed.
@@ -358,8 +360,10 @@ def _placed(model: Network, device: torch.device, dtype: torch.dtype, memory_for
 
 
 def _accelerated(model: Network, *, compile: bool, cuda_graphs: bool):
+    if compile and cuda_graphs:
+        return torch.compile(model, mode="reduce-overhead", dynamic=False)
     if compile:
-        return torch.compile(model, mode="reduce-overhead" if cuda_graphs else None, dynamic=False)
+        return CompiledNetwork(model)
     return CudaGraphNetwork(model) if cuda_graphs else model
 
 
