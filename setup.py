@@ -56,6 +56,11 @@ setup(
             "onnxscript",
             "onnxruntime",
         ],
+        # `egnet export --int8` to a .pt2 file and running one: PyTorch's PT2E quantization with the x86 Inductor
+        # quantizer (oneDNN int8 with AMX or VNNI).
+        "int8": [
+            "torchao",
+        ],
         # Tests, the linter, and colcon for the test that builds the package as ROS users do.
         "dev": [
             "pytest",

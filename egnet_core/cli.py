@@ -257,38 +257,64 @@ def _export(args: argparse.Namespace) -> int:
 
     from egnet_core.data.synthetic import render_night_scene
     from egnet_core.deploy.export import export_onnx, onnx_opset
+    from egnet_core.deploy.int8_pt2e import quantize_pt2e
     from egnet_core.deploy.precision_choice import LABEL_AGREEMENT_FLOOR
     from egnet_core.deploy.quantize import calibration_images, quantize_onnx
 
-    ensure_writable_dir(args.onnx, "--onnx", folder=args.onnx.parent)
-    if args.int8 and args.calibration is None:
-        raise ValueError("--int8 needs --calibration, a folder of images like the ones the model will see")
-    if not args.int8 and (args.calibration, args.calibration_frames) != (None, None):
-        raise ValueError("--calibration and --calibration-frames are for --int8 only")
+    pt2 = _export_form(args)
+    ensure_writable_dir(args.out, "--out/--onnx", folder=args.out.parent)
     count = CALIBRATION_FRAMES if args.calibration_frames is None else args.calibration_frames
     if count < 1:
         raise ValueError(f"--calibration-frames must be at least 1, got {count}")
     calibration = calibration_images(args.calibration, count) if args.int8 else None
-    with tempfile.TemporaryDirectory() as scratch:
-        target = Path(scratch) / "fp32.onnx" if args.int8 else args.onnx
-        path = export_onnx(args.checkpoint, target, size=args.size, dynamic=args.dynamic, opset=args.opset)
-        if args.int8:
-            path = quantize_onnx(path, args.onnx, calibration, size=args.size)
-    # The exported graph against the checkpoint, on a generated night frame of the export size.
+    if pt2:
+        path = quantize_pt2e(args.checkpoint, args.out, calibration, size=args.size)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            target = Path(scratch) / "fp32.onnx" if args.int8 else args.out
+            path = export_onnx(args.checkpoint, target, size=args.size, dynamic=args.dynamic, opset=args.opset)
+            if args.int8:
+                path = quantize_onnx(path, args.out, calibration, size=args.size)
+    # The written model against the checkpoint, on a generated night frame of the export size.
     frame = render_night_scene(np.random.default_rng(0), width=args.size[0], height=args.size[1]).image
     exported = Segmenter.from_checkpoint(path, input_size=args.size).predict(frame)
     reference = Segmenter.from_checkpoint(args.checkpoint, optimize=False).predict(frame)
-    form = "dynamic batch and size" if args.dynamic else "batch 1, %dx%d" % args.size
+    if pt2:
+        form, runtime = f"PT2E int8 for PyTorch/Inductor, batch 1, {args.size[0]}x{args.size[1]}", "int8"
+    else:
+        form = "dynamic batch and size" if args.dynamic else "batch 1, %dx%d" % args.size
+        form, runtime = f"opset {onnx_opset(path)}, {form}", "ONNX Runtime"
     if args.int8:
         form += f", int8 calibrated on {len(calibration)} images from {args.calibration}"
     agreement = (exported.labels == reference.labels).mean()
-    print(f"wrote {path} (opset {onnx_opset(path)}, {form}); "
-          f"ONNX Runtime against PyTorch on a night frame: {agreement:.4%} of "
+    print(f"wrote {path} ({form}); {runtime} against PyTorch on a night frame: {agreement:.4%} of "
           f"labels equal, exposure max difference {np.abs(exported.exposure - reference.exposure).max():.2e}")
     if agreement < LABEL_AGREEMENT_FLOOR:
         print(f"egnet export: warning: fewer than {LABEL_AGREEMENT_FLOOR:.1%} of labels agree with PyTorch; compare "
               "`egnet evaluate` of both files on your data before you deploy this one", file=sys.stderr)
     return 0
+
+
+def _export_form(args: argparse.Namespace) -> bool:
+    """Whether ``egnet export`` writes a PT2E int8 ``.pt2`` (else an ``.onnx``); ValueError for options that do
+    not fit together."""
+    from egnet_core.deploy.int8_pt2e import PT2_SUFFIX
+
+    suffix = args.out.suffix
+    if suffix not in (".onnx", PT2_SUFFIX):
+        raise ValueError(f"--out/--onnx must name a .onnx file (ONNX Runtime) or, with --int8, a {PT2_SUFFIX} file "
+                         f"(PT2E int8), got {str(args.out)!r}")
+    if suffix == PT2_SUFFIX and not args.int8:
+        raise ValueError(f"a {PT2_SUFFIX} file is the int8 form only: add --int8 --calibration DIR, or write "
+                         f"a .onnx file, got {str(args.out)!r}")
+    if suffix == PT2_SUFFIX and (args.dynamic or args.opset != OPSET):
+        raise ValueError(f"--dynamic and --opset are for .onnx files; a {PT2_SUFFIX} int8 model has batch 1 and "
+                         "the size given by --size")
+    if args.int8 and args.calibration is None:
+        raise ValueError("--int8 needs --calibration, a folder of images like the ones the model will see")
+    if not args.int8 and (args.calibration, args.calibration_frames) != (None, None):
+        raise ValueError("--calibration and --calibration-frames are for --int8 only")
+    return suffix == PT2_SUFFIX
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -401,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export a checkpoint to ONNX, for ONNX Runtime and TensorRT")
     export.add_argument("--checkpoint", required=True, type=Path)
-    export.add_argument("--onnx", required=True, type=Path, help="the .onnx file to write")
+    export.add_argument("--out", "--onnx", dest="out", required=True, type=Path,
+                        help="the file to write: .onnx (ONNX Runtime, TensorRT), or with --int8 .pt2 (PT2E int8 "
+                             "run by PyTorch/Inductor, the fastest on CPUs with AMX or VNNI) or .onnx")
     export.add_argument("--size", type=parse_size, default=(1024, 512),
                         help="input WIDTHxHEIGHT of a static graph; "
                              "the tracing example of a dynamic one (default: 1024x512)")
@@ -409,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, default=OPSET,
                         help=f"ONNX opset, {MIN_OPSET} up to the newest the onnx package knows (default: {OPSET})")
     export.add_argument("--int8", action="store_true",
-                        help="quantize to int8 for ONNX Runtime on CPUs with VNNI (needs --calibration)")
+                        help="quantize to int8 for CPUs with AMX or VNNI (needs --calibration)")
     export.add_argument("--calibration", type=Path,
                         help="folder of camera frames or training images (PNG/JPEG) to calibrate int8 ranges on")
     export.add_argument("--calibration-frames", type=int,

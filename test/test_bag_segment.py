@@ -106,6 +106,19 @@ def test_an_exported_onnx_model_segments_a_bag_like_its_checkpoint(tmp_path, fra
         assert (image_pixels(a, "u1") == image_pixels(b, "u1")).mean() >= 0.999
 
 
+@pytest.mark.slow
+def test_a_pt2e_int8_model_segments_a_bag_close_to_its_checkpoint(tmp_path, frames, trained_int8):
+    write_camera_bag(tmp_path / "drive", frames[:2])
+    for model, out in ((trained_int8["checkpoint"], "from_pt"), (trained_int8["int8"], "from_int8")):
+        command = segment_command(tmp_path / "drive", tmp_path / out, model, "--no-input", "--precision", "fp32",
+                                  "--input-size", "128x64")
+        assert main(command) == 0
+    labels = {out: read_bag(tmp_path / out)[f"/egnet{CAMERA}/labels"] for out in ("from_pt", "from_int8")}
+    assert len(labels["from_int8"]) == 2
+    for (_, a), (_, b) in zip(labels["from_pt"], labels["from_int8"]):
+        assert (image_pixels(a, "u1") == image_pixels(b, "u1")).mean() >= 0.985
+
+
 def test_the_output_metadata_is_what_ros2_bag_info_reads(tmp_path, frames, tiny_checkpoint):
     write_camera_bag(tmp_path / "drive", frames, storage="mcap")
     assert main(segment_command(tmp_path / "drive", tmp_path / "out", tiny_checkpoint, "--no-input",

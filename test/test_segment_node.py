@@ -629,6 +629,24 @@ def test_the_node_runs_an_exported_onnx_model_with_onnx_runtime(graph, tmp_path)
 
 
 @pytest.mark.integration
+def test_the_node_runs_a_pt2e_int8_model(graph, trained_int8):
+    node = graph.start(trained_int8["int8"], input_width=128, input_height=64)
+    peer = graph.peer
+    camera = peer.publisher(Image, CAMERA, qos_profile_sensor_data)
+    labels = peer.record(Image, f"{NODE}/labels", RELIABLE)
+    peer.wait_for_subscriber(camera)
+    peer.spin_for(0.5)
+    frame = night_frames(1, width=160, height=96, seed=5)[0]
+    camera.publish(stamped(make_image_msg(frame[..., ::-1], "bgr8"), 7))
+    peer.spin_until(lambda: labels, 60, "labels from the int8 model")
+    output = stop_cleanly(node)
+
+    assert "int8.pt2" in output and "(int8)" in output
+    expected = Segmenter.from_checkpoint(trained_int8["int8"], input_size=(128, 64)).predict(frame).labels
+    np.testing.assert_array_equal(image_pixels(labels[0], "u1"), expected)
+
+
+@pytest.mark.integration
 def test_a_deeplabv3_checkpoint_publishes_labels_and_each_frames_measured_exposure(graph, tmp_path):
     checkpoint = save_checkpoint(tmp_path / "deeplabv3.pt", tiny_torchvision_model("deeplabv3"))
     node = graph.start(checkpoint, precision="fp32")

@@ -18,6 +18,7 @@ torchvision's DeepLabV3-ResNet101 and FCN-ResNet101 are timed as references.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import logging
 import statistics
@@ -36,6 +37,7 @@ from egnet_core.deploy.bench_weights import bench_weights
 from egnet_core.deploy.cpu_features import this_cpu_features
 from egnet_core.deploy.export import OPSET, export_onnx, require_onnx
 from egnet_core.deploy.inference import Segmentation, Segmenter, to_network_input
+from egnet_core.deploy.int8_pt2e import quantize_pt2e
 from egnet_core.deploy.onnx_runtime import require_onnxruntime
 from egnet_core.deploy.precision_choice import EXPOSURE_MAE_CEILING, LABEL_AGREEMENT_FLOOR
 from egnet_core.deploy.quantize import quantize_onnx
@@ -264,6 +266,8 @@ def _paths(device: torch.device) -> dict[str, dict]:
     paths["onnxruntime fp32"] = {"onnx": True}
     if device.type == "cpu":  # ONNX Runtime's int8 kernels are the CPU's (TensorRT quantizes for GPUs)
         paths["onnxruntime int8"] = {"onnx": True, "int8": True}
+        if importlib.util.find_spec("torchao") is not None:  # the 'int8' extra
+            paths["PT2E int8 (Inductor)"] = {"pt2": True}
     return paths
 
 
@@ -312,6 +316,9 @@ def _bench_config(
 def _segmenter(
     model: EGNet, options: dict, device: torch.device, work: Path, calibration: list[np.ndarray]
 ) -> Segmenter:
+    if options.get("pt2"):
+        quantized = quantize_pt2e(save_checkpoint(work / "model.pt", model), work / "int8.pt2", calibration, size=SIZE)
+        return Segmenter.from_checkpoint(quantized, device=device, input_size=SIZE)
     if not options.get("onnx"):
         return Segmenter(model, device=device, **options)
     exported = work / "fp32.onnx"

@@ -35,6 +35,7 @@ from egnet_core.deploy.compiled import CompiledNetwork
 from egnet_core.deploy.cuda_graphs import CudaGraphNetwork
 from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.fusion import fuse_conv_bn
+from egnet_core.deploy.int8_pt2e import PT2_SUFFIX, Int8Network
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
 from egnet_core.deploy.options import (
     AUTO_PRECISION,
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 PAPER_INPUT_SIZE = (900, 900)  # (width, height) the paper resizes every test image to
 WARM_UP_SIZE = (1024, 512)  # (width, height) of a warm-up frame at native size: NightCity's resolution
+_FILE_NETWORKS = (OnnxNetwork, Int8Network)  # networks built from an exported file, which run as they were built
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ class Segmenter:
     ``attention_maps`` returns an EGNet's EGL attention maps W_r (the paper's Figure 9) for frames.
     """
 
-    def __init__(self, model: Network | OnnxNetwork, options: InferenceOptions | None = None, **keywords) -> None:
+    def __init__(self, model: Network | OnnxNetwork | Int8Network, options: InferenceOptions | None = None,
+                 **keywords) -> None:
         """``options``, or its fields as keywords (``Segmenter(model, input_size=(900, 900))``), or both: the
         keywords then replace those fields. The options were validated when they were made."""
         options = _options(options, keywords)
@@ -108,9 +111,9 @@ class Segmenter:
         self.precision_choice: PrecisionChoice | None = None
         self._fp32: Network | None = None  # precision auto builds each path it tries from this, until it has chosen
         self._trial_eager: dict[torch.dtype, Network] = {}  # each tried path's network before compile/CUDA graphs
-        if isinstance(model, OnnxNetwork):
+        if isinstance(model, _FILE_NETWORKS):
             if options.precision not in ("fp32", AUTO_PRECISION) or options.compile or options.cuda_graphs:
-                raise ValueError("an ONNX model runs as ONNX Runtime built it: precision must be fp32 (or auto) and "
+                raise ValueError(f"{str(model.path)!r} runs as it was built: precision must be fp32 (or auto) and "
                                  f"compile and cuda_graphs off, got {options.precision!r}, compile={options.compile}, "
                                  f"cuda_graphs={options.cuda_graphs}")
             model.check_input_size(options.input_size, resizes=options.resizes)
@@ -140,13 +143,17 @@ class Segmenter:
         cls, path: str | os.PathLike, options: InferenceOptions | None = None, *, expect: ModelConfig | None = None,
         **keywords,
     ) -> Segmenter:
-        """A checkpoint (``.pt``) run by torch, or an exported ``.onnx`` run by ONNX Runtime. ``expect`` (or the
-        options' ``architecture``): the architecture the caller requires; another is refused with
-        CheckpointMismatch, which lists the fields that differ."""
+        """A checkpoint (``.pt``) run by torch, an exported ``.onnx`` run by ONNX Runtime, or an int8 ``.pt2``
+        (``egnet export --int8``) compiled by Inductor on its first frame. ``expect`` (or the options'
+        ``architecture``): the architecture the caller requires; another is refused with CheckpointMismatch,
+        which lists the fields that differ."""
         options = _options(options, keywords)
-        if Path(path).suffix == ".onnx":
+        suffix = Path(path).suffix
+        if suffix == ".onnx":
             threads = min(options.threads, available_cpus()) or None  # the Segmenter warns about the cap
             network = OnnxNetwork(path, device=options.device, threads=threads)
+        elif suffix == PT2_SUFFIX:
+            network = Int8Network(path, device=options.device)
         else:
             network = load_model(path)
         if expect is not None:
@@ -165,7 +172,7 @@ class Segmenter:
     @property
     def has_attention(self) -> bool:
         """Whether ``attention_maps`` can run: an EGNet with EGLs, run by torch (an ONNX graph returns none)."""
-        return self.config.has_egl and not isinstance(self.model, OnnxNetwork)
+        return self.config.has_egl and not isinstance(self.model, _FILE_NETWORKS)
 
     def require_attention(self) -> None:
         """ValueError saying why, unless ``attention_maps`` can run."""
@@ -174,8 +181,8 @@ class Segmenter:
             network = f"EGNet variant {config.variant!r}" if config.arch == "egnet" else config.arch
             raise ValueError(f"the model is {network} ({config.backbone}), which has no Exposure Guidance Layer and "
                              "so no attention maps (Eq. 1): only EGNet's variant 'egnet' learns them")
-        if isinstance(self.model, OnnxNetwork):
-            raise ValueError(f"the ONNX graph {str(self.model.path)!r} returns no attention maps; use the .pt "
+        if isinstance(self.model, _FILE_NETWORKS):
+            raise ValueError(f"the exported model {str(self.model.path)!r} returns no attention maps; use the .pt "
                              "checkpoint it was exported from")
 
     @torch.inference_mode()

@@ -1,0 +1,186 @@
+"""Int8 EGNet for CPUs with AMX or VNNI: PyTorch's PT2E quantization with the x86 Inductor quantizer (torchao),
+saved as a ``.pt2`` file that ``Segmenter.from_checkpoint`` loads like a checkpoint. On the first frame Inductor
+compiles it, with frozen weights, into oneDNN's int8 convolutions (AMX or VNNI) with their ReLU and residual
+additions fused.
+
+Static and per channel: each convolution's weights become int8 per output channel, its input activations uint8
+per tensor, their ranges observed on calibration frames one frame at a time (the observers keep only running
+statistics, so calibration memory does not grow with the number of frames). Kept in float, measured on trained
+checkpoints (benchmarks/RESULTS.md): the two 1×1 heads, which decide the labels, and the stem convolution, whose
+input is the normalised image (well under 1% of the FLOPs together). The file carries the model config and
+``egnet_precision: int8``, as an ``egnet export --int8`` ONNX file does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch._inductor.config
+from torch import nn
+
+from egnet_core.config import ModelConfig
+from egnet_core.deploy.errors import InferenceError
+from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY
+from egnet_core.deploy.fusion import fuse_conv_bn
+from egnet_core.deploy.onnx_runtime import cpu_has_vnni
+from egnet_core.extras import require
+from egnet_core.model.checkpoint import load_model
+from egnet_core.model.egnet import EGNetOutput
+
+log = logging.getLogger(__name__)
+
+PT2_SUFFIX = ".pt2"
+FLOAT_MODULES = ("encoder.0", "segmentation_head", "exposure_head")  # left in float (see the module docstring)
+_QUANTIZER = "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer"  # importing it registers Inductor's fusions
+
+
+def quantize_pt2e(
+    checkpoint: str | os.PathLike, path: str | os.PathLike, frames: Sequence[np.ndarray], *, size: tuple[int, int]
+) -> Path:
+    """Write the checkpoint's model quantized to int8 at ``path`` (a ``.pt2`` file), its activation ranges
+    calibrated on ``frames`` (H×W×3 uint8 RGB) resized to ``size`` (width, height), the one size it runs at."""
+    quantizer_module = require_torchao()
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    path = Path(path)
+    if path.suffix != PT2_SUFFIX:
+        raise ValueError(f"the int8 model goes to a {PT2_SUFFIX} file, got {str(path)!r}")
+    if len(frames) == 0:
+        raise ValueError("quantization needs at least one calibration frame")
+    model = fuse_conv_bn(load_model(checkpoint))
+    config = dataclasses.replace(model.config, backbone_weights=None)
+    example = _network_input(frames[0], size)
+    quantizer = quantizer_module.X86InductorQuantizer().set_global(_min_max_config(quantizer_module))
+    for name in FLOAT_MODULES:
+        quantizer.set_module_name_qconfig(f"model.{name}", None)
+    with torch.no_grad():
+        # Strict export names each call of a module apart: torchvision's blocks call one nn.ReLU two or three
+        # times, and the quantizer refuses a ReLU grouped with several outputs.
+        prepared = prepare_pt2e(torch.export.export(_Outputs(model), (example,), strict=True).module(), quantizer)
+        for frame in frames:
+            prepared(_network_input(frame, size))
+        quantized = torch.export.export(convert_pt2e(prepared), (example,), strict=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and moved over it once complete: a failure leaves an earlier file as it was.
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as scratch:
+        partial = Path(scratch) / path.name
+        torch.export.save(quantized, partial, extra_files={CONFIG_KEY: json.dumps(config.to_dict()),
+                                                          PRECISION_KEY: "int8"})
+        os.replace(partial, path)
+    log.info("quantized %s to int8 (PT2E, x86 Inductor) at %s, calibrated on %d frames at %dx%d", checkpoint, path,
+             len(frames), *size)
+    return path
+
+
+def _min_max_config(quantizer_module):
+    """The x86 quantizer's default (int8 weights per channel, uint8 activations per tensor) with activation ranges
+    from their minimum and maximum: on trained EGNets it kept more labels and exposure than the default's
+    histogram (L2-optimal clipping), and calibrates several times faster."""
+    from torchao.quantization.pt2e import MinMaxObserver
+    from torchao.quantization.pt2e.quantizer import QuantizationConfig, QuantizationSpec
+
+    default = quantizer_module.get_default_x86_inductor_quantization_config()
+    activation = QuantizationSpec(
+        dtype=torch.uint8, quant_min=0, quant_max=255, qscheme=torch.per_tensor_affine, is_dynamic=False,
+        observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+    return QuantizationConfig(activation, None, default.weight, default.bias, is_qat=False)
+
+
+class Int8Network:
+    """A ``.pt2`` file from ``quantize_pt2e``, compiled by Inductor on its first call; called like the EGNet it
+    replaces. It runs on the CPU, one frame at a time, at the size it was quantized for."""
+
+    precision = "int8"
+    fixed_batch = 1
+
+    def __init__(self, path: str | os.PathLike, *, device: torch.device) -> None:
+        require_torchao()
+        path = Path(path)
+        if device.type != "cpu":
+            raise ValueError(f"{str(path)!r} is an int8 model for CPUs (oneDNN), not for {str(device)!r}; run it "
+                             "with device cpu, or the .pt checkpoint on the GPU")
+        if not path.is_file():
+            raise FileNotFoundError(f"int8 model {str(path)!r} does not exist")
+        extra = {CONFIG_KEY: "", PRECISION_KEY: ""}
+        try:
+            program = torch.export.load(path, extra_files=extra)
+        except (zipfile.BadZipFile, RuntimeError, KeyError, ValueError, EOFError) as error:
+            raise ValueError(f"int8 model {str(path)!r} cannot be loaded ({error}); write it again with "
+                             "`egnet export --int8`") from error
+        self.path = path
+        self.config = _model_config(path, extra)
+        if extra[PRECISION_KEY] != "int8":
+            raise ValueError(f"{str(path)!r} has {PRECISION_KEY}={extra[PRECISION_KEY]!r}, not 'int8': it was not "
+                             "written by `egnet export --int8`")
+        height, width = program.example_inputs[0][0].shape[-2:]
+        self.fixed_size = (int(width), int(height))
+        if not cpu_has_vnni():
+            log.warning("%s is an int8 model, but this CPU has no VNNI (AVX-512 VNNI or AVX-VNNI): it may run "
+                        "slower than fp32", path)
+        self._network = torch.compile(program.module(), dynamic=False)
+
+    def check_input_size(self, input_size: tuple[int, int] | None, *, resizes: bool) -> None:
+        """The network runs at its own size only: the Segmenter must resize every frame to it, and no protocol
+        (other scales, sliding windows) may give it another."""
+        width, height = self.fixed_size
+        if tuple(input_size or ()) != self.fixed_size:
+            raise ValueError(f"int8 model {str(self.path)!r} runs at {width}x{height} only; set the input size to "
+                             f"{width}x{height} (got {input_size!r}) or quantize it again at the size you need")
+        if resizes:
+            raise ValueError(f"int8 model {str(self.path)!r} runs at {width}x{height} only: multi-scale and "
+                             "sliding-window protocols need the .pt checkpoint")
+
+    def __call__(self, images: torch.Tensor) -> EGNetOutput:
+        """B×3×H×W float32 RGB in [0, 1] -> logits and exposure, frame by frame."""
+        images = images.float().contiguous()
+        try:
+            # Freezing makes the int8 weights constants, which Inductor packs once for oneDNN; it is read when
+            # the first frame compiles (torch.compile's `options` do not reach the weight-packing pass).
+            with torch._inductor.config.patch(freezing=True):
+                outputs = [self._network(images[i : i + 1]) for i in range(len(images))]
+        except RuntimeError as error:  # torch's and oneDNN's kernel errors
+            raise InferenceError(f"the int8 model failed on a {tuple(images.shape)} batch: {error}") from error
+        logits, exposure = (torch.cat(parts) for parts in zip(*outputs))
+        return EGNetOutput(logits=logits, exposure=exposure)
+
+
+class _Outputs(nn.Module):
+    """The network with a plain (logits, exposure) tuple out: a saved program cannot name EGNet's NamedTuple."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        output = self.model(images)
+        return output.logits, output.exposure
+
+
+def _network_input(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """1×3×H×W float32 RGB in [0, 1] at ``size``, resized as the Segmenter resizes."""
+    from egnet_core.deploy.inference import resize, to_network_input  # the Segmenter loads this module
+
+    return resize(to_network_input(torch.from_numpy(frame)[None]), (size[1], size[0]))
+
+
+def _model_config(path: Path, extra: dict[str, str]) -> ModelConfig:
+    if not extra[CONFIG_KEY]:
+        raise ValueError(f"{str(path)!r} carries no {CONFIG_KEY!r}: write it with `egnet export --int8`")
+    try:
+        return ModelConfig.from_dict(json.loads(extra[CONFIG_KEY]))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{str(path)!r} carries an invalid model config: {error}") from error
+
+
+def require_torchao():
+    """torchao's x86 Inductor quantizer module; importing it registers the int8 fusions Inductor needs."""
+    return require(_QUANTIZER, extra="int8", purpose="int8 models (.pt2)")

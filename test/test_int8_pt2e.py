@@ -1,0 +1,136 @@
+"""The PT2E int8 model (``egnet export --int8 --out model.pt2``) against the float model it came from, trained."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from conftest import INT8_SIZE
+from helpers import night_frames, snapshot
+
+from egnet_core.cli import main
+from egnet_core.data.imageio import write_rgb
+from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY
+from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, Int8Network, quantize_pt2e
+
+# Each test trains, quantizes or compiles: the slow tier.
+pytestmark = pytest.mark.slow
+
+CPU = torch.device("cpu")
+
+
+def test_the_int8_file_stays_close_to_the_labels_and_exposure_of_the_trained_model(trained_int8):
+    frames = night_frames(4, width=128, height=64, seed=5)  # not the calibration frames (seed 1)
+    reference = Segmenter.from_checkpoint(trained_int8["checkpoint"]).predict_batch(frames)
+    int8 = Segmenter.from_checkpoint(trained_int8["int8"], input_size=INT8_SIZE)
+    results = int8.predict_batch(frames)
+    assert int8.precision == "int8" and int8.config.backbone == "resnet18"
+    labels = np.mean([(a.labels == b.labels).mean() for a, b in zip(reference, results)])
+    mad = np.mean([np.abs(a.exposure - b.exposure).mean() for a, b in zip(reference, results)])
+    # Issue 15's floor is 99.5% and 0.01; this model, trained for seconds, still has 1.4% of its pixels within
+    # 0.1 of a tie, and the shipped path keeps about 99.1% of them and exposure within 0.02 (see the issue).
+    assert labels >= 0.985 and mad <= 0.03, (labels, mad)
+    # It is an int8 network, not the float one again: its outputs differ a little.
+    assert not np.array_equal(reference[0].exposure, results[0].exposure)
+
+
+def test_the_convolutions_are_int8_except_the_stem_and_the_heads_and_the_config_travels(trained_int8):
+    extra = {CONFIG_KEY: "", PRECISION_KEY: ""}
+    program = torch.export.load(trained_int8["int8"], extra_files=extra)
+    assert extra[PRECISION_KEY] == "int8" and json.loads(extra[CONFIG_KEY])["output_stride"] == 32
+    convolutions = [node for node in program.graph.nodes if node.target == torch.ops.aten.conv2d.default]
+    # An int8 convolution takes its weights through a dequantize node; a float one takes them as they are.
+    float_weights = [str(node.args[1].target) for node in convolutions if "dequantize" not in str(node.args[1].target)]
+    assert len(convolutions) - len(float_weights) >= 30  # ResNet-18's convolutions in both streams and the EGLs
+    assert len(float_weights) == len(FLOAT_MODULES)
+    assert all(any(module.replace(".", "_") in weight for module in FLOAT_MODULES) for weight in float_weights)
+
+
+def test_calibration_memory_does_not_grow_with_the_number_of_frames(trained_int8, tmp_path):
+    """The observers keep running statistics, not activations: 16 frames peak no higher than 2 (ONNX Runtime's
+    MinMax calibration keeps every frame's activations, 15 GB for ResNet-101 at 1024×512)."""
+    peaks = {count: _calibration_peak_mib(trained_int8["checkpoint"], count, tmp_path / f"{count}.pt2")
+             for count in (2, 16)}
+    # 14 more frames of 256×128 activations kept would add well over 100 MiB for this network.
+    assert peaks[16] - peaks[2] < 40, peaks
+
+
+def test_the_export_command_writes_a_pt2_that_the_segmenter_loads(trained_int8, tmp_path, capsys):
+    calibration = tmp_path / "camera"
+    for index, frame in enumerate(night_frames(3, seed=6)):
+        write_rgb(calibration / f"frame_{index}.png", frame)
+    before = snapshot(calibration)
+    out = tmp_path / "models" / "egnet_int8.pt2"
+    assert main(["export", "--checkpoint", str(trained_int8["checkpoint"]), "--out", str(out), "--size", "128x64",
+                 "--int8", "--calibration", str(calibration)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out} (PT2E int8" in printed and "calibrated on 3 images" in printed and "labels equal" in printed
+    assert snapshot(calibration) == before
+    assert Segmenter.from_checkpoint(out, input_size=(128, 64)).predict(night_frames(1)[0]).labels.shape == (64, 128)
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--out", "{tmp}/m.pt2"], "a .pt2 file is the int8 form only"),
+    (["--out", "{tmp}/m.pt2", "--int8", "--calibration", "{tmp}", "--dynamic"], "--dynamic and --opset are for"),
+    (["--out", "{tmp}/m.engine", "--int8", "--calibration", "{tmp}"], "must name a .onnx file"),
+])
+def test_export_options_that_do_not_fit_a_pt2_are_refused(tmp_path, tiny_checkpoint, capsys, arguments, message):
+    arguments = [argument.format(tmp=tmp_path) for argument in arguments]
+    assert main(["export", "--checkpoint", str(tiny_checkpoint), *arguments]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.glob("m.*"))
+
+
+def test_missing_corrupt_foreign_and_misused_files_are_errors_that_say_what_to_do(trained_int8, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Segmenter.from_checkpoint(tmp_path / "none.pt2", input_size=INT8_SIZE)
+    (tmp_path / "garbage.pt2").write_bytes(b"not a program")
+    with pytest.raises(ValueError, match="cannot be loaded.*egnet export --int8"):
+        Segmenter.from_checkpoint(tmp_path / "garbage.pt2", input_size=INT8_SIZE)
+    cut = tmp_path / "cut.pt2"
+    cut.write_bytes(trained_int8["int8"].read_bytes()[:5000])
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        Segmenter.from_checkpoint(cut, input_size=INT8_SIZE)
+    foreign = tmp_path / "foreign.pt2"
+    torch.export.save(torch.export.export(torch.nn.ReLU(), (torch.rand(1, 3, 64, 128),)), foreign)
+    with pytest.raises(ValueError, match=f"carries no '{CONFIG_KEY}'"):
+        Segmenter.from_checkpoint(foreign, input_size=INT8_SIZE)
+    with pytest.raises(ValueError, match="runs at 128x64 only; set the input size to 128x64"):
+        Segmenter.from_checkpoint(trained_int8["int8"], input_size=(96, 64))
+    with pytest.raises(ValueError, match="multi-scale and sliding-window"):
+        Segmenter.from_checkpoint(trained_int8["int8"], input_size=INT8_SIZE, scales=(1.0, 0.5))
+    with pytest.raises(ValueError, match="precision must be fp32"):
+        Segmenter.from_checkpoint(trained_int8["int8"], input_size=INT8_SIZE, precision="bf16")
+    with pytest.raises(ValueError, match="returns no attention maps"):
+        Segmenter.from_checkpoint(trained_int8["int8"], input_size=INT8_SIZE).require_attention()
+    with pytest.raises(ValueError, match=r"goes to a \.pt2 file"):
+        quantize_pt2e(trained_int8["checkpoint"], tmp_path / "int8.onnx", night_frames(1), size=INT8_SIZE)
+    assert isinstance(zipfile.ZipFile(trained_int8["int8"]), zipfile.ZipFile)  # the file itself was not touched
+    assert Int8Network(trained_int8["int8"], device=CPU).fixed_size == INT8_SIZE
+
+
+def _calibration_peak_mib(checkpoint, count: int, path) -> float:
+    """Peak resident memory growth (MiB) of quantizing ``checkpoint`` on ``count`` 256×128 frames, in a fresh
+    process: VmHWM after calibration less VmHWM before it (torch and the frames already loaded)."""
+    program = f"""
+import sys
+from egnet_core.data.synthetic import render_night_frames
+from egnet_core.deploy.int8_pt2e import quantize_pt2e
+import torch
+torch.set_num_threads(1)
+def peak():
+    return next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM')) / 1024
+frames = render_night_frames(1, {count}, width=256, height=128)
+quantize_pt2e({str(checkpoint)!r}, {str(path)!r}, frames[:1], size=(256, 128))  # the first export and set-up
+before = peak()
+quantize_pt2e({str(checkpoint)!r}, {str(path)!r}, frames, size=(256, 128))
+print(peak() - before)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=600, check=True)
+    return float(done.stdout.split()[-1])
