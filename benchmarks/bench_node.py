@@ -1,7 +1,8 @@
 """The segmentation node: its overhead over the model, and several cameras in one node against one node each.
 
     python benchmarks/bench_node.py --out bench-out [--frames 10] [--output-stride 16] [--size 1024x512]
-    python benchmarks/bench_node.py --out bench-out --cameras 1,2,4 [--seconds 20] [--rate 10]
+    python benchmarks/bench_node.py --out bench-out --cameras 1,2,4 [--seconds 20] [--rate 10] [--streams 1]
+        [--rounds 1]
 
 Overhead (the default) measures, on the same bgr8 frame: the conversions the node does per frame (message ->
 RGB, labels and exposure -> messages), the model alone (``Segmenter.predict`` in this process), and the latency
@@ -199,7 +200,8 @@ def cameras_main(args, msg: Image, model: EGNet) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = save_checkpoint(Path(scratch) / "bench.pt", model)
         for count in args.cameras:
-            setups = [(True, 0), (True, 1), (False, 0)] if count > 1 else [(True, 0)]
+            extra = [(True, streams) for streams in args.streams if streams <= count]
+            setups = [(True, 0), *extra, (False, 0)] if count > 1 else [(True, 0)]
             for round_ in range(args.rounds):  # the setups in turn, so that the machine's drift falls on all
                 for shared, streams in setups:
                     row = _camera_setup(msg, checkpoint, count, shared=shared, scratch=Path(scratch),
@@ -265,6 +267,8 @@ def main() -> None:
                         "for each N listed (1,2,4)")
     parser.add_argument("--seconds", type=float, default=20.0, help="--cameras: publishing time per setup")
     parser.add_argument("--rate", type=float, default=10.0, help="--cameras: frames per second per camera")
+    parser.add_argument("--streams", type=_camera_counts, default=[1], help="--cameras: also one node with each of "
+                        "these inference_streams (beside its default)")
     parser.add_argument("--rounds", type=int, default=1, help="--cameras: run the setups in turn this many times; "
                         "the ratios are medians over rounds")
     args = parser.parse_args()

@@ -49,7 +49,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
                                               "NAME/camera_info and publishes under ~/NAME/; unset: one camera "
                                               "on image_topic"),
     "inference_streams": (0, "worker threads segmenting different cameras at once (a camera is never in two); "
-                              "0: auto, 2 on the CPU with several cameras (measured faster there), else 1"),
+                              "0: auto, one per camera on the CPU (measured fastest there), 1 on CUDA"),
     "image_topic": ("image", "input topic of the single camera (remapping 'image' does the same)"),
     "input_type": ("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage, JPEG or PNG)"),
     "input_reliability": ("best_effort", "input QoS reliability: best_effort (sensor data) or reliable"),
@@ -204,7 +204,7 @@ def _cuda_only(node: Node, values: dict[str, object], name: str, device: str) ->
 def resolve_streams(requested: int, cameras: int, *, cuda: bool, cuda_graphs: bool) -> int:
     """The number of inference streams: ``requested``, or for 0 what measured fastest (see the parameter)."""
     if requested == 0:
-        return 1 if cuda or cameras == 1 else 2
+        return 1 if cuda else cameras
     if requested < 0 or requested > cameras:
         raise ParameterError(f"parameter 'inference_streams' is {requested}: expected 0 (auto) or 1 to the number "
                              f"of cameras ({cameras}), since each stream segments other cameras")

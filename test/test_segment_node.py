@@ -177,7 +177,7 @@ def test_three_cameras_share_one_model_and_each_gets_its_own_headers_sizes_and_d
     node = graph.start(checkpoint, "-r", "front/image:=/sensing/front/image_raw",
                        "-r", "front/camera_info:=/sensing/front/camera_info",
                        cameras=["front", "left", "right"], precision="fp32", input_reliability="reliable",
-                       input_qos_depth=10)
+                       input_qos_depth=10, inference_streams=2)  # 2 cameras a batch, 2 batches at once
     peer = graph.peer
     front = peer.publisher(Image, "/sensing/front/image_raw", RELIABLE)
     front_info = peer.publisher(CameraInfo, "/sensing/front/camera_info", RELIABLE)
@@ -266,7 +266,7 @@ def test_three_cameras_share_one_model_and_each_gets_its_own_headers_sizes_and_d
     node_values = state["egnet_segment: inference"][2]
     assert node_values["processed"] == "9" and node_values["invalid"] == "3"
     assert node_values["precision"] == "fp32"
-    assert node_values["inference streams"] == "2"  # auto on the CPU with several cameras
+    assert node_values["inference streams"] == "2"
 
 
 def encoded_frames() -> list[tuple[str, Image]]:
@@ -594,7 +594,7 @@ def test_a_camera_in_one_workers_hands_goes_to_no_other_worker_until_that_one_is
 
 
 def test_inference_streams_auto_and_refused():
-    assert [resolve_streams(0, cameras, cuda=False, cuda_graphs=False) for cameras in (1, 2, 4)] == [1, 2, 2]
+    assert [resolve_streams(0, cameras, cuda=False, cuda_graphs=False) for cameras in (1, 2, 4)] == [1, 2, 4]
     assert resolve_streams(0, 4, cuda=True, cuda_graphs=False) == 1  # on CUDA, batching is what pays
     assert resolve_streams(4, 4, cuda=False, cuda_graphs=False) == 4
     with pytest.raises(ParameterError, match="parameter 'inference_streams' is 2 with parameter 'cuda_graphs' true"):
