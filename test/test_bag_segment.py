@@ -107,7 +107,7 @@ def test_an_exported_onnx_model_segments_a_bag_like_its_checkpoint(tmp_path, fra
 
 
 @pytest.mark.slow
-def test_a_pt2e_int8_model_segments_a_bag_close_to_its_checkpoint(tmp_path, frames, trained_int8):
+def test_a_pt2e_int8_model_segments_a_bag_like_the_int8_segmenter(tmp_path, frames, trained_int8):
     write_camera_bag(tmp_path / "drive", frames[:2])
     for model, out in ((trained_int8["checkpoint"], "from_pt"), (trained_int8["int8"], "from_int8")):
         command = segment_command(tmp_path / "drive", tmp_path / out, model, "--no-input", "--precision", "fp32",
@@ -115,8 +115,12 @@ def test_a_pt2e_int8_model_segments_a_bag_close_to_its_checkpoint(tmp_path, fram
         assert main(command) == 0
     labels = {out: read_bag(tmp_path / out)[f"/egnet{CAMERA}/labels"] for out in ("from_pt", "from_int8")}
     assert len(labels["from_int8"]) == 2
-    for (_, a), (_, b) in zip(labels["from_pt"], labels["from_int8"]):
-        assert (image_pixels(a, "u1") == image_pixels(b, "u1")).mean() >= 0.985
+    # The bag tool runs the int8 file through the shared predictor: exactly its labels. How close int8 stays to
+    # the float model is test_int8_pt2e's; here the float model's labels only show it is the same network.
+    int8 = Segmenter.from_checkpoint(trained_int8["int8"], input_size=(128, 64))
+    for frame, (_, from_int8), (_, from_pt) in zip(frames, labels["from_int8"], labels["from_pt"]):
+        np.testing.assert_array_equal(image_pixels(from_int8, "u1"), int8.predict(frame).labels)
+        assert (image_pixels(from_int8, "u1") == image_pixels(from_pt, "u1")).mean() >= 0.95
 
 
 def test_the_output_metadata_is_what_ros2_bag_info_reads(tmp_path, frames, tiny_checkpoint):
