@@ -9,10 +9,28 @@ a quarter of a bf16 ResNet-101's time on an AMX CPU.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch._inductor.config  # read by compile_frozen when a graph compiles
 from torch import nn
 
 from egnet_core.model.egnet import EGNetOutput
+
+
+def compile_frozen(module: nn.Module) -> Callable:
+    """``module`` through ``torch.compile`` with freezing: called like it; the first call (and the first of each
+    new input shape) compiles. The float networks' (``CompiledNetwork``) and the int8 ones' (``int8_pt2e``)."""
+    compiled = torch.compile(module, dynamic=False)
+
+    def call(*inputs):
+        # Inductor reads `freezing` from its process-wide config when a graph compiles, which happens inside this
+        # call; torch.compile's `options` do not reach it. Patched for these calls only, so that other compiled
+        # models in the process keep their weights as parameters.
+        with torch._inductor.config.patch(freezing=True):
+            return compiled(*inputs)
+
+    return call
 
 
 class CompiledNetwork:
@@ -21,11 +39,7 @@ class CompiledNetwork:
     def __init__(self, network: nn.Module) -> None:
         self.network = network
         self.config = network.config
-        self._compiled = torch.compile(network, dynamic=False)
+        self._compiled = compile_frozen(network)
 
     def __call__(self, images: torch.Tensor) -> EGNetOutput:
-        # Inductor reads `freezing` from its process-wide config when a graph compiles, which happens inside this
-        # call; torch.compile's `options` do not reach it. Patched for these calls only, so that other compiled
-        # models in the process keep their weights as parameters.
-        with torch._inductor.config.patch(freezing=True):
-            return self._compiled(images)
+        return self._compiled(images)

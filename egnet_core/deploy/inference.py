@@ -427,6 +427,12 @@ def to_network_input(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 3, 1, 2).float().div_(255)
 
 
+def calibration_input(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """One H×W×3 uint8 RGB frame -> 1×3×H×W float32 in [0, 1] at ``size`` (width, height), resized as the
+    Segmenter resizes: what int8 calibration observes."""
+    return resize(to_network_input(torch.from_numpy(frame)[None]), (size[1], size[0]))
+
+
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """B×C×H×W bilinearly to ``size`` (height, width), the one resize of network inputs and outputs."""
     if tuple(x.shape[-2:]) == size:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch._inductor.config
 from torch import nn
 
 from egnet_core.config import ModelConfig
+from egnet_core.deploy.compiled import compile_frozen
 from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY
 from egnet_core.deploy.fusion import fuse_conv_bn
@@ -58,7 +58,9 @@ def quantize_pt2e(
         raise ValueError("quantization needs at least one calibration frame")
     model = fuse_conv_bn(load_model(checkpoint))
     config = dataclasses.replace(model.config, backbone_weights=None)
-    example = _network_input(frames[0], size)
+    from egnet_core.deploy.inference import calibration_input  # the Segmenter loads this module
+
+    example = calibration_input(frames[0], size)
     quantizer = quantizer_module.X86InductorQuantizer().set_global(_min_max_config(quantizer_module))
     for name in FLOAT_MODULES:
         quantizer.set_module_name_qconfig(f"model.{name}", None)
@@ -67,7 +69,7 @@ def quantize_pt2e(
         # times, and the quantizer refuses a ReLU grouped with several outputs.
         prepared = prepare_pt2e(torch.export.export(_Outputs(model), (example,), strict=True).module(), quantizer)
         for frame in frames:
-            prepared(_network_input(frame, size))
+            prepared(calibration_input(frame, size))
         quantized = torch.export.export(convert_pt2e(prepared), (example,), strict=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and moved over it once complete: a failure leaves an earlier file as it was.
@@ -126,7 +128,7 @@ class Int8Network:
         if not cpu_has_vnni():
             log.warning("%s is an int8 model, but this CPU has no VNNI (AVX-512 VNNI or AVX-VNNI): it may run "
                         "slower than fp32", path)
-        self._network = torch.compile(program.module(), dynamic=False)
+        self._network = compile_frozen(program.module())
 
     def check_input_size(self, input_size: tuple[int, int] | None, *, resizes: bool) -> None:
         """The network runs at its own size only: the Segmenter must resize every frame to it, and no protocol
@@ -143,10 +145,8 @@ class Int8Network:
         """B×3×H×W float32 RGB in [0, 1] -> logits and exposure, frame by frame."""
         images = images.float().contiguous()
         try:
-            # Freezing makes the int8 weights constants, which Inductor packs once for oneDNN; it is read when
-            # the first frame compiles (torch.compile's `options` do not reach the weight-packing pass).
-            with torch._inductor.config.patch(freezing=True):
-                outputs = [self._network(images[i : i + 1]) for i in range(len(images))]
+            # Frozen, the int8 weights are constants that Inductor packs once for oneDNN when the first frame compiles.
+            outputs = [self._network(images[i : i + 1]) for i in range(len(images))]
         except RuntimeError as error:  # torch's and oneDNN's kernel errors
             raise InferenceError(f"the int8 model failed on a {tuple(images.shape)} batch: {error}") from error
         logits, exposure = (torch.cat(parts) for parts in zip(*outputs))
@@ -163,13 +163,6 @@ class _Outputs(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         output = self.model(images)
         return output.logits, output.exposure
-
-
-def _network_input(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """1×3×H×W float32 RGB in [0, 1] at ``size``, resized as the Segmenter resizes."""
-    from egnet_core.deploy.inference import resize, to_network_input  # the Segmenter loads this module
-
-    return resize(to_network_input(torch.from_numpy(frame)[None]), (size[1], size[0]))
 
 
 def _model_config(path: Path, extra: dict[str, str]) -> ModelConfig:

@@ -23,7 +23,7 @@ import torch
 from egnet_core.data.folders import IMAGE_SUFFIXES, image_files
 from egnet_core.data.imageio import read_rgb
 from egnet_core.deploy.export import INPUT_NAME, PRECISION_KEY, require_onnx
-from egnet_core.deploy.inference import resize, to_network_input
+from egnet_core.deploy.inference import calibration_input
 from egnet_core.deploy.onnx_runtime import OnnxNetwork, require_onnxruntime
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def quantize_onnx(
         raise ValueError(f"the quantized model must go to another file than its source {str(source)!r}")
     _check_frames(frames)
     OnnxNetwork(source, device=torch.device("cpu")).check_input_size(size, resizes=False)  # loads, fits `size`
-    inputs = [_network_input(frame, size) for frame in frames]
+    inputs = [calibration_input(frame, size).numpy() for frame in frames]
     path.parent.mkdir(parents=True, exist_ok=True)
     # ONNX Runtime advises its pre-processing (shape inference, fusions) on the root logger; an exported EGNet
     # is folded and shape-inferred already, and pre-processing measured neither faster nor closer here.
@@ -102,11 +102,6 @@ class _Frames:
     def get_next(self) -> dict[str, np.ndarray] | None:
         image = next(self._inputs, None)
         return None if image is None else {INPUT_NAME: image}
-
-
-def _network_input(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """1×3×H×W float32 RGB in [0, 1] at ``size``, resized as the Segmenter resizes."""
-    return resize(to_network_input(torch.from_numpy(frame)[None]), (size[1], size[0])).numpy()
 
 
 def _float_convolutions(source: Path) -> list[str]:
