@@ -41,6 +41,16 @@ def test_labels_are_the_argmax_of_the_model_at_native_size():
     np.testing.assert_array_equal(Segmenter(model, optimize=False).predict(frame).labels, logits.argmax(1)[0].numpy())
 
 
+def test_tied_logits_give_the_first_tied_class_as_argmax_does():
+    model = tiny_model()
+    with torch.no_grad():  # every pixel's logits: 1 for classes 3 and 7, 0 for the others
+        model.segmentation_head.weight.zero_()
+        model.segmentation_head.bias.zero_()
+        model.segmentation_head.bias[[3, 7]] = 1.0
+    labels = Segmenter(model, optimize=False).predict(random_frames(1, width=96, height=64)[0]).labels
+    assert (labels == 3).all(), np.unique(labels)
+
+
 def test_the_optimized_path_computes_the_same_function():
     model = with_running_statistics(tiny_model())
     frames = random_frames(2, width=128, height=96)

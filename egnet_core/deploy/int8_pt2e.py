@@ -149,6 +149,8 @@ class Int8Network:
             outputs = [self._network(images[i : i + 1]) for i in range(len(images))]
         except RuntimeError as error:  # torch's and oneDNN's kernel errors
             raise InferenceError(f"the int8 model failed on a {tuple(images.shape)} batch: {error}") from error
+        if len(outputs) == 1:
+            return EGNetOutput(*outputs[0])
         logits, exposure = (torch.cat(parts) for parts in zip(*outputs))
         return EGNetOutput(logits=logits, exposure=exposure)
 
