@@ -258,6 +258,7 @@ def _export(args: argparse.Namespace) -> int:
     from egnet_core.data.synthetic import render_night_scene
     from egnet_core.deploy.export import export_onnx, onnx_opset
     from egnet_core.deploy.int8_pt2e import quantize_pt2e
+    from egnet_core.deploy.int8_selection import Int8Guard
     from egnet_core.deploy.precision_choice import LABEL_AGREEMENT_FLOOR
     from egnet_core.deploy.quantize import calibration_images, quantize_onnx
 
@@ -268,7 +269,10 @@ def _export(args: argparse.Namespace) -> int:
         raise ValueError(f"--calibration-frames must be at least 1, got {count}")
     calibration = calibration_images(args.calibration, count) if args.int8 else None
     if pt2:
-        path = quantize_pt2e(args.checkpoint, args.out, calibration, size=args.size)
+        floor = args.int8_floor
+        guard = Int8Guard() if floor is None else Int8Guard(min_agreement=floor) if floor > 0 else None
+        quantized = quantize_pt2e(args.checkpoint, args.out, calibration, size=args.size, guard=guard)
+        path, selection = quantized.path, quantized.selection
     else:
         with tempfile.TemporaryDirectory() as scratch:
             target = Path(scratch) / "fp32.onnx" if args.int8 else args.out
@@ -286,6 +290,9 @@ def _export(args: argparse.Namespace) -> int:
         form, runtime = f"opset {onnx_opset(path)}, {form}", "ONNX Runtime"
     if args.int8:
         form += f", int8 calibrated on {len(calibration)} images from {args.calibration}"
+    if pt2 and selection is not None:
+        kept = ", ".join(selection.chosen.float_blocks) or "none"
+        form += f", blocks kept in float after {len(selection.trials)} trials: {kept}"
     agreement = (exported.labels == reference.labels).mean()
     print(f"wrote {path} ({form}); {runtime} against PyTorch on a night frame: {agreement:.4%} of "
           f"labels equal, exposure max difference {np.abs(exported.exposure - reference.exposure).max():.2e}")
@@ -314,6 +321,10 @@ def _export_form(args: argparse.Namespace) -> bool:
         raise ValueError("--int8 needs --calibration, a folder of images like the ones the model will see")
     if not args.int8 and (args.calibration, args.calibration_frames) != (None, None):
         raise ValueError("--calibration and --calibration-frames are for --int8 only")
+    if args.int8_floor is not None and suffix != PT2_SUFFIX:
+        raise ValueError(f"--int8-floor is for {PT2_SUFFIX} files (PT2E int8), got {str(args.out)!r}")
+    if args.int8_floor is not None and not 0.0 <= args.int8_floor <= 1.0:
+        raise ValueError(f"--int8-floor must be a share of the labels in [0, 1], got {args.int8_floor!r}")
     return suffix == PT2_SUFFIX
 
 
@@ -442,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of camera frames or training images (PNG/JPEG) to calibrate int8 ranges on")
     export.add_argument("--calibration-frames", type=int,
                         help=f"how many of those images, evenly spaced (default: {CALIBRATION_FRAMES})")
+    export.add_argument("--int8-floor", type=float,
+                        help="for a .pt2: keep the blocks most sensitive to int8 in float until this share of the "
+                             "labels (and the exposure within 0.009) matches the float model on the first "
+                             "calibration images; 0: every block int8 (default: 0.996, a tenth of a point over "
+                             "the 99.5%% guard)")
     export.set_defaults(run=_export)
 
     bench = commands.add_parser("bench", help="every inference path side by side at 1024x512: JSON and Markdown")

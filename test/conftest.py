@@ -58,5 +58,5 @@ def trained_int8(tmp_path_factory):
         "optim.iterations=40", "run.val_every=40", "run.checkpoint_every=40", "run.device=cpu",
     ])
     checkpoint = train(config).final_checkpoint
-    int8 = quantize_pt2e(checkpoint, root / "int8.pt2", night_frames(4, seed=1), size=INT8_SIZE)
-    return {"checkpoint": checkpoint, "int8": int8, "data": data}
+    int8 = quantize_pt2e(checkpoint, root / "int8.pt2", night_frames(16, seed=1), size=INT8_SIZE)
+    return {"checkpoint": checkpoint, "int8": int8.path, "float_modules": int8.float_modules, "data": data}

@@ -318,7 +318,7 @@ def _segmenter(
 ) -> Segmenter:
     if options.get("pt2"):
         quantized = quantize_pt2e(save_checkpoint(work / "model.pt", model), work / "int8.pt2", calibration, size=SIZE)
-        return Segmenter.from_checkpoint(quantized, device=device, input_size=SIZE)
+        return Segmenter.from_checkpoint(quantized.path, device=device, input_size=SIZE)
     if not options.get("onnx"):
         return Segmenter(model, device=device, **options)
     exported = work / "fp32.onnx"

@@ -13,6 +13,7 @@ input is the normalised image (well under 1% of the FLOPs together). The file ca
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -20,17 +21,20 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from egnet_core.config import ModelConfig
 from egnet_core.deploy.compiled import compile_frozen
 from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY
 from egnet_core.deploy.fusion import fuse_conv_bn
+from egnet_core.deploy.int8_selection import Int8Guard, Selection, Trial, select_float_blocks
 from egnet_core.deploy.onnx_runtime import cpu_has_vnni
 from egnet_core.extras import require
 from egnet_core.model.checkpoint import load_model
@@ -40,17 +44,28 @@ log = logging.getLogger(__name__)
 
 PT2_SUFFIX = ".pt2"
 FLOAT_MODULES = ("encoder.0", "segmentation_head", "exposure_head")  # left in float (see the module docstring)
+CHECK_FRAMES = 4  # calibration frames the guard compares on (the first ones)
 _QUANTIZER = "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer"  # importing it registers Inductor's fusions
 
 
-def quantize_pt2e(
-    checkpoint: str | os.PathLike, path: str | os.PathLike, frames: Sequence[np.ndarray], *, size: tuple[int, int]
-) -> Path:
-    """Write the checkpoint's model quantized to int8 at ``path`` (a ``.pt2`` file), its activation ranges
-    calibrated on ``frames`` (H×W×3 uint8 RGB) resized to ``size`` (width, height), the one size it runs at."""
-    quantizer_module = require_torchao()
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+@dataclass(frozen=True)
+class Int8Model:
+    path: Path  # the .pt2 file
+    float_modules: tuple[str, ...]  # left in float: FLOAT_MODULES and the blocks the selection kept
+    selection: Selection | None  # the trials that chose them; None when quantized without a guard
 
+
+def quantize_pt2e(
+    checkpoint: str | os.PathLike, path: str | os.PathLike, frames: Sequence[np.ndarray], *, size: tuple[int, int],
+    guard: Int8Guard | None = Int8Guard(),
+) -> Int8Model:
+    """Write the checkpoint's model quantized to int8 at ``path`` (a ``.pt2`` file), its activation ranges
+    calibrated on ``frames`` (H×W×3 uint8 RGB) resized to ``size`` (width, height), the one size it runs at.
+
+    With a ``guard``, the blocks most sensitive to int8 stay in float until the int8 model keeps the guard's share
+    of the float model's labels and its exposure on the calibration frames (``int8_selection.py``); without one,
+    every block is int8."""
+    quantizer_module = require_torchao()
     path = Path(path)
     if path.suffix != PT2_SUFFIX:
         raise ValueError(f"the int8 model goes to a {PT2_SUFFIX} file, got {str(path)!r}")
@@ -60,27 +75,82 @@ def quantize_pt2e(
     config = dataclasses.replace(model.config, backbone_weights=None)
     from egnet_core.deploy.inference import calibration_input  # the Segmenter loads this module
 
-    example = calibration_input(frames[0], size)
-    quantizer = quantizer_module.X86InductorQuantizer().set_global(_min_max_config(quantizer_module))
-    for name in FLOAT_MODULES:
-        quantizer.set_module_name_qconfig(f"model.{name}", None)
+    # Frames are resized one at a time as they are used: calibration memory does not grow with their number.
+    inputs = _Inputs(frames, size, calibration_input)
+    example = inputs.first()
     with torch.no_grad():
         # Strict export names each call of a module apart: torchvision's blocks call one nn.ReLU two or three
         # times, and the quantizer refuses a ReLU grouped with several outputs.
-        prepared = prepare_pt2e(torch.export.export(_Outputs(model), (example,), strict=True).module(), quantizer)
-        for frame in frames:
-            prepared(calibration_input(frame, size))
-        quantized = torch.export.export(convert_pt2e(prepared), (example,), strict=True)
+        exported = torch.export.export(_Outputs(model), (example,), strict=True).module()
+        checks = [(x, model(x)) for x in inputs.first(CHECK_FRAMES)] if guard else []
+    latest: dict[tuple[str, ...], torch.fx.GraphModule] = {}  # the last trial's model only
+
+    def trial(float_blocks: tuple[str, ...]) -> Trial:
+        latest.clear()
+        latest[float_blocks] = _quantized(exported, quantizer_module, FLOAT_MODULES + float_blocks, inputs)
+        return _compare(latest[float_blocks], checks, float_blocks)
+
+    selection = None if guard is None else select_float_blocks(sensitive_blocks(model), trial, guard)
+    float_blocks = selection.chosen.float_blocks if selection else ()
+    if float_blocks in latest:
+        quantized = latest[float_blocks]
+    else:
+        quantized = _quantized(exported, quantizer_module, FLOAT_MODULES + float_blocks, inputs)
+    with torch.no_grad():
+        program = torch.export.export(quantized, (example,), strict=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and moved over it once complete: a failure leaves an earlier file as it was.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as scratch:
         partial = Path(scratch) / path.name
-        torch.export.save(quantized, partial, extra_files={CONFIG_KEY: json.dumps(config.to_dict()),
-                                                          PRECISION_KEY: "int8"})
+        torch.export.save(program, partial, extra_files={CONFIG_KEY: json.dumps(config.to_dict()),
+                                                        PRECISION_KEY: "int8"})
         os.replace(partial, path)
-    log.info("quantized %s to int8 (PT2E, x86 Inductor) at %s, calibrated on %d frames at %dx%d", checkpoint, path,
-             len(frames), *size)
-    return path
+    log.info("quantized %s to int8 (PT2E, x86 Inductor) at %s, calibrated on %d frames at %dx%d%s", checkpoint,
+             path, len(frames), *size, f"; {selection.chosen.describe()}" if selection else "")
+    return Int8Model(path=path, float_modules=FLOAT_MODULES + float_blocks, selection=selection)
+
+
+def sensitive_blocks(model: nn.Module) -> tuple[str, ...]:
+    """The units the selection keeps in float: each ResNet block, and each other module holding convolutions
+    outside a block (an EGL's attention, say), less the always-float FLOAT_MODULES."""
+    blocks: list[str] = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Conv2d) or any(name == f or name.startswith(f"{f}.") for f in FLOAT_MODULES):
+            continue
+        parts = name.split(".")
+        owners = [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+        block = next((o for o in owners if isinstance(model.get_submodule(o), (BasicBlock, Bottleneck))),
+                     owners[0] if owners else name)
+        if block not in blocks:
+            blocks.append(block)
+    return tuple(blocks)
+
+
+def _quantized(exported: torch.fx.GraphModule, quantizer_module, float_modules: tuple[str, ...],
+               inputs: _Inputs) -> torch.fx.GraphModule:
+    """``exported`` (left as it is) with every convolution but those under ``float_modules`` int8, calibrated on
+    ``inputs`` one at a time."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = quantizer_module.X86InductorQuantizer().set_global(_min_max_config(quantizer_module))
+    for name in float_modules:
+        quantizer.set_module_name_qconfig(f"model.{name}", None)
+    with torch.no_grad():
+        prepared = prepare_pt2e(copy.deepcopy(exported), quantizer)
+        for x in inputs:
+            prepared(x)
+        return convert_pt2e(prepared)
+
+
+def _compare(quantized: torch.fx.GraphModule, checks: list[tuple[torch.Tensor, EGNetOutput]],
+             float_blocks: tuple[str, ...]) -> Trial:
+    agreement, mad = [], []
+    with torch.no_grad():
+        for x, reference in checks:
+            logits, exposure = quantized(x)
+            agreement.append((logits.argmax(1) == reference.logits.argmax(1)).float().mean().item())
+            mad.append((exposure - reference.exposure).abs().mean().item())
+    return Trial(float_blocks=float_blocks, agreement=float(np.mean(agreement)), exposure_mad=float(np.mean(mad)))
 
 
 def _min_max_config(quantizer_module):
@@ -153,6 +223,22 @@ class Int8Network:
             return EGNetOutput(*outputs[0])
         logits, exposure = (torch.cat(parts) for parts in zip(*outputs))
         return EGNetOutput(logits=logits, exposure=exposure)
+
+
+class _Inputs:
+    """Calibration frames as network inputs, resized one at a time when iterated."""
+
+    def __init__(self, frames: Sequence[np.ndarray], size: tuple[int, int], to_input) -> None:
+        self.frames, self.size, self.to_input = frames, size, to_input
+
+    def __iter__(self):
+        return (self.to_input(frame, self.size) for frame in self.frames)
+
+    def first(self, count: int | None = None):
+        """The first frame's input, or a list of the first ``count`` frames' inputs."""
+        if count is None:
+            return self.to_input(self.frames[0], self.size)
+        return [self.to_input(frame, self.size) for frame in self.frames[:count]]
 
 
 class _Outputs(nn.Module):

@@ -1,0 +1,107 @@
+"""Which blocks of a network an int8 model keeps in float: per-block sensitivity, most sensitive first.
+
+Quantizing every convolution costs a little agreement everywhere: on the trained EGNet-ResNet18 no single block
+decides it (benchmarks/RESULTS.md). So the selection measures each block's share: one trial with every block in
+int8, then one with each block alone kept in float (its gain), then keeps the blocks in float in the order of their
+gains until the int8 model keeps ``min_agreement`` of the float model's labels and its exposure within
+``max_exposure_mad``. A trial is the caller's: quantize with the given blocks in float, calibrate, and compare.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from egnet_core.deploy.precision_choice import EXPOSURE_MAE_CEILING, LABEL_AGREEMENT_FLOOR
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Int8Guard:
+    """What an int8 model must keep, and how many trials the selection may spend getting there."""
+
+    # Judged on the calibration frames, with a margin under the bench's guard for frames calibration did not see.
+    min_agreement: float = LABEL_AGREEMENT_FLOOR + 0.001  # share of pixels whose label equals the float model's
+    max_exposure_mad: float = 0.9 * EXPOSURE_MAE_CEILING  # mean absolute difference of the exposure map
+    max_trials: int = 48  # quantize-calibrate-compare rounds; a network needing more is quantized whole
+    max_float_share: float = 0.5  # of the blocks: more in float is no longer an int8 network
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_agreement <= 1.0:
+            raise ValueError(f"the int8 label agreement floor must be in (0, 1], got {self.min_agreement!r}")
+        if self.max_exposure_mad < 0:
+            raise ValueError(f"the int8 exposure error ceiling must be at least 0, got {self.max_exposure_mad!r}")
+        if self.max_trials < 1:
+            raise ValueError(f"the int8 selection needs at least 1 trial, got {self.max_trials!r}")
+
+
+@dataclass(frozen=True)
+class Trial:
+    float_blocks: tuple[str, ...]  # kept in float besides the network's always-float modules
+    agreement: float
+    exposure_mad: float
+
+    def passes(self, guard: Int8Guard) -> bool:
+        return self.agreement >= guard.min_agreement and self.exposure_mad <= guard.max_exposure_mad
+
+    def describe(self) -> str:
+        kept = ", ".join(self.float_blocks) or "none"
+        return f"labels {self.agreement:.2%}, exposure error {self.exposure_mad:.4f} (blocks in float: {kept})"
+
+
+@dataclass(frozen=True)
+class Selection:
+    chosen: Trial  # the blocks the int8 model keeps in float, and what it keeps of the float model
+    trials: tuple[Trial, ...]  # every trial, in the order run
+    passed: bool
+
+
+def select_float_blocks(blocks: Sequence[str], trial: Callable[[tuple[str, ...]], Trial], guard: Int8Guard,
+                        ) -> Selection:
+    """The fewest of ``blocks``, most sensitive first, to keep in float so that ``trial`` passes ``guard``."""
+    trials: list[Trial] = []
+
+    def run(float_blocks: tuple[str, ...]) -> Trial:
+        trials.append(trial(float_blocks))
+        log.info("int8 trial %d: %s", len(trials), trials[-1].describe())
+        return trials[-1]
+
+    whole = run(())
+    if whole.passes(guard):
+        return Selection(chosen=whole, trials=tuple(trials), passed=True)
+    if 1 + len(blocks) >= guard.max_trials:
+        log.warning("int8 keeps %s; measuring each of the %d blocks' sensitivity takes more than the %d trials "
+                    "allowed, so every block stays int8", whole.describe(), len(blocks), guard.max_trials)
+        return Selection(chosen=whole, trials=tuple(trials), passed=False)
+    alone = {block: run((block,)) for block in blocks}
+    # A block's gain: what keeping it alone in float recovers of what is missing, labels and exposure together.
+    missing_labels = max(guard.min_agreement - whole.agreement, 0.0)
+    missing_exposure = max(whole.exposure_mad - guard.max_exposure_mad, 0.0)
+
+    def gain(block: str) -> float:
+        labels = (alone[block].agreement - whole.agreement) / missing_labels if missing_labels else 0.0
+        exposure = (whole.exposure_mad - alone[block].exposure_mad) / missing_exposure if missing_exposure else 0.0
+        return labels + exposure
+
+    order = sorted(blocks, key=gain, reverse=True)
+    best, kept = whole, []
+    # The gains roughly add up: a trial is run only once their sum promises to pass.
+    for block in order[: max(1, int(len(blocks) * guard.max_float_share))]:
+        kept.append(block)
+        labels = whole.agreement + sum(alone[b].agreement - whole.agreement for b in kept)
+        exposure = whole.exposure_mad - sum(whole.exposure_mad - alone[b].exposure_mad for b in kept)
+        promised = Trial(tuple(kept), labels, exposure).passes(guard)
+        if not promised or len(trials) >= guard.max_trials:
+            continue
+        best = run(tuple(kept))
+        if best.passes(guard):
+            return Selection(chosen=best, trials=tuple(trials), passed=True)
+    if best.float_blocks != tuple(kept) and len(trials) < guard.max_trials:
+        best = run(tuple(kept))
+    passed = best.passes(guard)
+    if not passed:
+        log.warning("int8 keeps only %s, short of %.2f%% of the labels and exposure error %.3f after %d trials",
+                    best.describe(), 100 * guard.min_agreement, guard.max_exposure_mad, len(trials))
+    return Selection(chosen=best, trials=tuple(trials), passed=passed)
