@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -107,3 +109,25 @@ def count_frame(counter, index: int, image: np.ndarray, *, confidence: float = 0
     counter.add(topic=topic, stamp_ns=1_000 + index, log_time_ns=10**9 * index, image=image,
                 labels=np.full((height, width), label, dtype=np.uint8),
                 confidence=np.full((height, width), confidence, dtype=np.float32))
+
+
+def calibration_peak_mib(quantize: str, count: int, *, size: tuple[int, int] = (256, 128)) -> float:
+    """Peak resident memory growth (MiB) of quantizing on ``count`` generated frames of ``size``, in a fresh process:
+    ``quantize`` is Python source that quantizes ``frames`` (after the imports it needs). VmHWM after it, less
+    VmHWM after the same call on the first frame alone (imports, set-up and the first export already paid)."""
+    program = f"""
+import torch
+from egnet_core.data.synthetic import render_night_frames
+torch.set_num_threads(1)
+def peak():
+    return next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM')) / 1024
+all_frames = render_night_frames(1, {count}, width={size[0]}, height={size[1]})
+frames = all_frames[:1]
+{quantize}
+before = peak()
+frames = all_frames
+{quantize}
+print(peak() - before)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=600, check=True)
+    return float(done.stdout.split()[-1])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import INT8_SIZE
-from helpers import night_frames, snapshot
+from helpers import calibration_peak_mib, night_frames, snapshot
 
 from egnet_core.cli import main
 from egnet_core.data.imageio import write_rgb
@@ -62,8 +62,10 @@ def test_the_convolutions_are_int8_except_the_stem_the_heads_and_the_chosen_bloc
 def test_calibration_memory_does_not_grow_with_the_number_of_frames(trained_int8, tmp_path):
     """The observers keep running statistics, not activations: 16 frames peak no higher than 2 (ONNX Runtime's
     MinMax calibration keeps every frame's activations, 15 GB for ResNet-101 at 1024×512)."""
-    peaks = {count: _calibration_peak_mib(trained_int8["checkpoint"], count, tmp_path / f"{count}.pt2")
-             for count in (2, 16)}
+    quantize = ("from egnet_core.deploy.int8_pt2e import quantize_pt2e\n"
+                f"quantize_pt2e({str(trained_int8['checkpoint'])!r}, {str(tmp_path / 'int8.pt2')!r}, frames, "
+                "size=(256, 128))")
+    peaks = {count: calibration_peak_mib(quantize, count) for count in (2, 16)}
     # 14 more frames of 256×128 activations kept would add well over 100 MiB for this network.
     assert peaks[16] - peaks[2] < 40, peaks
 
@@ -125,24 +127,3 @@ def test_missing_corrupt_foreign_and_misused_files_are_errors_that_say_what_to_d
         quantize_pt2e(trained_int8["checkpoint"], tmp_path / "int8.onnx", night_frames(1), size=INT8_SIZE)
     assert isinstance(zipfile.ZipFile(trained_int8["int8"]), zipfile.ZipFile)  # the file itself was not touched
     assert Int8Network(trained_int8["int8"], device=CPU).fixed_size == INT8_SIZE
-
-
-def _calibration_peak_mib(checkpoint, count: int, path) -> float:
-    """Peak resident memory growth (MiB) of quantizing ``checkpoint`` on ``count`` 256×128 frames, in a fresh
-    process: VmHWM after calibration less VmHWM before it (torch and the frames already loaded)."""
-    program = f"""
-import sys
-from egnet_core.data.synthetic import render_night_frames
-from egnet_core.deploy.int8_pt2e import quantize_pt2e
-import torch
-torch.set_num_threads(1)
-def peak():
-    return next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM')) / 1024
-frames = render_night_frames(1, {count}, width=256, height=128)
-quantize_pt2e({str(checkpoint)!r}, {str(path)!r}, frames[:1], size=(256, 128))  # the first export and set-up
-before = peak()
-quantize_pt2e({str(checkpoint)!r}, {str(path)!r}, frames, size=(256, 128))
-print(peak() - before)
-"""
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=600, check=True)
-    return float(done.stdout.split()[-1])

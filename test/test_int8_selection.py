@@ -50,6 +50,15 @@ def test_an_exposure_error_over_the_ceiling_keeps_the_exposure_blocks_that_cause
     assert selection.chosen.exposure_mad == pytest.approx(0.003)
 
 
+def test_a_small_exposure_excess_costs_one_exposure_block_not_every_block_that_helps_exposure():
+    # Labels 0.2 point short, exposure 0.0005 over: one label block and one exposure block cover both.
+    trial, calls = additive({"s2.0": 0.004, "s3.0": 0.003},
+                            {"exposure.0": 0.0075, "s1.0": 0.001, "s2.1": 0.0004, "s3.1": 0.0004})
+    selection = select_float_blocks(BLOCKS, trial, GUARD)
+    assert selection.passed and sorted(selection.chosen.float_blocks) == ["exposure.0", "s2.0"]
+    assert len(calls) == 1 + len(BLOCKS) + 1
+
+
 def test_a_network_too_big_for_the_trial_budget_stays_int8_and_says_so(caplog):
     trial, calls = additive({"s2.0": 0.01})
     with caplog.at_level(logging.WARNING, logger="egnet_core.deploy.int8_selection"):

@@ -7,8 +7,9 @@ Static and per channel: each convolution's weights become int8 per output channe
 per tensor, their ranges observed on calibration frames one frame at a time (the observers keep only running
 statistics, so calibration memory does not grow with the number of frames). Kept in float, measured on trained
 checkpoints (benchmarks/RESULTS.md): the two 1×1 heads, which decide the labels, and the stem convolution, whose
-input is the normalised image (well under 1% of the FLOPs together). The file carries the model config and
-``egnet_precision: int8``, as an ``egnet export --int8`` ONNX file does.
+input is the normalised image (well under 1% of the FLOPs together); with a guard, also the blocks
+``int8_selection.py`` finds most sensitive. The file carries the model config and ``egnet_precision: int8``, as an
+``egnet export --int8`` ONNX file does.
 """
 
 from __future__ import annotations

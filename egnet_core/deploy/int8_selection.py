@@ -76,24 +76,18 @@ def select_float_blocks(blocks: Sequence[str], trial: Callable[[tuple[str, ...]]
                     "allowed, so every block stays int8", whole.describe(), len(blocks), guard.max_trials)
         return Selection(chosen=whole, trials=tuple(trials), passed=False)
     alone = {block: run((block,)) for block in blocks}
-    # A block's gain: what keeping it alone in float recovers of what is missing, labels and exposure together.
-    missing_labels = max(guard.min_agreement - whole.agreement, 0.0)
-    missing_exposure = max(whole.exposure_mad - guard.max_exposure_mad, 0.0)
-
-    def gain(block: str) -> float:
-        labels = (alone[block].agreement - whole.agreement) / missing_labels if missing_labels else 0.0
-        exposure = (whole.exposure_mad - alone[block].exposure_mad) / missing_exposure if missing_exposure else 0.0
-        return labels + exposure
-
-    order = sorted(blocks, key=gain, reverse=True)
     best, kept = whole, []
-    # The gains roughly add up: a trial is run only once their sum promises to pass.
-    for block in order[: max(1, int(len(blocks) * guard.max_float_share))]:
+    labels, exposure = whole.agreement, whole.exposure_mad  # what the kept blocks promise
+    # Greedy: each step keeps the block that covers most of what is still missing, labels and exposure each as a
+    # share of its own shortfall; the gains roughly add up, so a trial is run only once they promise to pass.
+    for _ in range(max(1, int(len(blocks) * guard.max_float_share))):
+        candidates = [block for block in blocks if block not in kept]
+        block = max(candidates, key=lambda b: (_cover(alone[b], whole, labels, exposure, guard),
+                                               alone[b].agreement, -alone[b].exposure_mad))
         kept.append(block)
-        labels = whole.agreement + sum(alone[b].agreement - whole.agreement for b in kept)
-        exposure = whole.exposure_mad - sum(whole.exposure_mad - alone[b].exposure_mad for b in kept)
-        promised = Trial(tuple(kept), labels, exposure).passes(guard)
-        if not promised or len(trials) >= guard.max_trials:
+        labels += alone[block].agreement - whole.agreement
+        exposure -= whole.exposure_mad - alone[block].exposure_mad
+        if not Trial(tuple(kept), labels, exposure).passes(guard) or len(trials) >= guard.max_trials:
             continue
         best = run(tuple(kept))
         if best.passes(guard):
@@ -105,3 +99,14 @@ def select_float_blocks(blocks: Sequence[str], trial: Callable[[tuple[str, ...]]
         log.warning("int8 keeps only %s, short of %.2f%% of the labels and exposure error %.3f after %d trials",
                     best.describe(), 100 * guard.min_agreement, guard.max_exposure_mad, len(trials))
     return Selection(chosen=best, trials=tuple(trials), passed=passed)
+
+
+def _cover(alone: Trial, whole: Trial, labels: float, exposure: float, guard: Int8Guard) -> float:
+    """How much of the shortfall left at the promised ``labels`` and ``exposure`` keeping one block in float covers
+    (its gains measured alone against ``whole``): up to 1 for labels plus up to 1 for exposure."""
+    cover = 0.0
+    if (short := guard.min_agreement - labels) > 0:
+        cover += min(max(alone.agreement - whole.agreement, 0.0), short) / short
+    if (excess := exposure - guard.max_exposure_mad) > 0:
+        cover += min(max(whole.exposure_mad - alone.exposure_mad, 0.0), excess) / excess
+    return cover
