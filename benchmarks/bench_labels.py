@@ -51,7 +51,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "labels_bench.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"Labels of 1×{args.classes}×{height}×{width} float32 logits, {result['threads']} threads, "
-             f"torch {result['torch']}", "", "| round | argmax ms | max().indices ms | speed-up |", "|---:|---:|---:|---:|"]
+             f"torch {result['torch']}", "", "| round | argmax ms | max().indices ms | speed-up |",
+             "|---:|---:|---:|---:|"]
     lines += [f"| {i + 1} | {r['argmax_ms']:.1f} | {r['max_indices_ms']:.1f} | {r['speedup']:.2f} |"
               for i, r in enumerate(rounds)]
     lines += ["", f"Median speed-up: {result['median_speedup']:.2f}"]
