@@ -20,6 +20,7 @@ from egnet_core.data.labels import colorize
 from egnet_core.data.synthetic import WRITERS
 from egnet_core.deploy.export import MIN_OPSET, OPSET
 from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.int8_selection import Int8Guard
 from egnet_core.deploy.options import AUTO_PRECISION, PRECISIONS, InferenceOptions, resolve_threads
 from egnet_core.deploy.quantize import CALIBRATION_FRAMES
 from egnet_core.extras import INSTALL, MissingExtra
@@ -258,7 +259,6 @@ def _export(args: argparse.Namespace) -> int:
     from egnet_core.data.synthetic import render_night_scene
     from egnet_core.deploy.export import export_onnx, onnx_opset
     from egnet_core.deploy.int8_pt2e import quantize_pt2e
-    from egnet_core.deploy.int8_selection import Int8Guard
     from egnet_core.deploy.precision_choice import LABEL_AGREEMENT_FLOOR
     from egnet_core.deploy.quantize import calibration_images, quantize_onnx
 
@@ -454,10 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calibration-frames", type=int,
                         help=f"how many of those images, evenly spaced (default: {CALIBRATION_FRAMES})")
     export.add_argument("--int8-floor", type=float,
-                        help="for a .pt2: keep the blocks most sensitive to int8 in float until this share of the "
-                             "labels (and the exposure within 0.009) matches the float model on the first "
-                             "calibration images; 0: every block int8 (default: 0.996, a tenth of a point over "
-                             "the 99.5%% guard)")
+                        help=f"for a .pt2: keep the blocks most sensitive to int8 in float until this share of "
+                             f"the labels (and the exposure within {Int8Guard().max_exposure_mad:g}) matches the float "
+                             f"model on the first calibration images; 0: every block int8 (default: "
+                             f"{Int8Guard().min_agreement:g}, a tenth of a point over the guard)")
     export.set_defaults(run=_export)
 
     bench = commands.add_parser("bench", help="every inference path side by side at 1024x512: JSON and Markdown")

@@ -43,6 +43,13 @@ def test_the_blocks_that_cost_most_labels_are_kept_in_float_and_no_more():
     assert calls == [(), *[(block,) for block in BLOCKS], ("s2.0", "s3.0")] and len(selection.trials) == len(calls)
 
 
+def test_a_block_whose_trial_alone_passes_is_chosen_without_measuring_it_again():
+    trial, calls = additive({"s2.0": 0.006, "s3.0": 0.001})  # 99.3%; s2.0 alone in float: 99.9%
+    selection = select_float_blocks(BLOCKS, trial, GUARD)
+    assert selection.passed and selection.chosen.float_blocks == ("s2.0",)
+    assert calls == [(), *[(block,) for block in BLOCKS]] and len(selection.trials) == len(calls)
+
+
 def test_an_exposure_error_over_the_ceiling_keeps_the_exposure_blocks_that_cause_it():
     trial, _ = additive({"s2.0": 0.001}, {"exposure.0": 0.012, "s1.0": 0.001})
     selection = select_float_blocks(BLOCKS, trial, GUARD)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -78,12 +79,12 @@ def quantize_pt2e(
 
     # Frames are resized one at a time as they are used: calibration memory does not grow with their number.
     inputs = _Inputs(frames, size, calibration_input)
-    example = inputs.first()
+    example = next(iter(inputs))
     with torch.no_grad():
         # Strict export names each call of a module apart: torchvision's blocks call one nn.ReLU two or three
         # times, and the quantizer refuses a ReLU grouped with several outputs.
         exported = torch.export.export(_Outputs(model), (example,), strict=True).module()
-        checks = [(x, model(x)) for x in inputs.first(CHECK_FRAMES)] if guard else []
+        checks = [(x, model(x)) for x in itertools.islice(inputs, CHECK_FRAMES)] if guard else []
     latest: dict[tuple[str, ...], torch.fx.GraphModule] = {}  # the last trial's model only
 
     def trial(float_blocks: tuple[str, ...]) -> Trial:
@@ -227,19 +228,13 @@ class Int8Network:
 
 
 class _Inputs:
-    """Calibration frames as network inputs, resized one at a time when iterated."""
+    """Calibration frames as network inputs, resized one at a time each time they are iterated."""
 
     def __init__(self, frames: Sequence[np.ndarray], size: tuple[int, int], to_input) -> None:
         self.frames, self.size, self.to_input = frames, size, to_input
 
     def __iter__(self):
         return (self.to_input(frame, self.size) for frame in self.frames)
-
-    def first(self, count: int | None = None):
-        """The first frame's input, or a list of the first ``count`` frames' inputs."""
-        if count is None:
-            return self.to_input(self.frames[0], self.size)
-        return [self.to_input(frame, self.size) for frame in self.frames[:count]]
 
 
 class _Outputs(nn.Module):

@@ -62,11 +62,14 @@ def select_float_blocks(blocks: Sequence[str], trial: Callable[[tuple[str, ...]]
                         ) -> Selection:
     """The fewest of ``blocks``, most sensitive first, to keep in float so that ``trial`` passes ``guard``."""
     trials: list[Trial] = []
+    done: dict[tuple[str, ...], Trial] = {}  # a set kept in float is measured once (a block alone, then promised)
 
     def run(float_blocks: tuple[str, ...]) -> Trial:
-        trials.append(trial(float_blocks))
-        log.info("int8 trial %d: %s", len(trials), trials[-1].describe())
-        return trials[-1]
+        if float_blocks not in done:
+            done[float_blocks] = trial(float_blocks)
+            trials.append(done[float_blocks])
+            log.info("int8 trial %d: %s", len(trials), trials[-1].describe())
+        return done[float_blocks]
 
     whole = run(())
     if whole.passes(guard):
