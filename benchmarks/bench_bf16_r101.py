@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from egnet_core.data.synthetic import render_night_frames
-from egnet_core.deploy.benchmark import _timed, model_gflop
+from egnet_core.deploy.benchmark import model_gflop, timed
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.model.egnet import EGNet
 
@@ -33,9 +33,9 @@ for name, options in paths.items():
 times = {name: [] for name in paths}
 peaks = []
 for r in range(3):
-    peaks.append(2 * N**3 / min(_timed(lambda: a @ b, 3, warm_up=True)) / 1e9)
+    peaks.append(2 * N**3 / min(timed(lambda: a @ b, 3, warm_up=True)) / 1e9)
     for name, seg in segs.items():
-        times[name].append(_timed(lambda: seg.predict(frame), 1)[0])
+        times[name].append(timed(lambda: seg.predict(frame), 1)[0])
 out = {"threads": torch.get_num_threads(), "model_gflop": gflop, "bf16_peak_gflops": peaks, "paths": {}}
 for name in paths:
     shares = [gflop / t / pk for t, pk in zip(times[name], peaks)]

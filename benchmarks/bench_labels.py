@@ -19,14 +19,7 @@ from pathlib import Path
 import torch
 
 from egnet_core.cli import parse_size
-
-
-def _seconds(function, repeats: int = 3) -> float:
-    function()  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        function()
-    return (time.perf_counter() - start) / repeats
+from egnet_core.deploy.benchmark import timed
 
 
 def main() -> None:
@@ -42,8 +35,8 @@ def main() -> None:
         raise SystemExit("max's indices differ from argmax's on these logits")
     rounds = []
     for _ in range(args.rounds):
-        argmax = _seconds(lambda: logits.argmax(1))
-        indices = _seconds(lambda: logits.max(1).indices)
+        argmax = statistics.mean(timed(lambda: logits.argmax(1), 3, warm_up=True))
+        indices = statistics.mean(timed(lambda: logits.max(1).indices, 3, warm_up=True))
         rounds.append({"argmax_ms": argmax * 1e3, "max_indices_ms": indices * 1e3, "speedup": argmax / indices})
     result = {"date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "logits": [1, args.classes, height, width], "rounds": rounds,

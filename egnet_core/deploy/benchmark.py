@@ -182,7 +182,7 @@ def gemm_peaks(device: torch.device) -> dict[str, GemmPeak]:
     for name, dtype in dtypes.items():
         a = torch.rand(GEMM_SIDE, GEMM_SIDE, device=device).to(dtype)
         b = torch.rand(GEMM_SIDE, GEMM_SIDE, device=device).to(dtype)
-        seconds = _timed(lambda: _synchronized(a @ b, device), 4)
+        seconds = timed(lambda: _synchronized(a @ b, device), 4)
         kernel, gflops = f"torch.matmul {name}", 2 * GEMM_SIDE**3 / min(seconds) / 1e9
         peaks[name] = GemmPeak(gflops=gflops, kernel=kernel, measured={kernel: gflops})
     if device.type == "cpu":
@@ -212,7 +212,7 @@ def _int_mm_seconds(repeats: int) -> list[float]:
     """torch's int8 × int8 → int32 matmul."""
     a = torch.randint(-128, 128, (GEMM_SIDE, GEMM_SIDE), dtype=torch.int8)
     b = torch.randint(-128, 128, (GEMM_SIDE, GEMM_SIDE), dtype=torch.int8)
-    return _timed(lambda: torch._int_mm(a, b), repeats, warm_up=True)
+    return timed(lambda: torch._int_mm(a, b), repeats, warm_up=True)
 
 
 def _onednn_qlinear_seconds(repeats: int) -> list[float]:
@@ -222,7 +222,7 @@ def _onednn_qlinear_seconds(repeats: int) -> list[float]:
     weights = torch.randint(-128, 128, (GEMM_SIDE, GEMM_SIDE), dtype=torch.int8)
     packed = torch.ops.onednn.qlinear_prepack(weights, [GEMM_SIDE, GEMM_SIDE])
     scales, zero_points = torch.ones(GEMM_SIDE), torch.zeros(GEMM_SIDE, dtype=torch.int32)
-    return _timed(lambda: torch.ops.onednn.qlinear_pointwise(
+    return timed(lambda: torch.ops.onednn.qlinear_pointwise(
         a, 1.0, 0, packed, scales, zero_points, None, 1.0, 0, None, "none", [], ""), repeats, warm_up=True)
 
 
@@ -243,7 +243,7 @@ def _int8_gemm_seconds(repeats: int) -> list[float]:
         onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)]).SerializeToString(),
         options, providers=["CPUExecutionProvider"])
     a = rng.integers(0, 256, shape, dtype=np.uint8)
-    return _timed(lambda: session.run(None, {"a": a}), repeats, warm_up=True)
+    return timed(lambda: session.run(None, {"a": a}), repeats, warm_up=True)
 
 
 def model_gflop(model: torch.nn.Module) -> float:
@@ -286,14 +286,14 @@ def _bench_config(
             continue
         _reset_peak_memory(device)
         outputs: list[Segmentation] = []
-        first_run = _timed(lambda: segmenter.predict(frames[0]), 1)[0]  # compiles, for the compiled paths
+        first_run = timed(lambda: segmenter.predict(frames[0]), 1)[0]  # compiles, for the compiled paths
         if first_run > LONG_FIRST_RUN_S:
             log.warning("%s / %s: the first run took %.0f s (compilation)", name, path, first_run)
-        seconds = _timed(lambda: outputs.append(segmenter.predict(frames[0])), repeats)
+        seconds = timed(lambda: outputs.append(segmenter.predict(frames[0])), repeats)
         median = statistics.median(seconds)
         best_fps, best_batch = 1 / median, 1
         for batch in (b for b in batches if b > 1):
-            fps = batch / min(_timed(lambda: segmenter.predict_batch(frames[:batch]), 1, warm_up=True))
+            fps = batch / min(timed(lambda: segmenter.predict_batch(frames[:batch]), 1, warm_up=True))
             best_fps, best_batch = max((best_fps, best_batch), (fps, batch))
         reference = reference or outputs[-1]
         agreement = float((reference.labels == outputs[-1].labels).mean())
@@ -339,11 +339,12 @@ def _reference_medians(frame: np.ndarray, device: torch.device, repeats: int) ->
         model = build(weights=None, weights_backbone=None, num_classes=19, aux_loss=False).to(device).eval()
         with torch.inference_mode():
             medians[name] = statistics.median(
-                _timed(lambda: _synchronized(model(images)["out"], device), repeats, warm_up=True)) * 1e3
+                timed(lambda: _synchronized(model(images)["out"], device), repeats, warm_up=True)) * 1e3
     return medians
 
 
-def _timed(function, repeats: int, warm_up: bool = False) -> list[float]:
+def timed(function, repeats: int, warm_up: bool = False) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``function``, after one untimed call when ``warm_up``."""
     if warm_up:
         function()
     seconds = []
