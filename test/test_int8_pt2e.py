@@ -64,8 +64,9 @@ def test_calibration_memory_does_not_grow_with_the_number_of_frames(trained_int8
                 f"quantize_pt2e({str(trained_int8['checkpoint'])!r}, {str(tmp_path / 'int8.pt2')!r}, frames, "
                 "size=(256, 128), guard=None)")  # calibration alone, without the selection's trials
     peaks = {count: calibration_peak_mib(quantize, count) for count in (2, 16)}
-    # 14 more frames of 256×128 activations kept would add well over 100 MiB for this network.
-    assert peaks[16] - peaks[2] < 40, peaks
+    # Measured over the calibration pass alone, the two peaks agree within a MiB; keeping even each frame's outputs
+    # (2.6 MiB at 256×128) would add 35 MiB over 14 more frames, and every activation far more.
+    assert peaks[16] - peaks[2] < 8, peaks
 
 
 def test_the_export_command_writes_a_pt2_that_the_segmenter_loads(trained_int8, tmp_path, capsys):
