@@ -272,7 +272,7 @@ def _export(args: argparse.Namespace) -> int:
         floor = args.int8_floor
         guard = Int8Guard() if floor is None else Int8Guard(min_agreement=floor) if floor > 0 else None
         quantized = quantize_pt2e(args.checkpoint, args.out, calibration, size=args.size, guard=guard)
-        path, selection = quantized.path, quantized.selection
+        path, selection, kept_in = quantized.path, quantized.selection, quantized.float_precision
     else:
         with tempfile.TemporaryDirectory() as scratch:
             target = Path(scratch) / "fp32.onnx" if args.int8 else args.out
@@ -292,7 +292,7 @@ def _export(args: argparse.Namespace) -> int:
         form += f", int8 calibrated on {len(calibration)} images from {args.calibration}"
     if pt2 and selection is not None:
         kept = ", ".join(selection.chosen.float_blocks) or "none"
-        form += f", blocks kept in float after {len(selection.trials)} trials: {kept}"
+        form += f", blocks kept in {kept_in} after {len(selection.trials)} trials: {kept}"
     agreement = (exported.labels == reference.labels).mean()
     print(f"wrote {path} ({form}); {runtime} against PyTorch on a night frame: {agreement:.4%} of "
           f"labels equal, exposure max difference {np.abs(exported.exposure - reference.exposure).max():.2e}")

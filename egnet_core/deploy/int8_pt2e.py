@@ -5,16 +5,16 @@ additions fused.
 
 Static and per channel: each convolution's weights become int8 per output channel, its input activations uint8
 per tensor, their ranges observed on calibration frames one frame at a time (the observers keep only running
-statistics, so calibration memory does not grow with the number of frames). Kept in float, measured on trained
-checkpoints (benchmarks/RESULTS.md): the two 1×1 heads, which decide the labels, and the stem convolution, whose
-input is the normalised image (well under 1% of the FLOPs together); with a guard, also the blocks
-``int8_selection.py`` finds most sensitive. The file carries the model config and ``egnet_precision: int8``, as an
-``egnet export --int8`` ONNX file does.
+statistics, so calibration memory does not grow with the number of frames); ``int8_recipe.py`` holds what is
+quantized and what was measured against it. Kept out of int8, measured on trained checkpoints
+(benchmarks/RESULTS.md): the two 1×1 heads, which decide the labels, and the stem convolution, whose input is the
+normalised image (well under 1% of the FLOPs together), in fp32; with a guard, also the blocks
+``int8_selection.py`` finds most sensitive, in the faster of fp32 and bf16. The file carries the model config and
+``egnet_precision: int8``, as an ``egnet export --int8`` ONNX file does.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import itertools
 import json
@@ -36,6 +36,14 @@ from egnet_core.deploy.compiled import compile_frozen
 from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY
 from egnet_core.deploy.fusion import fuse_conv_bn
+from egnet_core.deploy.int8_recipe import (
+    calibrated,
+    export_network,
+    exported,
+    float_block_precision,
+    int8_quantizer,
+    with_blocks_in,
+)
 from egnet_core.deploy.int8_selection import Int8Guard, Selection, Trial, select_float_blocks
 from egnet_core.deploy.onnx_runtime import cpu_has_vnni
 from egnet_core.extras import require
@@ -54,19 +62,21 @@ _QUANTIZER = "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer"  # imp
 class Int8Model:
     path: Path  # the .pt2 file
     float_modules: tuple[str, ...]  # left in float: FLOAT_MODULES and the blocks the selection kept
+    float_precision: str  # fp32 or bf16: that of the blocks the selection kept (FLOAT_MODULES stay fp32)
     selection: Selection | None  # the trials that chose them; None when quantized without a guard
 
 
 def quantize_pt2e(
     checkpoint: str | os.PathLike, path: str | os.PathLike, frames: Sequence[np.ndarray], *, size: tuple[int, int],
-    guard: Int8Guard | None = Int8Guard(),
+    guard: Int8Guard | None = Int8Guard(), float_precision: str = "auto",
 ) -> Int8Model:
     """Write the checkpoint's model quantized to int8 at ``path`` (a ``.pt2`` file), its activation ranges
     calibrated on ``frames`` (H×W×3 uint8 RGB) resized to ``size`` (width, height), the one size it runs at.
 
-    With a ``guard``, the blocks most sensitive to int8 stay in float until the int8 model keeps the guard's share
+    With a ``guard``, the blocks most sensitive to int8 stay out of it until the int8 model keeps the guard's share
     of the float model's labels and its exposure on the calibration frames (``int8_selection.py``); without one,
-    every block is int8."""
+    every block is int8. Those blocks run in ``float_precision``: fp32, bf16, or auto, the faster of the two on
+    this CPU (``int8_recipe.float_block_precision``); the guard judges them in it."""
     quantizer_module = require_torchao()
     path = Path(path)
     if path.suffix != PT2_SUFFIX:
@@ -80,26 +90,30 @@ def quantize_pt2e(
     # Frames are resized one at a time as they are used: calibration memory does not grow with their number.
     inputs = _Inputs(frames, size, calibration_input)
     example = next(iter(inputs))
+    # Without a guard no block stays out of int8, so there is nothing to time.
+    precision = float_block_precision(float_precision, model, example, measure=guard is not None)
     with torch.no_grad():
-        # Strict export names each call of a module apart: torchvision's blocks call one nn.ReLU two or three
-        # times, and the quantizer refuses a ReLU grouped with several outputs.
-        exported = torch.export.export(_Outputs(model), (example,), strict=True).module()
         checks = [(x, model(x)) for x in itertools.islice(inputs, CHECK_FRAMES)] if guard else []
+    exports: dict[tuple[str, ...], torch.fx.GraphModule] = {}  # keyed by the blocks in bf16; the last one only
     latest: dict[tuple[str, ...], torch.fx.GraphModule] = {}  # the last trial's model only
 
+    def quantized(float_blocks: tuple[str, ...]) -> torch.fx.GraphModule:
+        if float_blocks not in latest:
+            latest.clear()
+            in_bf16 = float_blocks if precision != "fp32" else ()  # in fp32, one export serves every trial
+            if in_bf16 not in exports:
+                exports.clear()
+                exports[in_bf16] = export_network(with_blocks_in(model, in_bf16, precision), example)
+            quantizer = int8_quantizer(quantizer_module, FLOAT_MODULES + float_blocks)
+            latest[float_blocks] = calibrated(exports[in_bf16], quantizer, inputs)
+        return latest[float_blocks]
+
     def trial(float_blocks: tuple[str, ...]) -> Trial:
-        latest.clear()
-        latest[float_blocks] = _quantized(exported, quantizer_module, FLOAT_MODULES + float_blocks, inputs)
-        return _compare(latest[float_blocks], checks, float_blocks)
+        return _compare(quantized(float_blocks), checks, float_blocks)
 
     selection = None if guard is None else select_float_blocks(sensitive_blocks(model), trial, guard)
     float_blocks = selection.chosen.float_blocks if selection else ()
-    if float_blocks in latest:
-        quantized = latest[float_blocks]
-    else:
-        quantized = _quantized(exported, quantizer_module, FLOAT_MODULES + float_blocks, inputs)
-    with torch.no_grad():
-        program = torch.export.export(quantized, (example,), strict=True)
+    program = exported(quantized(float_blocks), example)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and moved over it once complete: a failure leaves an earlier file as it was.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as scratch:
@@ -107,9 +121,11 @@ def quantize_pt2e(
         torch.export.save(program, partial, extra_files={CONFIG_KEY: json.dumps(config.to_dict()),
                                                         PRECISION_KEY: "int8"})
         os.replace(partial, path)
+    described = f"; {selection.chosen.describe()}, in {precision}" if selection else ""
     log.info("quantized %s to int8 (PT2E, x86 Inductor) at %s, calibrated on %d frames at %dx%d%s", checkpoint,
-             path, len(frames), *size, f"; {selection.chosen.describe()}" if selection else "")
-    return Int8Model(path=path, float_modules=FLOAT_MODULES + float_blocks, selection=selection)
+             path, len(frames), *size, described)
+    return Int8Model(path=path, float_modules=FLOAT_MODULES + float_blocks, float_precision=precision,
+                     selection=selection)
 
 
 def sensitive_blocks(model: nn.Module) -> tuple[str, ...]:
@@ -128,22 +144,6 @@ def sensitive_blocks(model: nn.Module) -> tuple[str, ...]:
     return tuple(blocks)
 
 
-def _quantized(exported: torch.fx.GraphModule, quantizer_module, float_modules: tuple[str, ...],
-               inputs: _Inputs) -> torch.fx.GraphModule:
-    """``exported`` (left as it is) with every convolution but those under ``float_modules`` int8, calibrated on
-    ``inputs`` one at a time."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    quantizer = quantizer_module.X86InductorQuantizer().set_global(_min_max_config(quantizer_module))
-    for name in float_modules:
-        quantizer.set_module_name_qconfig(f"model.{name}", None)
-    with torch.no_grad():
-        prepared = prepare_pt2e(copy.deepcopy(exported), quantizer)
-        for x in inputs:
-            prepared(x)
-        return convert_pt2e(prepared)
-
-
 def _compare(quantized: torch.fx.GraphModule, checks: list[tuple[torch.Tensor, EGNetOutput]],
              float_blocks: tuple[str, ...]) -> Trial:
     agreement, mad = [], []
@@ -153,20 +153,6 @@ def _compare(quantized: torch.fx.GraphModule, checks: list[tuple[torch.Tensor, E
             agreement.append((logits.argmax(1) == reference.logits.argmax(1)).float().mean().item())
             mad.append((exposure - reference.exposure).abs().mean().item())
     return Trial(float_blocks=float_blocks, agreement=float(np.mean(agreement)), exposure_mad=float(np.mean(mad)))
-
-
-def _min_max_config(quantizer_module):
-    """The x86 quantizer's default (int8 weights per channel, uint8 activations per tensor) with activation ranges
-    from their minimum and maximum: on trained EGNets it kept more labels and exposure than the default's
-    histogram (L2-optimal clipping), and calibrates several times faster."""
-    from torchao.quantization.pt2e import MinMaxObserver
-    from torchao.quantization.pt2e.quantizer import QuantizationConfig, QuantizationSpec
-
-    default = quantizer_module.get_default_x86_inductor_quantization_config()
-    activation = QuantizationSpec(
-        dtype=torch.uint8, quant_min=0, quant_max=255, qscheme=torch.per_tensor_affine, is_dynamic=False,
-        observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
-    return QuantizationConfig(activation, None, default.weight, default.bias, is_qat=False)
 
 
 class Int8Network:
@@ -235,18 +221,6 @@ class _Inputs:
 
     def __iter__(self):
         return (self.to_input(frame, self.size) for frame in self.frames)
-
-
-class _Outputs(nn.Module):
-    """The network with a plain (logits, exposure) tuple out: a saved program cannot name EGNet's NamedTuple."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        output = self.model(images)
-        return output.logits, output.exposure
 
 
 def _model_config(path: Path, extra: dict[str, str]) -> ModelConfig:

@@ -1,0 +1,182 @@
+"""What each int8 and bf16 treatment keeps of a trained EGNet's labels and exposure map (issue 15's guard), side by
+side on generated night frames that calibration did not see.
+
+    python benchmarks/bench_int8_agreement.py --checkpoint CKPT --out bench-out [--size 512x256]
+        [--calibration 4] [--frames 2]
+
+CKPT is a trained EGNet, e.g. the bench's cached guard weights (``egnet bench`` says where they are). Each
+variant is compared with the checkpoint's own fp32 model: the share of pixels with equal labels and the mean
+absolute difference of the exposure map. Int8 variants are quantized with ``int8_recipe``'s quantizer and judged
+on PT2E's reference graph (uint8/int8 rounding in float arithmetic, as oneDNN's kernels round); the stem and the
+two heads stay fp32 in all of them, as in the shipped .pt2. Writes OUT/int8_agreement.json and .md.
+
+Variants:
+- int8, as shipped: the x86 quantizer as torchao has it (each block's residual sum takes its stream in uint8),
+  with every block int8 (what ``egnet export --int8 --out model.pt2`` starts its selection from);
+- int8, residual sums in float (``int8_recipe``'s ``float_sums``);
+- int8, and the stream-reading convolutions in float: also every convolution whose input is a residual stream
+  (each block's first and its downsample) left fp32, so the stream is never rounded to uint8;
+- int8 weights only: convolution weights rounded to int8 per output channel, activations fp32 (what weight
+  rounding alone costs);
+- the same after cross-layer equalisation (Nagel et al. 2019) inside each block;
+- the same with the exposure stream's weights fp32;
+- bf16: the whole network in bf16, as the Segmenter's bf16 path; and with the two heads in fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from egnet_core.cli import parse_size
+from egnet_core.data.synthetic import render_night_frames
+from egnet_core.deploy.fusion import fuse_conv_bn
+from egnet_core.deploy.inference import calibration_input
+from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, require_torchao
+from egnet_core.deploy.int8_recipe import calibrated, export_network, int8_quantizer
+from egnet_core.model.checkpoint import load_model
+
+CONV = torch.ops.aten.conv2d.default
+SUMS = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
+RELUS = (torch.ops.aten.relu.default, torch.ops.aten.relu_.default)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--size", type=parse_size, default=(512, 256), help="WIDTHxHEIGHT (default: 512x256)")
+    parser.add_argument("--calibration", type=int, default=4, help="calibration frames (seed 1)")
+    parser.add_argument("--frames", type=int, default=2, help="frames compared (seed 5)")
+    args = parser.parse_args()
+    width, height = args.size
+    model = fuse_conv_bn(load_model(args.checkpoint)).eval()
+    calibration = [calibration_input(f, args.size) for f in render_night_frames(1, args.calibration, width=width,
+                                                                                 height=height)]
+    frames = [calibration_input(f, args.size) for f in render_night_frames(5, args.frames, width=width,
+                                                                            height=height)]
+    with torch.no_grad():
+        reference = [model(x) for x in frames]
+
+    def judged(name: str, run) -> dict:
+        start = time.perf_counter()
+        with torch.no_grad():
+            outputs = [run(x) for x in frames]
+        labels = np.mean([(o[0].argmax(1) == r.logits.argmax(1)).float().mean().item()
+                          for o, r in zip(outputs, reference)])
+        exposure = np.mean([(o[1].float() - r.exposure).abs().mean().item() for o, r in zip(outputs, reference)])
+        row = {"variant": name, "labels_equal": float(labels), "exposure_mad": float(exposure),
+               "seconds": time.perf_counter() - start}
+        print(f"{name}: labels {labels:.4f}, exposure MAD {exposure:.4f}", flush=True)
+        return row
+
+    def float_model(network: nn.Module):
+        return lambda x: tuple(network(x))
+
+    quantizer_module = require_torchao()
+    rows = []
+    for name, float_sums, stream_convs in (("int8, every block (shipped recipe)", False, False),
+                                           ("int8, residual sums in float", True, False),
+                                           ("int8, and the stream-reading convolutions in float", True, True)):
+        quantizer = int8_quantizer(quantizer_module, FLOAT_MODULES, float_sums=float_sums)
+        if stream_convs:
+            quantizer = _stream_convolutions_in_float(quantizer)
+        rows.append(judged(name, calibrated(export_network(model, calibration[0]), quantizer, calibration)))
+    rows.append(judged("int8 weights only", float_model(_int8_weights(model))))
+    rows.append(judged("int8 weights only, after cross-layer equalisation",
+                       float_model(_int8_weights(_equalised(model)))))
+    rows.append(judged("int8 weights only, exposure stream fp32",
+                       float_model(_int8_weights(model, also_float=("exposure_stages",)))))
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    rows.append(judged("bf16", lambda x: tuple(bf16(x.to(torch.bfloat16)))))
+    bf16.segmentation_head, bf16.exposure_head = (_Fp32(copy.deepcopy(head))
+                                                  for head in (model.segmentation_head, model.exposure_head))
+    rows.append(judged("bf16, heads fp32", lambda x: tuple(bf16(x.to(torch.bfloat16)))))
+
+    result = {"date": time.strftime("%Y-%m-%d"), "checkpoint": str(args.checkpoint),
+              "backbone": model.config.backbone, "output_stride": model.config.output_stride,
+              "size": [width, height], "calibration_frames": args.calibration, "frames": args.frames,
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "variants": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "int8_agreement.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"EGNet-{model.config.backbone} OS{model.config.output_stride} ({args.checkpoint}), {width}×{height}, "
+             f"calibrated on {args.calibration} generated frames, compared on {args.frames} others", "",
+             "| variant | labels equal | exposure MAD |", "|---|---:|---:|"]
+    lines += [f"| {r['variant']} | {r['labels_equal']:.2%} | {r['exposure_mad']:.4f} |" for r in rows]
+    (args.out / "int8_agreement.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _stream_convolutions_in_float(quantizer):
+    """``quantizer`` that also leaves unquantized each convolution whose input is a residual stream (a ReLU of a
+    sum)."""
+    annotate = quantizer.annotate
+
+    def and_streams(model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        model = annotate(model)
+        for node in model.graph.nodes:
+            source = node.args[0] if node.target == CONV else None
+            if source is not None and source.target in RELUS and source.args[0].target in SUMS:
+                node.meta.pop("quantization_annotation", None)
+        return model
+
+    quantizer.annotate = and_streams
+    return quantizer
+
+
+def _int8_weights(model: nn.Module, also_float: tuple[str, ...] = ()) -> nn.Module:
+    """A copy whose convolution weights are rounded to int8 per output channel (symmetric, as the x86 quantizer's
+    weight observer does), except under FLOAT_MODULES and ``also_float``."""
+    model = copy.deepcopy(model)
+    kept = FLOAT_MODULES + also_float
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Conv2d) and not any(name == k or name.startswith(f"{k}.") for k in kept):
+                scale = module.weight.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(2**-12) / 127.5
+                module.weight.copy_((module.weight / scale).round().clamp(-128, 127) * scale)
+    return model
+
+
+def _equalised(model: nn.Module, rounds: int = 3) -> nn.Module:
+    """A copy with each pair of successive convolutions inside a block (a ReLU between them) rescaled per channel
+    so that both see the same weight range (cross-layer equalisation); the float outputs are unchanged."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for _ in range(rounds):
+            for module in model.modules():
+                if isinstance(module, Bottleneck):
+                    _equalise(module.conv1, module.conv2)
+                    _equalise(module.conv2, module.conv3)
+                elif isinstance(module, BasicBlock):
+                    _equalise(module.conv1, module.conv2)
+    return model
+
+
+def _equalise(first: nn.Conv2d, second: nn.Conv2d) -> None:
+    first_range = first.weight.abs().amax(dim=(1, 2, 3))
+    second_range = second.weight.abs().amax(dim=(0, 2, 3))
+    scale = (first_range / second_range.clamp_min(1e-12)).sqrt().clamp(1e-3, 1e3)
+    first.weight.div_(scale.view(-1, 1, 1, 1))
+    first.bias.div_(scale)
+    second.weight.mul_(scale.view(1, -1, 1, 1))
+
+
+class _Fp32(nn.Module):
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.float())
+
+
+if __name__ == "__main__":
+    main()

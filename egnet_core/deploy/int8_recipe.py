@@ -1,0 +1,166 @@
+"""What the PT2E int8 EGNet quantizes, and in which precision it keeps the rest (``int8_pt2e.py`` runs the flow).
+
+- **Convolutions**: int8 weights per output channel, uint8 inputs per tensor with ranges from their minimum and
+  maximum (x86 Inductor quantizer, torchao).
+- **Residual sums as the x86 quantizer fuses them**: each block's last convolution adds the residual stream in
+  uint8, which oneDNN fuses into the int8 convolution. On trained EGNets that stream is heavy-tailed (in
+  ResNet-101's segmentation S3 the median is under 1 and the maximum over 400, so one uint8 step is larger than
+  half the values), and ``float_sums`` leaves the sums in float instead, but it was measured not worth shipping
+  (benchmarks/RESULTS.md, 2026-12-01): ResNet-101 with every block int8 kept 74.6% of the labels instead of
+  60.7%, still far from the guard, and ran 3× slower (1868 against 627 ms at 1024×512); ResNet-18 kept 0.1 point
+  more at the same speed.
+- **Blocks kept out of int8** (the selection's, ``int8_selection.py``) run in the faster of fp32 and bf16 on this
+  CPU, timed on the network's first stage (``float_block_precision``); bf16 is tried only where the CPU computes
+  it natively (AVX-512 BF16 or AMX). On ResNet-18 at 1024×512 with AMX, three kept blocks cost 40 ms in fp32 and
+  4 ms in bf16 over the 74 ms of the all-int8 network, with the same labels.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import statistics
+import time
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from egnet_core.deploy.options import PRECISIONS
+from egnet_core.deploy.precision_choice import cpu_has_bf16
+
+log = logging.getLogger(__name__)
+
+FLOAT_PRECISIONS = ("auto", "fp32", "bf16")  # float_block_precision's choices
+TIMED_RUNS = 3  # per precision, after one untimed run, when auto measures
+_SUMS = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
+_ANNOTATION = "quantization_annotation"  # where PT2E quantizers mark a node (torchao's Q_ANNOTATION_KEY)
+
+
+def export_network(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
+    """An EGNet as the quantizer takes it: exported at ``example``'s shape, with a plain (logits, exposure) out."""
+    return exported(_Outputs(model), example).module()
+
+
+def exported(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    with torch.no_grad():
+        # Strict export names each call of a module apart: torchvision's blocks call one nn.ReLU two or three
+        # times, and the quantizer refuses a ReLU grouped with several outputs.
+        return torch.export.export(module, (example,), strict=True)
+
+
+def int8_quantizer(quantizer_module, float_modules: tuple[str, ...], *, float_sums: bool = False):
+    """The x86 Inductor quantizer for an exported EGNet (``export_network``): min-max ranges, nothing under
+    ``float_modules`` (module names of the EGNet) quantized, and with ``float_sums`` the residual sums in float
+    (see the module docstring)."""
+
+    class EGNetQuantizer(quantizer_module.X86InductorQuantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            for node in model.graph.nodes if float_sums else ():
+                if node.target in _SUMS and node.meta.pop(_ANNOTATION, None) is not None:
+                    for user in node.users:  # the ReLU after the sum, marked as the fused pattern's output
+                        user.meta.pop(_ANNOTATION, None)
+            return model
+
+    quantizer = EGNetQuantizer().set_global(_min_max_config(quantizer_module))
+    for name in float_modules:
+        quantizer.set_module_name_qconfig(f"model.{name}", None)
+    return quantizer
+
+
+def calibrated(network: torch.fx.GraphModule, quantizer, inputs: Iterable[torch.Tensor]) -> torch.fx.GraphModule:
+    """``network`` (an ``export_network`` graph, left as it is) quantized by ``quantizer``, its ranges observed on
+    ``inputs`` one at a time: the PT2E reference graph, which ``exported`` saves and Inductor compiles."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    with torch.no_grad():
+        prepared = prepare_pt2e(copy.deepcopy(network), quantizer)
+        for x in inputs:
+            prepared(x)
+        return convert_pt2e(prepared)
+
+
+def float_block_precision(precision: str, model: nn.Module, example: torch.Tensor, *, measure: bool = True) -> str:
+    """``precision`` (auto, fp32 or bf16) for the blocks kept out of int8, auto resolved on this CPU: fp32 where
+    bf16 is not native or nothing is to be ``measure``d, else whichever of the two runs ``model.encoder`` (EGNet's
+    first stage, the largest activations) faster at ``example``'s size."""
+    if precision not in FLOAT_PRECISIONS:
+        raise ValueError(f"the precision of the blocks kept out of int8 must be one of {', '.join(FLOAT_PRECISIONS)}, "
+                         f"got {precision!r}")
+    if precision != "auto":
+        return precision
+    if not measure or not cpu_has_bf16():
+        return "fp32"
+    stem = model.encoder[0]
+    images = torch.rand(example.shape[0], stem.in_channels, *example.shape[-2:])  # what the stem takes
+    seconds = {name: _seconds(model.encoder, images, PRECISIONS[name]) for name in ("fp32", "bf16")}
+    log.info("blocks kept out of int8 run in the faster of fp32 (%.1f ms) and bf16 (%.1f ms) on this CPU",
+             *(1e3 * seconds[name] for name in ("fp32", "bf16")))
+    return min(seconds, key=seconds.get)
+
+
+def with_blocks_in(model: nn.Module, blocks: tuple[str, ...], precision: str) -> nn.Module:
+    """``model`` itself when ``blocks`` stay in fp32; otherwise a copy with each of ``blocks`` (module names) run in
+    ``precision``, its input cast to it and its output back to fp32."""
+    dtype = PRECISIONS[precision]
+    if dtype == torch.float32 or not blocks:
+        return model
+    model = copy.deepcopy(model)
+    for name in blocks:
+        owner, _, attribute = name.rpartition(".")
+        parent = model.get_submodule(owner)
+        setattr(parent, attribute, _InPrecision(getattr(parent, attribute), dtype))
+    return model
+
+
+class _InPrecision(nn.Module):
+    """A block (or an EGL, which takes both streams) run in ``dtype`` between fp32 activations."""
+
+    def __init__(self, block: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.block, self.dtype = block.to(dtype), dtype
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.block(*(x.to(self.dtype) for x in inputs)).float()
+
+
+class _Outputs(nn.Module):
+    """The network with a plain (logits, exposure) tuple out: a saved program cannot name EGNet's NamedTuple."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        output = self.model(images)
+        return output.logits, output.exposure
+
+
+def _seconds(stage: nn.Module, images: torch.Tensor, dtype: torch.dtype) -> float:
+    # Channels-last, as Inductor lays out the frozen graph's convolutions: contiguous bf16 convolutions ran
+    # slower than fp32 here, channels-last ones 2.4× faster (ResNet-18's S1 at 1024×512, AMX).
+    stage = copy.deepcopy(stage).to(dtype, memory_format=torch.channels_last)
+    x = images.to(dtype).contiguous(memory_format=torch.channels_last)
+    times = []
+    with torch.no_grad():
+        for run in range(TIMED_RUNS + 1):
+            start = time.perf_counter()
+            stage(x)
+            if run:  # the first run selects kernels and reorders weights
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _min_max_config(quantizer_module):
+    """The x86 quantizer's default (int8 weights per channel, uint8 activations per tensor) with activation ranges
+    from their minimum and maximum: on trained EGNets it kept more labels and exposure than the default's
+    histogram (L2-optimal clipping), and calibrates several times faster."""
+    from torchao.quantization.pt2e import MinMaxObserver
+    from torchao.quantization.pt2e.quantizer import QuantizationConfig, QuantizationSpec
+
+    default = quantizer_module.get_default_x86_inductor_quantization_config()
+    activation = QuantizationSpec(
+        dtype=torch.uint8, quant_min=0, quant_max=255, qscheme=torch.per_tensor_affine, is_dynamic=False,
+        observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+    return QuantizationConfig(activation, None, default.weight, default.bias, is_qat=False)

@@ -1,0 +1,99 @@
+"""What the PT2E int8 EGNet quantizes (int8_recipe.py): residual sums in uint8 or float, kept blocks in fp32 or
+bf16."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from egnet_core.deploy.fusion import fuse_conv_bn
+from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, require_torchao
+from egnet_core.deploy.int8_recipe import (
+    calibrated,
+    export_network,
+    float_block_precision,
+    int8_quantizer,
+    with_blocks_in,
+)
+from egnet_core.model.egnet import EGNet
+
+# Each test exports and quantizes a network: the slow tier.
+pytestmark = pytest.mark.slow
+
+KEPT = ("segmentation_stages.1.0", "guidance.0")  # a ResNet block and an EGL, which takes both streams
+CONV = torch.ops.aten.conv2d.default
+SUMS = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
+
+
+@pytest.fixture(scope="module")
+def network():
+    torch.manual_seed(0)
+    return fuse_conv_bn(EGNet(backbone="resnet18", output_stride=32).eval())
+
+
+def _int8(model: torch.nn.Module, float_modules: tuple[str, ...], example: torch.Tensor, *,
+          float_sums: bool = False) -> torch.fx.GraphModule:
+    quantizer = int8_quantizer(require_torchao(), float_modules, float_sums=float_sums)
+    return calibrated(export_network(model, example), quantizer, [example])
+
+
+def _attribute(module: torch.nn.Module, target: str) -> torch.Tensor:
+    for name in target.split("."):
+        module = getattr(module, name)
+    return module
+
+
+def _is_dequantized(node) -> bool:
+    return isinstance(node, torch.fx.Node) and "dequantize" in str(node.target)
+
+
+def test_float_sums_keep_the_residual_sums_and_their_relu_in_float_while_the_convolutions_are_int8(network):
+    example = torch.rand(1, 3, 64, 64)
+    graph = _int8(network, FLOAT_MODULES, example, float_sums=True).graph
+    sums = [node for node in graph.nodes if node.target in SUMS]
+    # ResNet-18's blocks: 2 in S1 and 2 per stage and stream; the EGLs' w1·f_s + w2·f_s·W_r add two more.
+    assert len(sums) == 2 + 2 * 6 + 2
+    assert not [node.name for node in sums if any(_is_dequantized(arg) for arg in node.args)]
+    # By default, as the stock x86 quantizer, each block's residual stream enters its sum in uint8 (a dequantize).
+    stock = _int8(network, FLOAT_MODULES, example).graph
+    assert len([node for node in stock.nodes if node.target in SUMS and any(map(_is_dequantized, node.args))]) == 14
+    convolutions = [node for node in graph.nodes if node.target == CONV]
+    int8 = [node for node in convolutions if _is_dequantized(node.args[0]) and _is_dequantized(node.args[1])]
+    assert len(convolutions) == 39 and len(int8) == 39 - 3  # all but the stem and the two heads
+
+
+def test_kept_blocks_run_in_bf16_between_fp32_activations_and_out_of_int8(network):
+    kept = with_blocks_in(network, KEPT, "bf16")
+    assert kept is not network and all(p.dtype == torch.float32 for p in network.parameters())
+    in_bf16 = {name for name, p in kept.named_parameters() if p.dtype == torch.bfloat16}
+    assert in_bf16 and all(name.startswith(KEPT) for name in in_bf16)
+    assert {name.replace(".block.", ".") for name in in_bf16} == {
+        name for name, _ in network.named_parameters() if name.startswith(KEPT)}
+    example = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        reference, output = network(example), kept(example)
+    assert output.logits.dtype == torch.float32 and output.exposure.dtype == torch.float32
+    scale = reference.logits.abs().max()
+    assert 0 < (output.logits - reference.logits).abs().max() < 0.05 * scale  # bf16's rounding, no more
+
+    quantized = _int8(kept, FLOAT_MODULES + KEPT, example)
+    convolutions = [node for node in quantized.graph.nodes if node.target == CONV]
+    bf16 = [node for node in convolutions
+            if node.args[1].op == "get_attr" and _attribute(quantized, node.args[1].target).dtype == torch.bfloat16]
+    # segmentation S3's first block: conv1, conv2 and its downsample; the EGL: its attention convolution.
+    assert len(bf16) == 4 and not [node.name for node in bf16 if _is_dequantized(node.args[0])]
+    int8 = [node for node in convolutions if _is_dequantized(node.args[1])]
+    assert len(int8) == 39 - 3 - 4
+
+
+def test_with_blocks_in_fp32_is_the_model_itself(network):
+    assert with_blocks_in(network, KEPT, "fp32") is network and with_blocks_in(network, (), "bf16") is network
+
+
+def test_the_kept_blocks_precision_is_validated_and_auto_without_blocks_to_keep_is_fp32(network):
+    example = torch.rand(1, 3, 64, 64)
+    with pytest.raises(ValueError, match="must be one of auto, fp32, bf16, got 'fp16'"):
+        float_block_precision("fp16", network, example)
+    assert float_block_precision("bf16", network, example) == "bf16"
+    assert float_block_precision("fp32", network, example) == "fp32"
+    assert float_block_precision("auto", network, example, measure=False) == "fp32"
