@@ -93,12 +93,14 @@ def main() -> None:
     rows.append(judged("int8 weights only", float_model(_int8_weights(model))))
     rows.append(judged("int8 weights only, after cross-layer equalisation",
                        float_model(_int8_weights(_equalised(model)))))
-    rows.append(judged("int8 weights only, exposure stream fp32",
-                       float_model(_int8_weights(model, also_float=("exposure_stages",)))))
+    if model.exposure_stages is not None:
+        rows.append(judged("int8 weights only, exposure stream fp32",
+                           float_model(_int8_weights(model, also_float=("exposure_stages",)))))
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
     rows.append(judged("bf16", lambda x: tuple(bf16(x.to(torch.bfloat16)))))
-    bf16.segmentation_head, bf16.exposure_head = (_Fp32(copy.deepcopy(head))
-                                                  for head in (model.segmentation_head, model.exposure_head))
+    bf16.segmentation_head = _Fp32(copy.deepcopy(model.segmentation_head))
+    if model.exposure_head is not None:  # the single-stream variants have none
+        bf16.exposure_head = _Fp32(copy.deepcopy(model.exposure_head))
     rows.append(judged("bf16, heads fp32", lambda x: tuple(bf16(x.to(torch.bfloat16)))))
 
     result = {"date": time.strftime("%Y-%m-%d"), "checkpoint": str(args.checkpoint),

@@ -34,6 +34,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from egnet_core.cli import parse_size
+from egnet_core.deploy.benchmark import timed
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.model.egnet import EGNet
@@ -45,12 +46,11 @@ DOMAIN_ID = 77
 
 
 def _median_ms(function, repeats: int) -> float:
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds) * 1e3
+    return statistics.median(timed(function, repeats)) * 1e3
+
+
+def _once(function) -> float:
+    return timed(function, 1)[0]
 
 
 def _frame_message(width: int, height: int) -> Image:
@@ -178,20 +178,14 @@ def _batching_gain(model: EGNet, rgb: np.ndarray, counts: list[int], repeats: in
             batched, streams, separate = [], [], []
             halves = [[rgb] * (count - count // 2), [rgb] * (count // 2)]
             for _ in range(repeats):
-                batched.append(_seconds(lambda: segmenter.predict_batch([rgb] * count)))
-                streams.append(_seconds(lambda: [f.result() for f in [
+                batched.append(_once(lambda: segmenter.predict_batch([rgb] * count)))
+                streams.append(_once(lambda: [f.result() for f in [
                     pool.submit(segmenter.predict_batch, half) for half in halves if half]]))
-                separate.append(_seconds(lambda: [segmenter.predict(rgb) for _ in range(count)]))
+                separate.append(_once(lambda: [segmenter.predict(rgb) for _ in range(count)]))
             one, two, apart = (statistics.median(s) for s in (batched, streams, separate))
             gains[count] = {"one_batch_s": one, "two_streams_s": two, "separate_s": apart,
                             "speed_up": apart / one, "two_streams_speed_up": apart / two}
     return gains
-
-
-def _seconds(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
 
 
 def cameras_main(args, msg: Image, model: EGNet) -> None:

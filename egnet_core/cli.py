@@ -20,6 +20,7 @@ from egnet_core.data.labels import colorize
 from egnet_core.data.synthetic import WRITERS
 from egnet_core.deploy.export import MIN_OPSET, OPSET
 from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.int8_recipe import FLOAT_PRECISIONS
 from egnet_core.deploy.int8_selection import Int8Guard
 from egnet_core.deploy.options import AUTO_PRECISION, PRECISIONS, InferenceOptions, resolve_threads
 from egnet_core.deploy.quantize import CALIBRATION_FRAMES
@@ -271,8 +272,9 @@ def _export(args: argparse.Namespace) -> int:
     if pt2:
         floor = args.int8_floor
         guard = Int8Guard() if floor is None else Int8Guard(min_agreement=floor) if floor > 0 else None
-        quantized = quantize_pt2e(args.checkpoint, args.out, calibration, size=args.size, guard=guard)
-        path, selection, kept_in = quantized.path, quantized.selection, quantized.float_precision
+        quantized = quantize_pt2e(args.checkpoint, args.out, calibration, size=args.size, guard=guard,
+                                  float_precision=args.int8_kept_precision or "auto")
+        path, selection, kept_in = quantized.path, quantized.selection, quantized.kept_precision
     else:
         with tempfile.TemporaryDirectory() as scratch:
             target = Path(scratch) / "fp32.onnx" if args.int8 else args.out
@@ -291,8 +293,10 @@ def _export(args: argparse.Namespace) -> int:
     if args.int8:
         form += f", int8 calibrated on {len(calibration)} images from {args.calibration}"
     if pt2 and selection is not None:
-        kept = ", ".join(selection.chosen.float_blocks) or "none"
-        form += f", blocks kept in {kept_in} after {len(selection.trials)} trials: {kept}"
+        trials = f"{len(selection.trials)} trial{'s' if len(selection.trials) > 1 else ''}"
+        kept = ", ".join(selection.chosen.float_blocks)
+        form += f", blocks kept out of int8 in {kept_in} after {trials}: {kept}" if kept else (
+            f", every block int8 after {trials}")
     agreement = (exported.labels == reference.labels).mean()
     print(f"wrote {path} ({form}); {runtime} against PyTorch on a night frame: {agreement:.4%} of "
           f"labels equal, exposure max difference {np.abs(exported.exposure - reference.exposure).max():.2e}")
@@ -325,6 +329,8 @@ def _export_form(args: argparse.Namespace) -> bool:
         raise ValueError(f"--int8-floor is for {PT2_SUFFIX} files (PT2E int8), got {str(args.out)!r}")
     if args.int8_floor is not None and not 0.0 <= args.int8_floor <= 1.0:
         raise ValueError(f"--int8-floor must be a share of the labels in [0, 1], got {args.int8_floor!r}")
+    if args.int8_kept_precision is not None and suffix != PT2_SUFFIX:
+        raise ValueError(f"--int8-kept-precision is for {PT2_SUFFIX} files (PT2E int8), got {str(args.out)!r}")
     return suffix == PT2_SUFFIX
 
 
@@ -454,10 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calibration-frames", type=int,
                         help=f"how many of those images, evenly spaced (default: {CALIBRATION_FRAMES})")
     export.add_argument("--int8-floor", type=float,
-                        help=f"for a .pt2: keep the blocks most sensitive to int8 in float until this share of "
+                        help=f"for a .pt2: keep the blocks most sensitive to int8 out of it until this share of "
                              f"the labels (and the exposure within {Int8Guard().max_exposure_mad:g}) matches the float "
                              f"model on the first calibration images; 0: every block int8 (default: "
                              f"{Int8Guard().min_agreement:g}, a tenth of a point over the guard)")
+    export.add_argument("--int8-kept-precision", choices=FLOAT_PRECISIONS,
+                        help="for a .pt2: the precision of the blocks kept out of int8; auto (default): the faster "
+                             "of fp32 and bf16 on this CPU, which the file then expects of the CPUs it runs on")
     export.set_defaults(run=_export)
 
     bench = commands.add_parser("bench", help="every inference path side by side at 1024x512: JSON and Markdown")

@@ -135,11 +135,14 @@ class Frames(list):
         self.passes.append(status('VmHWM') - start)
 frames = Frames(render_night_frames(1, {count}, width={size[0]}, height={size[1]}))
 {quantize}
+if not Frames.passes:
+    raise SystemExit("the quantization never iterated over all the frames")
 print(max(Frames.passes))
 """
     # A fixed mmap threshold: glibc maps each block of 64 KiB or more on its own and unmaps it when freed, so the
     # resident size follows the live tensors instead of the allocator's adaptive caching.
     environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=600, check=True,
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=600,
                           env=environment)
+    assert done.returncode == 0, done.stderr[-3000:]
     return float(done.stdout.split()[-1])

@@ -37,7 +37,9 @@ from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.int8_recipe import (
+    KEPT_PRECISION_KEY,
     calibrated,
+    check_float_precision,
     export_network,
     exported,
     float_block_precision,
@@ -46,6 +48,7 @@ from egnet_core.deploy.int8_recipe import (
 )
 from egnet_core.deploy.int8_selection import Int8Guard, Selection, Trial, select_float_blocks
 from egnet_core.deploy.onnx_runtime import cpu_has_vnni
+from egnet_core.deploy.precision_choice import cpu_has_bf16
 from egnet_core.extras import require
 from egnet_core.model.checkpoint import load_model
 from egnet_core.model.egnet import EGNetOutput
@@ -61,49 +64,60 @@ _QUANTIZER = "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer"  # imp
 @dataclass(frozen=True)
 class Int8Model:
     path: Path  # the .pt2 file
-    float_modules: tuple[str, ...]  # left in float: FLOAT_MODULES and the blocks the selection kept
-    float_precision: str  # fp32 or bf16: that of the blocks the selection kept (FLOAT_MODULES stay fp32)
+    float_modules: tuple[str, ...]  # out of int8: FLOAT_MODULES (fp32) and the blocks kept (selected or asked for)
+    kept_precision: str | None  # fp32 or bf16, that of the blocks kept; None when every block is int8
     selection: Selection | None  # the trials that chose them; None when quantized without a guard
 
 
 def quantize_pt2e(
     checkpoint: str | os.PathLike, path: str | os.PathLike, frames: Sequence[np.ndarray], *, size: tuple[int, int],
-    guard: Int8Guard | None = Int8Guard(), float_precision: str = "auto",
+    guard: Int8Guard | None = Int8Guard(), keep: Sequence[str] | None = None, float_precision: str = "auto",
 ) -> Int8Model:
     """Write the checkpoint's model quantized to int8 at ``path`` (a ``.pt2`` file), its activation ranges
     calibrated on ``frames`` (H×W×3 uint8 RGB) resized to ``size`` (width, height), the one size it runs at.
 
     With a ``guard``, the blocks most sensitive to int8 stay out of it until the int8 model keeps the guard's share
     of the float model's labels and its exposure on the calibration frames (``int8_selection.py``); without one,
-    every block is int8. Those blocks run in ``float_precision``: fp32, bf16, or auto, the faster of the two on
-    this CPU (``int8_recipe.float_block_precision``); the guard judges them in it."""
+    every block is int8. ``keep`` names the blocks to keep out instead (``sensitive_blocks``' names; the guard is
+    then not used), say those an earlier export chose. Kept blocks run in ``float_precision``: fp32, bf16, or auto,
+    the faster of the two on this CPU (``int8_recipe.float_block_precision``); the guard judges them in it."""
     quantizer_module = require_torchao()
     path = Path(path)
     if path.suffix != PT2_SUFFIX:
         raise ValueError(f"the int8 model goes to a {PT2_SUFFIX} file, got {str(path)!r}")
     if len(frames) == 0:
         raise ValueError("quantization needs at least one calibration frame")
+    check_float_precision(float_precision)
     model = fuse_conv_bn(load_model(checkpoint))
     config = dataclasses.replace(model.config, backbone_weights=None)
+    blocks = sensitive_blocks(model)
+    if keep is not None and (unknown := [name for name in keep if name not in blocks]):
+        raise ValueError(f"cannot keep {', '.join(map(repr, unknown))} out of int8: not a block of this "
+                         f"{config.backbone} network; its blocks are {', '.join(blocks)}")
     from egnet_core.deploy.inference import calibration_input  # the Segmenter loads this module
 
     # Frames are resized one at a time as they are used: calibration memory does not grow with their number.
     inputs = _Inputs(frames, size, calibration_input)
     example = next(iter(inputs))
-    # Without a guard no block stays out of int8, so there is nothing to time.
-    precision = float_block_precision(float_precision, model, example, measure=guard is not None)
+    precisions: list[str] = []  # resolved when a block is first kept out of int8: auto times both on this CPU
+
+    def precision() -> str:
+        if not precisions:
+            precisions.append(float_block_precision(float_precision, model, example))
+        return precisions[0]
+
     with torch.no_grad():
-        checks = [(x, model(x)) for x in itertools.islice(inputs, CHECK_FRAMES)] if guard else []
+        checks = [(x, model(x)) for x in itertools.islice(inputs, CHECK_FRAMES)] if guard and keep is None else []
     exports: dict[tuple[str, ...], torch.fx.GraphModule] = {}  # keyed by the blocks in bf16; the last one only
     latest: dict[tuple[str, ...], torch.fx.GraphModule] = {}  # the last trial's model only
 
     def quantized(float_blocks: tuple[str, ...]) -> torch.fx.GraphModule:
         if float_blocks not in latest:
             latest.clear()
-            in_bf16 = float_blocks if precision != "fp32" else ()  # in fp32, one export serves every trial
+            in_bf16 = float_blocks if float_blocks and precision() == "bf16" else ()  # else one export serves all
             if in_bf16 not in exports:
                 exports.clear()
-                exports[in_bf16] = export_network(with_blocks_in(model, in_bf16, precision), example)
+                exports[in_bf16] = export_network(with_blocks_in(model, in_bf16, "bf16"), example)
             quantizer = int8_quantizer(quantizer_module, FLOAT_MODULES + float_blocks)
             latest[float_blocks] = calibrated(exports[in_bf16], quantizer, inputs)
         return latest[float_blocks]
@@ -111,20 +125,27 @@ def quantize_pt2e(
     def trial(float_blocks: tuple[str, ...]) -> Trial:
         return _compare(quantized(float_blocks), checks, float_blocks)
 
-    selection = None if guard is None else select_float_blocks(sensitive_blocks(model), trial, guard)
-    float_blocks = selection.chosen.float_blocks if selection else ()
+    selection = None
+    if keep is not None:
+        float_blocks = tuple(keep)
+    else:
+        selection = None if guard is None else select_float_blocks(blocks, trial, guard)
+        float_blocks = selection.chosen.float_blocks if selection else ()
+    kept_precision = precision() if float_blocks else None
     program = exported(quantized(float_blocks), example)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and moved over it once complete: a failure leaves an earlier file as it was.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as scratch:
         partial = Path(scratch) / path.name
         torch.export.save(program, partial, extra_files={CONFIG_KEY: json.dumps(config.to_dict()),
-                                                        PRECISION_KEY: "int8"})
+                                                        PRECISION_KEY: "int8",
+                                                        KEPT_PRECISION_KEY: kept_precision or "none"})
         os.replace(partial, path)
-    described = f"; {selection.chosen.describe()}, in {precision}" if selection else ""
-    log.info("quantized %s to int8 (PT2E, x86 Inductor) at %s, calibrated on %d frames at %dx%d%s", checkpoint,
-             path, len(frames), *size, described)
-    return Int8Model(path=path, float_modules=FLOAT_MODULES + float_blocks, float_precision=precision,
+    kept = f"; kept out of int8 in {kept_precision}: {', '.join(float_blocks)}" if float_blocks else ""
+    described = f"; {selection.chosen.describe()}" if selection else ""
+    log.info("quantized %s to int8 (PT2E, x86 Inductor) at %s, calibrated on %d frames at %dx%d%s%s", checkpoint,
+             path, len(frames), *size, described, kept)
+    return Int8Model(path=path, float_modules=FLOAT_MODULES + float_blocks, kept_precision=kept_precision,
                      selection=selection)
 
 
@@ -170,7 +191,7 @@ class Int8Network:
                              "with device cpu, or the .pt checkpoint on the GPU")
         if not path.is_file():
             raise FileNotFoundError(f"int8 model {str(path)!r} does not exist")
-        extra = {CONFIG_KEY: "", PRECISION_KEY: ""}
+        extra = {CONFIG_KEY: "", PRECISION_KEY: "", KEPT_PRECISION_KEY: ""}
         try:
             program = torch.export.load(path, extra_files=extra)
         except (zipfile.BadZipFile, RuntimeError, KeyError, ValueError, EOFError) as error:
@@ -186,6 +207,9 @@ class Int8Network:
         if not cpu_has_vnni():
             log.warning("%s is an int8 model, but this CPU has no VNNI (AVX-512 VNNI or AVX-VNNI): it may run "
                         "slower than fp32", path)
+        if extra[KEPT_PRECISION_KEY] == "bf16" and not cpu_has_bf16():
+            log.warning("%s keeps some blocks out of int8 in bf16, which this CPU emulates (no AVX-512 BF16 or "
+                        "AMX): it may run slower than a file exported here", path)
         self._network = compile_frozen(program.module())
 
     def check_input_size(self, input_size: tuple[int, int] | None, *, resizes: bool) -> None:

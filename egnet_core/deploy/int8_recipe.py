@@ -6,13 +6,14 @@
   uint8, which oneDNN fuses into the int8 convolution. On trained EGNets that stream is heavy-tailed (in
   ResNet-101's segmentation S3 the median is under 1 and the maximum over 400, so one uint8 step is larger than
   half the values), and ``float_sums`` leaves the sums in float instead, but it was measured not worth shipping
-  (benchmarks/RESULTS.md, 2026-12-01): ResNet-101 with every block int8 kept 74.6% of the labels instead of
-  60.7%, still far from the guard, and ran 3× slower (1868 against 627 ms at 1024×512); ResNet-18 kept 0.1 point
-  more at the same speed.
-- **Blocks kept out of int8** (the selection's, ``int8_selection.py``) run in the faster of fp32 and bf16 on this
-  CPU, timed on the network's first stage (``float_block_precision``); bf16 is tried only where the CPU computes
-  it natively (AVX-512 BF16 or AMX). On ResNet-18 at 1024×512 with AMX, three kept blocks cost 40 ms in fp32 and
-  4 ms in bf16 over the 74 ms of the all-int8 network, with the same labels.
+  (benchmarks/RESULTS.md, 2026-12-01, second session): ResNet-101 with every block int8 kept 86.0% of the labels
+  instead of 55.6% at 1024×512, still far from the guard, and ran 2.3× slower (2005 against 861 ms); ResNet-18
+  kept 0.04 point more and ran 10% slower.
+- **Blocks kept out of int8** (the selection's, ``int8_selection.py``) run in the faster of fp32 and bf16 on the
+  CPU that exports, timed on the network's first stage (``float_block_precision``); bf16 is tried only where the
+  CPU computes it natively (AVX-512 BF16 or AMX). The .pt2 records the precision (``KEPT_PRECISION_KEY``), and
+  its loader warns on a CPU that would emulate bf16. On ResNet-18 at 1024×512 with AMX, three kept blocks cost
+  43 ms in fp32 and 7.5 ms in bf16 over the 75.6 ms of the all-int8 network, with the same labels.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from egnet_core.deploy.precision_choice import cpu_has_bf16
 log = logging.getLogger(__name__)
 
 FLOAT_PRECISIONS = ("auto", "fp32", "bf16")  # float_block_precision's choices
+KEPT_PRECISION_KEY = "egnet_int8_kept_precision"  # in a .pt2's extra files: fp32 or bf16, or none kept
 TIMED_RUNS = 3  # per precision, after one untimed run, when auto measures
 _SUMS = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
 _ANNOTATION = "quantization_annotation"  # where PT2E quantizers mark a node (torchao's Q_ANNOTATION_KEY)
@@ -43,6 +45,7 @@ def export_network(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphMod
 
 
 def exported(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """``module`` exported at ``example``'s shape, without autograd (what a .pt2 saves)."""
     with torch.no_grad():
         # Strict export names each call of a module apart: torchvision's blocks call one nn.ReLU two or three
         # times, and the quantizer refuses a ReLU grouped with several outputs.
@@ -81,20 +84,26 @@ def calibrated(network: torch.fx.GraphModule, quantizer, inputs: Iterable[torch.
         return convert_pt2e(prepared)
 
 
-def float_block_precision(precision: str, model: nn.Module, example: torch.Tensor, *, measure: bool = True) -> str:
-    """``precision`` (auto, fp32 or bf16) for the blocks kept out of int8, auto resolved on this CPU: fp32 where
-    bf16 is not native or nothing is to be ``measure``d, else whichever of the two runs ``model.encoder`` (EGNet's
-    first stage, the largest activations) faster at ``example``'s size."""
+def check_float_precision(precision: str) -> str:
+    """``precision`` if it names a precision for the blocks kept out of int8, else ValueError naming it."""
     if precision not in FLOAT_PRECISIONS:
         raise ValueError(f"the precision of the blocks kept out of int8 must be one of {', '.join(FLOAT_PRECISIONS)}, "
                          f"got {precision!r}")
-    if precision != "auto":
+    return precision
+
+
+def float_block_precision(precision: str, model: nn.Module, example: torch.Tensor) -> str:
+    """``precision`` (auto, fp32 or bf16) for the blocks kept out of int8, auto resolved on this CPU: fp32 where
+    bf16 is not native, else whichever of the two runs the network's first stage (EGNet's ``encoder``, the largest
+    activations; the whole network for others) faster at ``example``'s size, channels-last."""
+    if check_float_precision(precision) != "auto":
         return precision
-    if not measure or not cpu_has_bf16():
+    if not cpu_has_bf16():
         return "fp32"
-    stem = model.encoder[0]
-    images = torch.rand(example.shape[0], stem.in_channels, *example.shape[-2:])  # what the stem takes
-    seconds = {name: _seconds(model.encoder, images, PRECISIONS[name]) for name in ("fp32", "bf16")}
+    stage = getattr(model, "encoder", model)
+    channels = stage[0].in_channels if stage is not model else example.shape[1]
+    images = torch.rand(example.shape[0], channels, *example.shape[-2:])  # what the stage takes
+    seconds = {name: _seconds(stage, images, PRECISIONS[name]) for name in ("fp32", "bf16")}
     log.info("blocks kept out of int8 run in the faster of fp32 (%.1f ms) and bf16 (%.1f ms) on this CPU",
              *(1e3 * seconds[name] for name in ("fp32", "bf16")))
     return min(seconds, key=seconds.get)
@@ -139,7 +148,7 @@ class _Outputs(nn.Module):
 
 def _seconds(stage: nn.Module, images: torch.Tensor, dtype: torch.dtype) -> float:
     # Channels-last, as Inductor lays out the frozen graph's convolutions: contiguous bf16 convolutions ran
-    # slower than fp32 here, channels-last ones 2.4× faster (ResNet-18's S1 at 1024×512, AMX).
+    # slower than fp32 here, channels-last ones 2.4–3.4× faster (ResNet-18's S1 at 1024×512, AMX).
     stage = copy.deepcopy(stage).to(dtype, memory_format=torch.channels_last)
     x = images.to(dtype).contiguous(memory_format=torch.channels_last)
     times = []

@@ -1,10 +1,11 @@
-"""Which blocks of a network an int8 model keeps in float: per-block sensitivity, most sensitive first.
+"""Which blocks of a network an int8 model keeps out of int8 (in fp32 or bf16): per-block sensitivity, most
+sensitive first.
 
 Quantizing every convolution costs a little agreement everywhere: on the trained EGNet-ResNet18 no single block
 decides it (benchmarks/RESULTS.md). So the selection measures each block's share: one trial with every block in
-int8, then one with each block alone kept in float (its gain), then keeps the blocks in float in the order of their
-gains until the int8 model keeps ``min_agreement`` of the float model's labels and its exposure within
-``max_exposure_mad``. A trial is the caller's: quantize with the given blocks in float, calibrate, and compare.
+int8, then one with each block alone kept out (its gain), then keeps the blocks out in the order of their gains
+until the int8 model keeps ``min_agreement`` of the float model's labels and its exposure within
+``max_exposure_mad``. A trial is the caller's: quantize with the given blocks kept out, calibrate, and compare.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Int8Guard:
 
 @dataclass(frozen=True)
 class Trial:
-    float_blocks: tuple[str, ...]  # kept in float besides the network's always-float modules
+    float_blocks: tuple[str, ...]  # kept out of int8 besides the network's always-float modules
     agreement: float
     exposure_mad: float
 
@@ -48,7 +49,7 @@ class Trial:
 
     def describe(self) -> str:
         kept = ", ".join(self.float_blocks) or "none"
-        return f"labels {self.agreement:.2%}, exposure error {self.exposure_mad:.4f} (blocks in float: {kept})"
+        return f"labels {self.agreement:.2%}, exposure error {self.exposure_mad:.4f} (blocks kept out of int8: {kept})"
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def select_float_blocks(blocks: Sequence[str], trial: Callable[[tuple[str, ...]]
                         ) -> Selection:
     """The fewest of ``blocks``, most sensitive first, to keep in float so that ``trial`` passes ``guard``."""
     trials: list[Trial] = []
-    done: dict[tuple[str, ...], Trial] = {}  # a set kept in float is measured once (a block alone, then promised)
+    done: dict[tuple[str, ...], Trial] = {}  # a set kept out is measured once (a block alone, then promised)
 
     def run(float_blocks: tuple[str, ...]) -> Trial:
         if float_blocks not in done:
