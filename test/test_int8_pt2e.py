@@ -108,10 +108,13 @@ def test_the_export_command_writes_a_pt2_that_the_segmenter_loads(trained_int8, 
     before = snapshot(calibration)
     out = tmp_path / "models" / "egnet_int8.pt2"
     assert main(["export", "--checkpoint", str(trained_int8["checkpoint"]), "--out", str(out), "--size", "128x64",
-                 "--int8", "--calibration", str(calibration)]) == 0
+                 "--int8", "--calibration", str(calibration), "--int8-kept-precision", "fp32"]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out} (PT2E int8" in printed and "calibrated on 3 images" in printed and "labels equal" in printed
-    assert re.search(r"(blocks kept out of int8 in (fp32|bf16)|every block int8) after \d+ trials?", printed), printed
+    assert re.search(r"(blocks kept out of int8 in fp32|every block int8) after \d+ trials?", printed), printed
+    extra = {KEPT_PRECISION_KEY: ""}
+    torch.export.load(out, extra_files=extra)
+    assert extra[KEPT_PRECISION_KEY] == ("fp32" if "blocks kept out" in printed else "none")
     assert snapshot(calibration) == before
     assert Segmenter.from_checkpoint(out, input_size=(128, 64)).predict(night_frames(1)[0]).labels.shape == (64, 128)
 
