@@ -272,7 +272,8 @@ def _export(args: argparse.Namespace) -> int:
     if pt2:
         floor = args.int8_floor
         guard = Int8Guard() if floor is None else Int8Guard(min_agreement=floor) if floor > 0 else None
-        quantized = quantize_pt2e(args.checkpoint, args.out, calibration, size=args.size, guard=guard,
+        keep = tuple(name for name in args.int8_keep.split(",") if name) if args.int8_keep is not None else None
+        quantized = quantize_pt2e(args.checkpoint, args.out, calibration, size=args.size, guard=guard, keep=keep,
                                   float_precision=args.int8_kept_precision or "auto")
         path, selection, kept_in = quantized.path, quantized.selection, quantized.kept_precision
     else:
@@ -297,6 +298,8 @@ def _export(args: argparse.Namespace) -> int:
         kept = ", ".join(selection.chosen.float_blocks)
         form += f", blocks kept out of int8 in {kept_in} after {trials}: {kept}" if kept else (
             f", every block int8 after {trials}")
+        if not selection.passed:
+            form += f" (short of the floor {args.int8_floor or Int8Guard().min_agreement:g})"
     agreement = (exported.labels == reference.labels).mean()
     print(f"wrote {path} ({form}); {runtime} against PyTorch on a night frame: {agreement:.4%} of "
           f"labels equal, exposure max difference {np.abs(exported.exposure - reference.exposure).max():.2e}")
@@ -331,6 +334,10 @@ def _export_form(args: argparse.Namespace) -> bool:
         raise ValueError(f"--int8-floor must be a share of the labels in [0, 1], got {args.int8_floor!r}")
     if args.int8_kept_precision is not None and suffix != PT2_SUFFIX:
         raise ValueError(f"--int8-kept-precision is for {PT2_SUFFIX} files (PT2E int8), got {str(args.out)!r}")
+    if args.int8_keep is not None and suffix != PT2_SUFFIX:
+        raise ValueError(f"--int8-keep is for {PT2_SUFFIX} files (PT2E int8), got {str(args.out)!r}")
+    if args.int8_kept_precision is not None and args.int8_floor == 0 and not args.int8_keep:
+        raise ValueError("--int8-kept-precision has no block to apply to: --int8-floor 0 makes every block int8")
     return suffix == PT2_SUFFIX
 
 
@@ -464,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"the labels (and the exposure within {Int8Guard().max_exposure_mad:g}) matches the float "
                              f"model on the first calibration images; 0: every block int8 (default: "
                              f"{Int8Guard().min_agreement:g}, a tenth of a point over the guard)")
+    export.add_argument("--int8-keep", metavar="BLOCKS",
+                        help="for a .pt2: comma-separated blocks to keep out of int8 instead of selecting them (the "
+                             "names an earlier export printed); the floor then only judges them")
     export.add_argument("--int8-kept-precision", choices=FLOAT_PRECISIONS,
                         help="for a .pt2: the precision of the blocks kept out of int8; auto (default): the faster "
                              "of fp32 and bf16 on this CPU, which the file then expects of the CPUs it runs on")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import zipfile
 
@@ -14,6 +15,7 @@ from helpers import calibration_peak_mib, night_frames, snapshot
 
 from egnet_core.cli import main
 from egnet_core.data.imageio import write_rgb
+from egnet_core.deploy import int8_pt2e
 from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY
 from egnet_core.deploy.inference import Segmenter
 from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, Int8Network, quantize_pt2e
@@ -66,17 +68,18 @@ def test_calibration_memory_does_not_grow_with_the_number_of_frames(trained_int8
                 f"quantize_pt2e({str(trained_int8['checkpoint'])!r}, {str(tmp_path / 'int8.pt2')!r}, frames, "
                 "size=(256, 128), guard=None)")  # calibration alone, without the selection's trials
     peaks = {count: calibration_peak_mib(quantize, count) for count in (2, 32)}
-    # Measured over the calibration pass alone, the two peaks agree within half a MiB. Keeping 30 more resized
+    # Measured over the calibration pass alone, the two peaks agree within a MiB. Keeping 30 more resized
     # inputs (0.375 MiB each at 256×128) would add 11 MiB, each frame's outputs (2.6 MiB) 78 MiB, and every
     # activation far more.
     assert peaks[32] - peaks[2] < 4, peaks
 
 
-def test_blocks_kept_out_by_name_run_in_bf16_and_the_file_says_so(trained_int8, tmp_path):
+def test_blocks_kept_out_by_name_run_in_bf16_and_the_file_says_so(trained_int8, tmp_path, monkeypatch, caplog):
     keep = ("segmentation_stages.1.0", "guidance.0")  # a ResNet block and an EGL, which takes both streams
     int8 = quantize_pt2e(trained_int8["checkpoint"], tmp_path / "kept.pt2", night_frames(16, seed=1), size=INT8_SIZE,
                          keep=keep, float_precision="bf16")
-    assert (int8.kept_precision, int8.float_modules, int8.selection) == ("bf16", FLOAT_MODULES + keep, None)
+    assert (int8.kept_precision, int8.float_modules) == ("bf16", FLOAT_MODULES + keep)
+    assert [trial.float_blocks for trial in int8.selection.trials] == [keep]  # the guard judged them, once
     extra = {KEPT_PRECISION_KEY: ""}
     program = torch.export.load(int8.path, extra_files=extra)
     assert extra[KEPT_PRECISION_KEY] == "bf16"
@@ -87,6 +90,11 @@ def test_blocks_kept_out_by_name_run_in_bf16_and_the_file_says_so(trained_int8, 
     reference = Segmenter.from_checkpoint(trained_int8["checkpoint"]).predict_batch(frames)
     results = Segmenter.from_checkpoint(int8.path, input_size=INT8_SIZE).predict_batch(frames)
     assert np.mean([(a.labels == b.labels).mean() for a, b in zip(reference, results)]) >= 0.99
+    # A CPU without AVX-512 BF16 or AMX would emulate those blocks: loading the file there says so.
+    monkeypatch.setattr(int8_pt2e, "cpu_has_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger=int8_pt2e.__name__):
+        Int8Network(int8.path, device=CPU)
+    assert "keeps some blocks out of int8 in bf16, which this CPU emulates" in caplog.text
 
 
 def test_quantize_refuses_a_block_it_does_not_have_and_a_precision_it_does_not_offer(trained_int8, tmp_path):
@@ -108,13 +116,19 @@ def test_the_export_command_writes_a_pt2_that_the_segmenter_loads(trained_int8, 
     before = snapshot(calibration)
     out = tmp_path / "models" / "egnet_int8.pt2"
     assert main(["export", "--checkpoint", str(trained_int8["checkpoint"]), "--out", str(out), "--size", "128x64",
-                 "--int8", "--calibration", str(calibration), "--int8-kept-precision", "fp32"]) == 0
+                 "--int8", "--calibration", str(calibration)]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out} (PT2E int8" in printed and "calibrated on 3 images" in printed and "labels equal" in printed
-    assert re.search(r"(blocks kept out of int8 in fp32|every block int8) after \d+ trials?", printed), printed
+    assert re.search(r"(blocks kept out of int8 in (fp32|bf16)|every block int8) after \d+ trials?", printed), printed
+    # Blocks named on the command line, in the precision asked for: the file records it.
+    kept = tmp_path / "models" / "egnet_int8_kept.pt2"
+    assert main(["export", "--checkpoint", str(trained_int8["checkpoint"]), "--out", str(kept), "--size", "128x64",
+                 "--int8", "--calibration", str(calibration), "--int8-keep", "encoder.4.0",
+                 "--int8-kept-precision", "bf16"]) == 0
+    assert "blocks kept out of int8 in bf16 after 1 trial: encoder.4.0" in capsys.readouterr().out
     extra = {KEPT_PRECISION_KEY: ""}
-    torch.export.load(out, extra_files=extra)
-    assert extra[KEPT_PRECISION_KEY] == ("fp32" if "blocks kept out" in printed else "none")
+    torch.export.load(kept, extra_files=extra)
+    assert extra[KEPT_PRECISION_KEY] == "bf16"
     assert snapshot(calibration) == before
     assert Segmenter.from_checkpoint(out, input_size=(128, 64)).predict(night_frames(1)[0]).labels.shape == (64, 128)
 
@@ -129,6 +143,10 @@ def test_the_export_command_writes_a_pt2_that_the_segmenter_loads(trained_int8, 
      "--int8-floor must be a share of the labels in [0, 1], got 99.5"),
     (["--out", "{tmp}/m.onnx", "--int8", "--calibration", "{tmp}", "--int8-kept-precision", "bf16"],
      "--int8-kept-precision is for .pt2 files"),
+    (["--out", "{tmp}/m.onnx", "--int8", "--calibration", "{tmp}", "--int8-keep", "encoder.4.0"],
+     "--int8-keep is for .pt2 files"),
+    (["--out", "{tmp}/m.pt2", "--int8", "--calibration", "{tmp}", "--int8-floor", "0", "--int8-kept-precision",
+      "bf16"], "--int8-kept-precision has no block to apply to"),
 ])
 def test_export_options_that_do_not_fit_a_pt2_are_refused(tmp_path, tiny_checkpoint, capsys, arguments, message):
     arguments = [argument.format(tmp=tmp_path) for argument in arguments]

@@ -78,9 +78,10 @@ def quantize_pt2e(
 
     With a ``guard``, the blocks most sensitive to int8 stay out of it until the int8 model keeps the guard's share
     of the float model's labels and its exposure on the calibration frames (``int8_selection.py``); without one,
-    every block is int8. ``keep`` names the blocks to keep out instead (``sensitive_blocks``' names; the guard is
-    then not used), say those an earlier export chose. Kept blocks run in ``float_precision``: fp32, bf16, or auto,
-    the faster of the two on this CPU (``int8_recipe.float_block_precision``); the guard judges them in it."""
+    every block is int8. ``keep`` names the blocks to keep out instead (``sensitive_blocks``' names), say those an
+    earlier export chose; a guard then judges that one choice (``selection.passed``). Kept blocks run in
+    ``float_precision``: fp32, bf16, or auto, the faster of the two on this CPU
+    (``int8_recipe.float_block_precision``); the guard judges them in it."""
     quantizer_module = require_torchao()
     path = Path(path)
     if path.suffix != PT2_SUFFIX:
@@ -88,6 +89,8 @@ def quantize_pt2e(
     if len(frames) == 0:
         raise ValueError("quantization needs at least one calibration frame")
     check_float_precision(float_precision)
+    if isinstance(keep, str):
+        raise ValueError(f"keep names blocks as a sequence of names, got the string {keep!r}")
     model = fuse_conv_bn(load_model(checkpoint))
     config = dataclasses.replace(model.config, backbone_weights=None)
     blocks = sensitive_blocks(model)
@@ -107,7 +110,7 @@ def quantize_pt2e(
         return precisions[0]
 
     with torch.no_grad():
-        checks = [(x, model(x)) for x in itertools.islice(inputs, CHECK_FRAMES)] if guard and keep is None else []
+        checks = [(x, model(x)) for x in itertools.islice(inputs, CHECK_FRAMES)] if guard else []
     exports: dict[tuple[str, ...], torch.fx.GraphModule] = {}  # keyed by the blocks in bf16; the last one only
     latest: dict[tuple[str, ...], torch.fx.GraphModule] = {}  # the last trial's model only
 
@@ -125,12 +128,14 @@ def quantize_pt2e(
     def trial(float_blocks: tuple[str, ...]) -> Trial:
         return _compare(quantized(float_blocks), checks, float_blocks)
 
-    selection = None
-    if keep is not None:
-        float_blocks = tuple(keep)
+    if guard is None:
+        selection = None
+    elif keep is not None:  # judged, not chosen
+        asked = trial(tuple(keep))
+        selection = Selection(chosen=asked, trials=(asked,), passed=asked.passes(guard))
     else:
-        selection = None if guard is None else select_float_blocks(blocks, trial, guard)
-        float_blocks = selection.chosen.float_blocks if selection else ()
+        selection = select_float_blocks(blocks, trial, guard)
+    float_blocks = selection.chosen.float_blocks if selection else tuple(keep or ())
     kept_precision = precision() if float_blocks else None
     program = exported(quantized(float_blocks), example)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,8 +146,8 @@ def quantize_pt2e(
                                                         PRECISION_KEY: "int8",
                                                         KEPT_PRECISION_KEY: kept_precision or "none"})
         os.replace(partial, path)
-    kept = f"; kept out of int8 in {kept_precision}: {', '.join(float_blocks)}" if float_blocks else ""
     described = f"; {selection.chosen.describe()}" if selection else ""
+    kept = f" in {kept_precision}" if float_blocks else ""
     log.info("quantized %s to int8 (PT2E, x86 Inductor) at %s, calibrated on %d frames at %dx%d%s%s", checkpoint,
              path, len(frames), *size, described, kept)
     return Int8Model(path=path, float_modules=FLOAT_MODULES + float_blocks, kept_precision=kept_precision,

@@ -54,14 +54,14 @@ class Trial:
 
 @dataclass(frozen=True)
 class Selection:
-    chosen: Trial  # the blocks the int8 model keeps in float, and what it keeps of the float model
+    chosen: Trial  # the blocks the int8 model keeps out of int8, and what it keeps of the float model
     trials: tuple[Trial, ...]  # every trial, in the order run
     passed: bool
 
 
 def select_float_blocks(blocks: Sequence[str], trial: Callable[[tuple[str, ...]], Trial], guard: Int8Guard,
                         ) -> Selection:
-    """The fewest of ``blocks``, most sensitive first, to keep in float so that ``trial`` passes ``guard``."""
+    """The fewest of ``blocks``, most sensitive first, to keep out of int8 so that ``trial`` passes ``guard``."""
     trials: list[Trial] = []
     done: dict[tuple[str, ...], Trial] = {}  # a set kept out is measured once (a block alone, then promised)
 
