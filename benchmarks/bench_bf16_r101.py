@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 
 from egnet_core.data.synthetic import render_night_frames
-from egnet_core.deploy.benchmark import model_gflop, timed
+from egnet_core.deploy.benchmark import model_gflop
 from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.timing import timed
 from egnet_core.model.egnet import EGNet
 
 

@@ -31,7 +31,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
@@ -41,7 +40,7 @@ from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.inference import calibration_input
 from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, require_torchao
-from egnet_core.deploy.int8_recipe import calibrated, export_network, int8_quantizer
+from egnet_core.deploy.int8_recipe import agreement, calibrated, export_network, int8_quantizer
 from egnet_core.model.checkpoint import load_model
 
 CONV = torch.ops.aten.conv2d.default
@@ -70,10 +69,8 @@ def main() -> None:
         start = time.perf_counter()
         with torch.no_grad():
             outputs = [run(x) for x in frames]
-        labels = np.mean([(o[0].argmax(1) == r.logits.argmax(1)).float().mean().item()
-                          for o, r in zip(outputs, reference)])
-        exposure = np.mean([(o[1].float() - r.exposure).abs().mean().item() for o, r in zip(outputs, reference)])
-        row = {"variant": name, "labels_equal": float(labels), "exposure_mad": float(exposure),
+        labels, exposure = agreement(outputs, reference)
+        row = {"variant": name, "labels_equal": labels, "exposure_mad": exposure,
                "seconds": time.perf_counter() - start}
         print(f"{name}: labels {labels:.4f}, exposure MAD {exposure:.4f}", flush=True)
         return row

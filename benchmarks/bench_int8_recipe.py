@@ -23,7 +23,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from egnet_core.cli import parse_size
@@ -32,7 +31,15 @@ from egnet_core.deploy.compiled import compile_frozen
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.inference import calibration_input
 from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, require_torchao
-from egnet_core.deploy.int8_recipe import calibrated, export_network, exported, int8_quantizer, with_blocks_in
+from egnet_core.deploy.int8_recipe import (
+    agreement,
+    calibrated,
+    export_network,
+    exported,
+    int8_quantizer,
+    with_blocks_in,
+)
+from egnet_core.deploy.timing import timed
 from egnet_core.model.checkpoint import load_model
 
 
@@ -67,21 +74,15 @@ def main() -> None:
         networks[name] = compile_frozen(exported(network, calibration[0]).module())  # as Int8Network compiles a .pt2
         with torch.no_grad():
             outputs = [networks[name](x) for x in frames]  # the first call compiles
-        rows[name] = {
-            "variant": name, "kept_out_of_int8": list(kept), "kept_precision": precision, "float_sums": float_sums,
-            "labels_equal": float(np.mean([(o[0].argmax(1) == r.logits.argmax(1)).float().mean().item()
-                                           for o, r in zip(outputs, reference)])),
-            "exposure_mad": float(np.mean([(o[1] - r.exposure).abs().mean().item()
-                                           for o, r in zip(outputs, reference)])),
-            "seconds": []}
+        labels, exposure = agreement(outputs, reference)
+        rows[name] = {"variant": name, "kept_out_of_int8": list(kept), "kept_precision": precision,
+                      "float_sums": float_sums, "labels_equal": labels, "exposure_mad": exposure, "seconds": []}
         print(f"{name}: labels {rows[name]['labels_equal']:.4f}, exposure {rows[name]['exposure_mad']:.4f}",
               flush=True)
     with torch.no_grad():
         for _ in range(args.rounds):
             for name, network in networks.items():
-                start = time.perf_counter()
-                network(frames[0])
-                rows[name]["seconds"].append(time.perf_counter() - start)
+                rows[name]["seconds"] += timed(lambda: network(frames[0]), 1)
     first = next(iter(rows.values()))
     for row in rows.values():
         row["median_ms"] = 1e3 * statistics.median(row["seconds"])

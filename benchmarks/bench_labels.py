@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from egnet_core.cli import parse_size
-from egnet_core.deploy.benchmark import timed
+from egnet_core.deploy.timing import timed
 
 
 def main() -> None:

@@ -34,8 +34,8 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from egnet_core.cli import parse_size
-from egnet_core.deploy.benchmark import timed
 from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.timing import timed
 from egnet_core.model.checkpoint import save_checkpoint
 from egnet_core.model.egnet import EGNet
 from egnet_ros.dds import use_fastdds_profile

@@ -299,7 +299,7 @@ def _export(args: argparse.Namespace) -> int:
         form += f", blocks kept out of int8 in {kept_in} after {trials}: {kept}" if kept else (
             f", every block int8 after {trials}")
         if not selection.passed:
-            form += f" (short of the floor {args.int8_floor or Int8Guard().min_agreement:g})"
+            form += f" (short of the floor {guard.min_agreement:g})"
     agreement = (exported.labels == reference.labels).mean()
     print(f"wrote {path} ({form}); {runtime} against PyTorch on a night frame: {agreement:.4%} of "
           f"labels equal, exposure max difference {np.abs(exported.exposure - reference.exposure).max():.2e}")

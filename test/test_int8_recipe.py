@@ -3,6 +3,8 @@ bf16."""
 
 from __future__ import annotations
 
+import operator
+
 import pytest
 import torch
 from helpers import tiny_torchvision_model
@@ -37,12 +39,6 @@ def _int8(model: torch.nn.Module, float_modules: tuple[str, ...], example: torch
           float_sums: bool = False) -> torch.fx.GraphModule:
     quantizer = int8_quantizer(require_torchao(), float_modules, float_sums=float_sums)
     return calibrated(export_network(model, example), quantizer, [example])
-
-
-def _attribute(module: torch.nn.Module, target: str) -> torch.Tensor:
-    for name in target.split("."):
-        module = getattr(module, name)
-    return module
 
 
 def _is_dequantized(node) -> bool:
@@ -80,8 +76,11 @@ def test_kept_blocks_run_in_bf16_between_fp32_activations_and_out_of_int8(networ
 
     quantized = _int8(kept, FLOAT_MODULES + KEPT, example)
     convolutions = [node for node in quantized.graph.nodes if node.target == CONV]
-    bf16 = [node for node in convolutions
-            if node.args[1].op == "get_attr" and _attribute(quantized, node.args[1].target).dtype == torch.bfloat16]
+
+    def weight(node):
+        return operator.attrgetter(node.args[1].target)(quantized)
+
+    bf16 = [node for node in convolutions if node.args[1].op == "get_attr" and weight(node).dtype == torch.bfloat16]
     # segmentation S3's first block: conv1, conv2 and its downsample; the EGL: its attention convolution.
     assert len(bf16) == 4 and not [node.name for node in bf16 if _is_dequantized(node.args[0])]
     int8 = [node for node in convolutions if _is_dequantized(node.args[1])]

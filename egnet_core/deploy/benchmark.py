@@ -41,6 +41,7 @@ from egnet_core.deploy.int8_pt2e import quantize_pt2e
 from egnet_core.deploy.onnx_runtime import require_onnxruntime
 from egnet_core.deploy.precision_choice import EXPOSURE_MAE_CEILING, LABEL_AGREEMENT_FLOOR
 from egnet_core.deploy.quantize import quantize_onnx
+from egnet_core.deploy.timing import timed
 from egnet_core.engine.scene_training import DEMO_TRAINING, SceneRecipe
 from egnet_core.model.checkpoint import load_model, save_checkpoint
 from egnet_core.model.egnet import EGNet
@@ -341,18 +342,6 @@ def _reference_medians(frame: np.ndarray, device: torch.device, repeats: int) ->
             medians[name] = statistics.median(
                 timed(lambda: _synchronized(model(images)["out"], device), repeats, warm_up=True)) * 1e3
     return medians
-
-
-def timed(function, repeats: int, warm_up: bool = False) -> list[float]:
-    """Seconds of each of ``repeats`` calls of ``function``, after one untimed call when ``warm_up``."""
-    if warm_up:
-        function()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        seconds.append(time.perf_counter() - start)
-    return seconds
 
 
 def _synchronized(value, device: torch.device):

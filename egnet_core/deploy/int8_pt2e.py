@@ -38,6 +38,7 @@ from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.int8_recipe import (
     KEPT_PRECISION_KEY,
+    agreement,
     calibrated,
     check_float_precision,
     export_network,
@@ -155,7 +156,7 @@ def quantize_pt2e(
 
 
 def sensitive_blocks(model: nn.Module) -> tuple[str, ...]:
-    """The units the selection keeps in float: each ResNet block, and each other module holding convolutions
+    """The units the selection may keep out of int8: each ResNet block, and each other module holding convolutions
     outside a block (an EGL's attention, say), less the always-float FLOAT_MODULES."""
     blocks: list[str] = []
     for name, module in model.named_modules():
@@ -172,13 +173,9 @@ def sensitive_blocks(model: nn.Module) -> tuple[str, ...]:
 
 def _compare(quantized: torch.fx.GraphModule, checks: list[tuple[torch.Tensor, EGNetOutput]],
              float_blocks: tuple[str, ...]) -> Trial:
-    agreement, mad = [], []
     with torch.no_grad():
-        for x, reference in checks:
-            logits, exposure = quantized(x)
-            agreement.append((logits.argmax(1) == reference.logits.argmax(1)).float().mean().item())
-            mad.append((exposure - reference.exposure).abs().mean().item())
-    return Trial(float_blocks=float_blocks, agreement=float(np.mean(agreement)), exposure_mad=float(np.mean(mad)))
+        labels, exposure = agreement([quantized(x) for x, _ in checks], [reference for _, reference in checks])
+    return Trial(float_blocks=float_blocks, agreement=labels, exposure_mad=exposure)
 
 
 class Int8Network:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import logging
 import statistics
-import time
 from collections.abc import Iterable
 
 import torch
@@ -29,6 +28,7 @@ from torch import nn
 
 from egnet_core.deploy.options import PRECISIONS
 from egnet_core.deploy.precision_choice import cpu_has_bf16
+from egnet_core.deploy.timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,17 @@ def calibrated(network: torch.fx.GraphModule, quantizer, inputs: Iterable[torch.
         for x in inputs:
             prepared(x)
         return convert_pt2e(prepared)
+
+
+def agreement(outputs: Iterable[tuple[torch.Tensor, torch.Tensor]], references: Iterable) -> tuple[float, float]:
+    """What ``outputs`` ((logits, exposure) pairs, any float dtype) keep of ``references`` (the fp32 model's
+    EGNetOutputs, in the same order): the share of pixels with equal labels and the mean absolute difference of the
+    exposure map, each averaged over the frames."""
+    labels, exposure = [], []
+    for (logits, exposure_map), reference in zip(outputs, references, strict=True):
+        labels.append((logits.argmax(1) == reference.logits.argmax(1)).float().mean().item())
+        exposure.append((exposure_map.float() - reference.exposure).abs().mean().item())
+    return statistics.mean(labels), statistics.mean(exposure)
 
 
 def check_float_precision(precision: str) -> str:
@@ -151,14 +162,8 @@ def _seconds(stage: nn.Module, images: torch.Tensor, dtype: torch.dtype) -> floa
     # slower than fp32 here, channels-last ones 2.4–3.4× faster (ResNet-18's S1 at 1024×512, AMX).
     stage = copy.deepcopy(stage).to(dtype, memory_format=torch.channels_last)
     x = images.to(dtype).contiguous(memory_format=torch.channels_last)
-    times = []
-    with torch.no_grad():
-        for run in range(TIMED_RUNS + 1):
-            start = time.perf_counter()
-            stage(x)
-            if run:  # the first run selects kernels and reorders weights
-                times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    with torch.no_grad():  # the untimed first run selects kernels and reorders weights
+        return statistics.median(timed(lambda: stage(x), TIMED_RUNS, warm_up=True))
 
 
 def _min_max_config(quantizer_module):
