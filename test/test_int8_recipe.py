@@ -12,6 +12,7 @@ from helpers import tiny_torchvision_model
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, require_torchao
 from egnet_core.deploy.int8_recipe import (
+    ObservedRanges,
     calibrated,
     export_network,
     float_block_precision,
@@ -101,3 +102,37 @@ def test_the_kept_blocks_precision_is_validated_and_auto_is_timed_only_where_bf1
     assert float_block_precision("auto", network, example) in offered
     # A torchvision baseline has no EGNet encoder: the whole network is timed instead.
     assert float_block_precision("auto", tiny_torchvision_model(), example) in offered
+
+
+class _Counted(list):
+    """Frames that count how many of them were run."""
+
+    runs = 0
+
+    def __iter__(self):
+        for frame in list.__iter__(self):
+            type(self).runs += 1
+            yield frame
+
+
+def test_a_trial_reuses_the_ranges_of_the_whole_int8_calibration_and_gets_what_a_full_pass_gets(network):
+    torch.manual_seed(1)
+    frames = _Counted(torch.rand(1, 3, 64, 64) * (1 + i) / 3 for i in range(3))  # ranges grow frame by frame
+    graph = export_network(network, frames[0])
+    module = require_torchao()
+    ranges = ObservedRanges()
+    calibrated(graph, int8_quantizer(module, FLOAT_MODULES), frames, ranges)  # records
+    assert _Counted.runs == 3
+    kept = int8_quantizer(module, FLOAT_MODULES + KEPT)
+    reused = calibrated(graph, kept, frames, ranges)
+    assert _Counted.runs == 3 + 1  # the first frame only, for the weights
+    full = calibrated(graph, kept, frames)
+    assert _Counted.runs == 3 + 1 + 3
+    with torch.no_grad():
+        for x in frames:
+            assert all(torch.equal(a, b) for a, b in zip(reused(x), full(x), strict=True))
+    # A network whose observed nodes the ranges lack (its kept block in bf16 is another graph) calibrates in full.
+    other = export_network(with_blocks_in(network, KEPT, "bf16"), frames[0])
+    before = _Counted.runs
+    calibrated(other, kept, frames, ranges)
+    assert _Counted.runs - before == 3

@@ -16,6 +16,7 @@ normalised image (well under 1% of the FLOPs together), in fp32; with a guard, a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -38,6 +39,7 @@ from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.int8_recipe import (
     KEPT_PRECISION_KEY,
+    ObservedRanges,
     agreement,
     calibrated,
     check_float_precision,
@@ -82,7 +84,9 @@ def quantize_pt2e(
     every block is int8. ``keep`` names the blocks to keep out instead (``sensitive_blocks``' names), say those an
     earlier export chose; a guard then judges that one choice (``selection.passed``). Kept blocks run in
     ``float_precision``: fp32, bf16, or auto, the faster of the two on this CPU
-    (``int8_recipe.float_block_precision``); the guard judges them in it."""
+    (``int8_recipe.float_block_precision``). The selection's trials keep blocks in fp32, so that they share one
+    export and one calibration pass (``int8_recipe.ObservedRanges``); where the kept blocks are to run in bf16, the
+    chosen ones are judged once more in bf16 and stay in fp32 if bf16 loses what the guard asks."""
     quantizer_module = require_torchao()
     path = Path(path)
     if path.suffix != PT2_SUFFIX:
@@ -112,33 +116,51 @@ def quantize_pt2e(
 
     with torch.no_grad():
         checks = [(x, model(x)) for x in itertools.islice(inputs, CHECK_FRAMES)] if guard else []
-    exports: dict[tuple[str, ...], torch.fx.GraphModule] = {}  # keyed by the blocks in bf16; the last one only
-    latest: dict[tuple[str, ...], torch.fx.GraphModule] = {}  # the last trial's model only
 
-    def quantized(float_blocks: tuple[str, ...]) -> torch.fx.GraphModule:
-        if float_blocks not in latest:
+    @functools.cache
+    def network() -> torch.fx.GraphModule:  # every trial's with its kept blocks in fp32
+        return export_network(model, example)
+
+    ranges = ObservedRanges()  # recorded by the first calibration of ``network``, reused by the next ones
+    latest: dict[tuple[tuple[str, ...], str], torch.fx.GraphModule] = {}  # the last trial's model only
+
+    def quantized(float_blocks: tuple[str, ...], kept_in: str = "fp32") -> torch.fx.GraphModule:
+        key = (float_blocks, kept_in if float_blocks else "fp32")
+        if key not in latest:
             latest.clear()
-            in_bf16 = float_blocks if float_blocks and precision() == "bf16" else ()  # else one export serves all
-            if in_bf16 not in exports:
-                exports.clear()
-                exports[in_bf16] = export_network(with_blocks_in(model, in_bf16, "bf16"), example)
             quantizer = int8_quantizer(quantizer_module, FLOAT_MODULES + float_blocks)
-            latest[float_blocks] = calibrated(exports[in_bf16], quantizer, inputs)
-        return latest[float_blocks]
+            if key[1] == "fp32":
+                latest[key] = calibrated(network(), quantizer, inputs, ranges)
+            else:  # its own export and calibration: the kept blocks' bf16 outputs are other nodes
+                latest[key] = calibrated(export_network(with_blocks_in(model, float_blocks, key[1]), example),
+                                         quantizer, inputs)
+        return latest[key]
 
-    def trial(float_blocks: tuple[str, ...]) -> Trial:
-        return _compare(quantized(float_blocks), checks, float_blocks)
+    def trial(float_blocks: tuple[str, ...], kept_in: str = "fp32") -> Trial:
+        return _compare(quantized(float_blocks, kept_in), checks, float_blocks)
 
+    kept_in = precision() if keep else "fp32"  # that of the blocks kept out of int8, if any
     if guard is None:
         selection = None
     elif keep is not None:  # judged, not chosen
-        asked = trial(tuple(keep))
+        asked = trial(tuple(keep), kept_in)
         selection = Selection(chosen=asked, trials=(asked,), passed=asked.passes(guard))
     else:
+        # Chosen with the kept blocks in fp32, which share one export and its calibration; then judged in bf16
+        # where bf16 is the faster, and left in fp32 if bf16 loses what the guard asks.
         selection = select_float_blocks(blocks, trial, guard)
+        if selection.chosen.float_blocks and precision() == "bf16":
+            judged = trial(selection.chosen.float_blocks, "bf16")
+            trials = (*selection.trials, judged)
+            if judged.passes(guard) or not selection.passed:
+                kept_in, selection = "bf16", Selection(chosen=judged, trials=trials, passed=judged.passes(guard))
+            else:
+                log.warning("int8 keeps its blocks out of int8 in fp32: in bf16, which runs faster here, it keeps "
+                            "only %s", judged.describe())
+                selection = dataclasses.replace(selection, trials=trials)
     float_blocks = selection.chosen.float_blocks if selection else tuple(keep or ())
-    kept_precision = precision() if float_blocks else None
-    program = exported(quantized(float_blocks), example)
+    kept_precision = kept_in if float_blocks else None
+    program = exported(quantized(float_blocks, kept_in), example)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and moved over it once complete: a failure leaves an earlier file as it was.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as scratch:

@@ -19,8 +19,10 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import statistics
+import warnings
 from collections.abc import Iterable
 
 import torch
@@ -72,16 +74,63 @@ def int8_quantizer(quantizer_module, float_modules: tuple[str, ...], *, float_su
     return quantizer
 
 
-def calibrated(network: torch.fx.GraphModule, quantizer, inputs: Iterable[torch.Tensor]) -> torch.fx.GraphModule:
+def calibrated(network: torch.fx.GraphModule, quantizer, inputs: Iterable[torch.Tensor],
+               ranges: ObservedRanges | None = None) -> torch.fx.GraphModule:
     """``network`` (an ``export_network`` graph, left as it is) quantized by ``quantizer``, its ranges observed on
-    ``inputs`` one at a time: the PT2E reference graph, which ``exported`` saves and Inductor compiles."""
+    ``inputs`` one at a time: the PT2E reference graph, which ``exported`` saves and Inductor compiles.
+
+    With ``ranges`` (of this same ``network`` and ``inputs``), a calibration records its activation ranges there,
+    and a later one that observes no node they lack takes them and runs only the first input (for the weights):
+    the same ranges as a full pass, since min-max ranges are the union of the frames'."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The x86 quantizer says so for every maxpool after a float stem, which EGNet's always is.
+        warnings.filterwarnings("ignore", message="The input of maxpool2d is not quantized")
         prepared = prepare_pt2e(copy.deepcopy(network), quantizer)
-        for x in inputs:
+        reused = ranges is not None and ranges.load(prepared)
+        for x in itertools.islice(inputs, 1) if reused else inputs:
             prepared(x)
+        if ranges is not None and not reused:
+            ranges.record(prepared)
         return convert_pt2e(prepared)
+
+
+class ObservedRanges:
+    """The activation ranges one calibration observed, keyed by the node of the exported network each observer
+    watched. The selection's trials quantize one export with different blocks kept out of int8: each node a trial
+    observes was observed by the trial with every block int8, over the same frames, so its range is already known."""
+
+    def __init__(self) -> None:
+        self._ranges: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def record(self, prepared: torch.fx.GraphModule) -> None:
+        for node, observer in _activation_observers(prepared):
+            if node is not None:
+                self._ranges[node] = (observer.min_val.clone(), observer.max_val.clone())
+
+    def load(self, prepared: torch.fx.GraphModule) -> bool:
+        """Whether every activation observer of ``prepared`` took its recorded range (else none is touched)."""
+        observers = list(_activation_observers(prepared))
+        if not self._ranges or any(node not in self._ranges for node, _ in observers):
+            return False
+        for node, observer in observers:
+            observer(torch.stack(self._ranges[node]))  # a running min-max takes the union with what it sees
+        return True
+
+
+def _activation_observers(prepared: torch.fx.GraphModule):
+    """(observed node's name, observer) for each observer of an activation; the name is None where the observer
+    keeps no plain running min-max (it cannot be given a range)."""
+    from torchao.quantization.pt2e import MinMaxObserver
+
+    for node in prepared.graph.nodes:
+        if node.op != "call_module" or not node.args or node.args[0].op == "get_attr":
+            continue
+        observer = prepared.get_submodule(node.target)
+        if hasattr(observer, "min_val"):
+            plain = type(observer) is MinMaxObserver
+            yield (node.args[0].name if plain else None), observer
 
 
 def agreement(outputs: Iterable[tuple[torch.Tensor, torch.Tensor]], references: Iterable) -> tuple[float, float]:
