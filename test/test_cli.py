@@ -177,10 +177,11 @@ def test_training_script_and_cli_are_one_code_path(tmp_path):
 
 
 @pytest.mark.integration
-def test_the_demo_pipeline_at_a_tiny_size(tmp_path):
-    report = run_demo(tmp_path, size=(128, 64), iterations=2, device="cpu", domain_id=next_domain_id())
-    assert report.checkpoint == tmp_path / "run" / "final.pt"  # the last iteration's model, not one chosen on val
-    assert len((tmp_path / "run" / "holdout.txt").read_text().split("\n")) > 2  # validated on held-out scenes
+def test_the_demo_pipeline_at_a_tiny_size_then_again_over_its_own_output_but_not_over_other_files(tmp_path):
+    report = run_demo(tmp_path / "demo", size=(128, 64), iterations=2, device="cpu", domain_id=next_domain_id())
+    run = tmp_path / "demo" / "run"
+    assert report.checkpoint == run / "final.pt"  # the last iteration's model, not one chosen on val
+    assert len((run / "holdout.txt").read_text().split("\n")) > 2  # validated on held-out scenes
     assert list(report.steps) == ["night_drive"] and not report.skipped  # the ROS side's step, found by entry point
     drive = report.steps["night_drive"].result
     assert drive.offline.frames == 6 and not drive.offline.skipped and drive.offline.damage is None
@@ -194,14 +195,11 @@ def test_the_demo_pipeline_at_a_tiny_size(tmp_path):
     strip = cv2.imread(str(report.pictures["strip"]))
     assert strip.shape[0] == 3 * 192  # one row per example
 
-
-@pytest.mark.integration
-def test_the_demo_replaces_its_own_output_and_refuses_any_other_folder(tmp_path):
+    # The README's command, again: the demo replaces what it wrote, and only that.
     options = {"size": (128, 64), "iterations": 1, "device": "cpu", "drive_frames": 2}
-    first = run_demo(tmp_path / "demo", domain_id=next_domain_id(), **options)
     (tmp_path / "demo" / "stale.txt").write_text("left over")
-    second = run_demo(tmp_path / "demo", domain_id=next_domain_id(), **options)  # the README's command, again
-    assert second.checkpoint == first.checkpoint and second.checkpoint.is_file()
+    second = run_demo(tmp_path / "demo", domain_id=next_domain_id(), **options)
+    assert second.checkpoint == report.checkpoint and second.checkpoint.is_file()
     assert not (tmp_path / "demo" / "stale.txt").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
