@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import (
     random_frames,
     tiny_model,
@@ -17,7 +18,8 @@ from helpers import (
 
 from egnet_core.data.exposure import exposure_map
 from egnet_core.data.labels import PALETTE
-from egnet_core.deploy.inference import Segmenter
+from egnet_core.deploy.inference import Segmenter, to_network_input
+from egnet_core.deploy.labels import LabelMaps
 from egnet_core.deploy.options import available_cpus, resolve_device, resolve_threads
 from egnet_core.model.checkpoint import save_checkpoint
 
@@ -169,6 +171,46 @@ def test_torch_compile_computes_the_same_function():
     for a, b in zip(plain, compiled):
         assert (a.labels == b.labels).mean() >= 0.999
         np.testing.assert_allclose(a.exposure, b.exposure, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_cpu_labels_come_from_the_last_stages_logits_in_one_pass_and_equal_the_eager_ones():
+    model = with_running_statistics(tiny_model())
+    frames = random_frames(2, width=96, height=64)
+    eager = Segmenter(model, input_size=(128, 64))
+    compiled = Segmenter(model, input_size=(128, 64), compile=True)
+    assert compiled._eager.logits_at_input_size is False and model.logits_at_input_size is True
+    network_input = F.interpolate(to_network_input(torch.from_numpy(np.stack(frames))), (64, 128), mode="bilinear",
+                                  align_corners=False).contiguous(memory_format=torch.channels_last)
+    for size in (None, (200, 100)):
+        results = compiled.predict_batch(frames, output_size=size)
+        with torch.no_grad():  # ResNet-18 at output stride 32: the network's logits are 4×2 for a 128×64 input
+            logits = compiled.model(network_input).logits
+        assert logits.shape[-2:] == (2, 4)
+        # The compiled pass's labels are eager label_map's of the same logits, resized as the eager path resizes.
+        expected = LabelMaps(compiled=False)(logits, (64, 128), (size or (96, 64))[::-1])
+        np.testing.assert_array_equal(np.stack([r.labels for r in results]), expected.numpy())
+        for a, b in zip(eager.predict_batch(frames, output_size=size), results):  # compiled convolutions round apart
+            assert (a.labels == b.labels).mean() >= 0.995
+            np.testing.assert_allclose(a.exposure, b.exposure, atol=1e-5)
+    with_confidence = compiled.predict(frames[0], confidence=True)  # the softmax needs the full-size logits
+    np.testing.assert_array_equal(with_confidence.labels, compiled.predict(frames[0]).labels)
+    # Protocols that average views at the output size keep the network's full-size logits.
+    assert Segmenter(model, compile=True, flip=True)._eager.logits_at_input_size is True
+    assert Segmenter(model, compile=True, scales=(0.5, 1.0))._eager.logits_at_input_size is True
+
+
+def test_label_map_compiled_resizes_and_takes_the_first_of_tied_maxima_as_eager():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 19, 8, 16)
+    logits[:, 3] = logits.amax(1) + 1
+    logits[:, 7] = logits[:, 3]  # tied with class 3 everywhere: the first wins, as with argmax
+    eager, compiled = LabelMaps(compiled=False), LabelMaps(compiled=True)
+    wide = F.interpolate(logits, (64, 128), mode="bilinear", align_corners=False)
+    expected = F.interpolate(wide, (50, 100), mode="bilinear", align_corners=False).argmax(1)
+    for labels in (eager(logits, (64, 128), (50, 100)), compiled(logits, (64, 128), (50, 100))):
+        assert labels.dtype == torch.uint8 and torch.equal(labels.long(), expected) and (labels == 3).all()
+    assert torch.equal(compiled(logits.bfloat16(), (8, 16), (8, 16)).long(), logits.bfloat16().float().argmax(1))
 
 
 @pytest.mark.slow

@@ -40,6 +40,10 @@ def test_the_int8_file_stays_close_to_the_labels_and_exposure_of_the_trained_mod
     assert labels >= 0.995 and mad <= 0.01, (labels, mad)
     # It is an int8 network, not the float one again: its outputs differ a little.
     assert not np.array_equal(reference[0].exposure, results[0].exposure)
+    # Its logits stay at the last stage's resolution (output stride 32), the exposure map at the input's: the
+    # Segmenter resizes the logits together with its labels in one compiled pass.
+    logits, exposure = int8.model(torch.rand(1, 3, 64, 128))
+    assert logits.shape == (1, 19, 2, 4) and exposure.shape == (1, 1, 64, 128) and int8._labels.compiled
 
 
 def test_the_convolutions_are_int8_except_the_stem_the_heads_and_the_chosen_blocks_and_the_config_travels(

@@ -9,8 +9,11 @@ Test-time protocols are options of ``Segmenter``, all served by one path (``Segm
 * ``sliding_window``: overlapping windows over the (resized) input, averaged where they overlap.
 
 Every view's logits are resized bilinearly to the output size and averaged there; the argmax comes last, so
-label ids are never interpolated. Logits rather than softmax probabilities are averaged so that the plain
-protocol is exactly the model's own output; the confidence threshold applies to the softmax of the average.
+label ids are never interpolated. On the plain protocol, the compiled CPU paths and int8 files take the network's
+logits at its last stage's resolution and resize them and take the labels in one compiled pass (``labels.py``),
+as the network and the eager path would have resized them. Logits rather than softmax probabilities are averaged
+so that the plain protocol is exactly the model's own output; the confidence threshold applies to the softmax of
+the average.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from egnet_core.config import ModelConfig
 from egnet_core.data.labels import IGNORE_INDEX, PALETTE_LUT
@@ -36,6 +38,7 @@ from egnet_core.deploy.cuda_graphs import CudaGraphNetwork
 from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.int8_pt2e import PT2_SUFFIX, Int8Network
+from egnet_core.deploy.labels import LabelMaps, resize
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
 from egnet_core.deploy.options import (
     AUTO_PRECISION,
@@ -47,7 +50,7 @@ from egnet_core.deploy.options import (
 )
 from egnet_core.deploy.precision_choice import PrecisionChoice, choose_precision
 from egnet_core.model.checkpoint import check_same_architecture, load_model
-from egnet_core.model.egnet import MIN_INPUT_SIZE, EGNetOutput
+from egnet_core.model.egnet import MIN_INPUT_SIZE, EGNet, EGNetOutput
 from egnet_core.model.networks import Network
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,11 @@ class Segmenter:
         self.precision_choice: PrecisionChoice | None = None
         self._fp32: Network | None = None  # precision auto builds each path it tries from this, until it has chosen
         self._trial_eager: dict[torch.dtype, Network] = {}  # each tried path's network before compile/CUDA graphs
+        # The plain protocol on a compiled CPU path or an int8 file: the network's logits stay at its last stage's
+        # resolution and one compiled pass resizes them and takes the labels (labels.py).
+        plain = not options.resizes and not options.flip
+        compiled_cpu = options.device.type == "cpu" and (options.compile or isinstance(model, Int8Network))
+        self._labels = LabelMaps(compiled=plain and compiled_cpu)
         if isinstance(model, _FILE_NETWORKS):
             if options.precision not in ("fp32", AUTO_PRECISION) or options.compile or options.cuda_graphs:
                 raise ValueError(f"{str(model.path)!r} runs as it was built: precision must be fp32 (or auto) and "
@@ -124,6 +132,8 @@ class Segmenter:
             self.memory_format = torch.channels_last if options.optimize else torch.contiguous_format
             model = fuse_conv_bn(model) if options.optimize else copy.deepcopy(model)
             model = _placed(model, self.device, self.dtype, self.memory_format)
+            if isinstance(model, EGNet):  # the Segmenter's own copy
+                model.logits_at_input_size = not self._labels.compiled
             self._eager = model  # for attention maps, whose hooks compiled code and CUDA graphs would not run
             if options.precision == AUTO_PRECISION:
                 self._fp32 = self.model = model
@@ -288,10 +298,15 @@ class Segmenter:
     def _predict(self, batch: np.ndarray, output_hw: tuple[int, int], color: bool,
                  confidence: bool) -> list[Segmentation]:
         x = to_network_input(self._upload(batch))  # B×3×H×W
-        output = self._logits(x, output_hw)
-        # max's indices are argmax's (the first of tied maxima), in a third of its time over NCHW logits on CPUs.
-        labels = output.logits.max(dim=1).indices.to(torch.uint8)  # B×h×w
         scores = None
+        if self._labels.compiled and not confidence and self.confidence_threshold is None:  # no full-size logits
+            input_hw = self._input_hw(x)
+            output = self._forward(resize(x, input_hw), logits_at_input_size=False)
+            labels = self._labels(output.logits, input_hw, output_hw)  # B×h×w
+            output = EGNetOutput(logits=output.logits, exposure=resize(output.exposure, output_hw))
+        else:
+            output = self._logits(x, output_hw)
+            labels = self._labels(output.logits, output_hw, output_hw)  # B×h×w
         if self.confidence_threshold is not None or confidence:
             scores = output.logits.softmax(dim=1).amax(dim=1)  # B×h×w
         if self.confidence_threshold is not None:
@@ -318,7 +333,7 @@ class Segmenter:
 
     def _logits(self, x: torch.Tensor, output_hw: tuple[int, int]) -> EGNetOutput:
         """B×3×H×W RGB in [0, 1] -> logits and exposure at ``output_hw``, averaged over every scale and flip."""
-        base_w, base_h = self.input_size or (x.shape[-1], x.shape[-2])
+        base_h, base_w = self._input_hw(x)
         logits = exposure = None
         for scale in self.scales:
             scaled = resize(x, (round(base_h * scale), round(base_w * scale)))  # B×3×h_s×w_s
@@ -334,13 +349,20 @@ class Segmenter:
             return EGNetOutput(logits=logits, exposure=exposure)
         return EGNetOutput(logits=logits.div_(views), exposure=exposure.div_(views))
 
-    def _forward(self, x: torch.Tensor) -> EGNetOutput:
+    def _input_hw(self, x: torch.Tensor) -> tuple[int, int]:
+        """(height, width) the network sees for B×3×H×W ``x`` before any scale."""
+        return (self.input_size[1], self.input_size[0]) if self.input_size else (x.shape[-2], x.shape[-1])
+
+    def _forward(self, x: torch.Tensor, *, logits_at_input_size: bool = True) -> EGNetOutput:
         x = x.to(self.dtype, memory_format=self.memory_format)
         if self.sliding_window is None:
             output = self.model(x)
         else:
             output = _forward_windows(self.model, x, self.sliding_window)
-        return EGNetOutput(logits=output.logits.float(), exposure=output.exposure.float())
+        logits = output.logits  # at x's size, or at the network's last stage's (see __init__)
+        if logits_at_input_size:
+            logits = resize(logits.float(), tuple(x.shape[-2:]))
+        return EGNetOutput(logits=logits.float(), exposure=output.exposure.float())
 
 
 def _options(options: InferenceOptions | None, keywords: dict) -> InferenceOptions:
@@ -434,10 +456,3 @@ def calibration_input(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """One H×W×3 uint8 RGB frame -> 1×3×H×W float32 in [0, 1] at ``size`` (width, height), resized as the
     Segmenter resizes: what int8 calibration observes."""
     return resize(to_network_input(torch.from_numpy(frame)[None]), (size[1], size[0]))
-
-
-def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """B×C×H×W bilinearly to ``size`` (height, width), the one resize of network inputs and outputs."""
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

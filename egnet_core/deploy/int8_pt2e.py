@@ -10,7 +10,9 @@ quantized and what was measured against it. Kept out of int8, measured on traine
 (benchmarks/RESULTS.md): the two 1×1 heads, which decide the labels, and the stem convolution, whose input is the
 normalised image (well under 1% of the FLOPs together), in fp32; with a guard, also the blocks
 ``int8_selection.py`` finds most sensitive, in the faster of fp32 and bf16. The file carries the model config and
-``egnet_precision: int8``, as an ``egnet export --int8`` ONNX file does.
+``egnet_precision: int8``, as an ``egnet export --int8`` ONNX file does. Its logits come out at the last stage's
+resolution (the exposure map at the input's): the Segmenter resizes them with its labels in one compiled pass
+(``labels.py``); files written before that gave full-size logits, which the Segmenter takes as they are.
 """
 
 from __future__ import annotations
@@ -202,7 +204,8 @@ def _compare(quantized: torch.fx.GraphModule, checks: list[tuple[torch.Tensor, E
 
 class Int8Network:
     """A ``.pt2`` file from ``quantize_pt2e``, compiled by Inductor on its first call; called like the EGNet it
-    replaces. It runs on the CPU, one frame at a time, at the size it was quantized for."""
+    replaces, with its logits at the last stage's resolution. It runs on the CPU, one frame at a time, at the size
+    it was quantized for."""
 
     precision = "int8"
     fixed_batch = 1

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from egnet_core.deploy.labels import label_map
 from egnet_core.deploy.options import PRECISIONS
 from egnet_core.deploy.precision_choice import cpu_has_bf16
 from egnet_core.deploy.timing import timed
@@ -42,7 +43,11 @@ _ANNOTATION = "quantization_annotation"  # where PT2E quantizers mark a node (to
 
 
 def export_network(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
-    """An EGNet as the quantizer takes it: exported at ``example``'s shape, with a plain (logits, exposure) out."""
+    """An EGNet as the quantizer takes it: exported at ``example``'s shape, with a plain (logits, exposure) out, the
+    logits at its last stage's resolution (the Segmenter resizes them with its labels, ``labels.py``)."""
+    if hasattr(model, "logits_at_input_size") and model.logits_at_input_size:
+        model = copy.copy(model)  # a shallow copy, its own flag: the caller's model keeps its outputs
+        model.logits_at_input_size = False
     return exported(_Outputs(model), example).module()
 
 
@@ -134,12 +139,15 @@ def _activation_observers(prepared: torch.fx.GraphModule):
 
 
 def agreement(outputs: Iterable[tuple[torch.Tensor, torch.Tensor]], references: Iterable) -> tuple[float, float]:
-    """What ``outputs`` ((logits, exposure) pairs, any float dtype) keep of ``references`` (the fp32 model's
-    EGNetOutputs, in the same order): the share of pixels with equal labels and the mean absolute difference of the
+    """What ``outputs`` ((logits, exposure) pairs, any float dtype, the logits at the input's size or the last
+    stage's) keep of ``references`` (the fp32 model's EGNetOutputs, in the same order): the share of pixels with
+    equal labels (as the Segmenter takes them, ``labels.label_map``) and the mean absolute difference of the
     exposure map, each averaged over the frames."""
     labels, exposure = [], []
     for (logits, exposure_map), reference in zip(outputs, references, strict=True):
-        labels.append((logits.argmax(1) == reference.logits.argmax(1)).float().mean().item())
+        size = tuple(reference.logits.shape[-2:])
+        same = label_map(logits, size, size) == label_map(reference.logits, size, size)
+        labels.append(same.float().mean().item())
         exposure.append((exposure_map.float() - reference.exposure).abs().mean().item())
     return statistics.mean(labels), statistics.mean(exposure)
 

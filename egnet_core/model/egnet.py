@@ -36,7 +36,8 @@ class EGNetOutput(NamedTuple):
 class EGNet(nn.Module):
     """EGNet and its ablations; ``variant`` picks one of ``config.VARIANTS``.
 
-    ``forward`` takes B×3×H×W float RGB in [0, 1] and returns an ``EGNetOutput`` at the input's size.
+    ``forward`` takes B×3×H×W float RGB in [0, 1] and returns an ``EGNetOutput`` at the input's size (the logits
+    at the last stage's when ``logits_at_input_size`` is False).
     """
 
     def __init__(
@@ -73,6 +74,9 @@ class EGNet(nn.Module):
         )
         self.segmentation_head = nn.Conv2d(c4, num_classes, kernel_size=1)
         self.exposure_head = nn.Conv2d(c4, 1, kernel_size=1) if spec.exposure_stream else None
+        # False: logits come back at the last stage's resolution, for a caller that resizes them together with
+        # its labels (the Segmenter's compiled CPU paths); the exposure map is always at the input's size.
+        self.logits_at_input_size = True
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -92,7 +96,9 @@ class EGNet(nn.Module):
                 f_e = self.exposure_stages[index](f_e)
             if index < len(self.guidance):
                 f_s = self.guidance[index](f_s, f_e)
-        logits = _upsample(self.segmentation_head(f_s), size)
+        logits = self.segmentation_head(f_s)
+        if self.logits_at_input_size:
+            logits = _upsample(logits, size)
         if self.exposure_head is None:
             return EGNetOutput(logits=logits, exposure=input_exposure)
         exposure = torch.sigmoid(_upsample(self.exposure_head(f_e), size))
