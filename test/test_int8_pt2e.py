@@ -89,7 +89,9 @@ def test_blocks_kept_out_by_name_run_in_bf16_and_the_file_says_so(trained_int8, 
     assert extra[KEPT_PRECISION_KEY] == "bf16"
     weights = [node.args[1] for node in program.graph.nodes if node.target == torch.ops.aten.conv2d.default]
     in_bf16 = [w for w in weights if "dequantize" not in str(w.target) and w.meta["val"].dtype == torch.bfloat16]
-    assert len(in_bf16) == 4  # the block's two convolutions and its downsample, and the EGL's attention
+    # The block's two convolutions and its downsample, the EGL's attention, and the stem, which runs in the kept
+    # blocks' precision.
+    assert len(in_bf16) == 4 + 1 and [str(w.target) for w in in_bf16 if "encoder" in str(w.target)], in_bf16
     frames = night_frames(2, width=128, height=64, seed=5)
     reference = Segmenter.from_checkpoint(trained_int8["checkpoint"]).predict_batch(frames)
     results = Segmenter.from_checkpoint(int8.path, input_size=INT8_SIZE).predict_batch(frames)

@@ -9,7 +9,9 @@ statistics, so calibration memory does not grow with the number of frames); ``in
 quantized and what was measured against it. Kept out of int8, measured on trained checkpoints
 (benchmarks/RESULTS.md): the two 1×1 heads, which decide the labels, and the stem convolution, whose input is the
 normalised image (well under 1% of the FLOPs together), in fp32; with a guard, also the blocks
-``int8_selection.py`` finds most sensitive, in the faster of fp32 and bf16. The file carries the model config and
+``int8_selection.py`` finds most sensitive, in the faster of fp32 and bf16. Where the kept blocks run in bf16, so
+does the stem (on ResNet-18 at 1024×512 with AMX, 12% faster a frame for 0.03 point of the labels; the guard
+judges it with the blocks). The file carries the model config and
 ``egnet_precision: int8``, as an ``egnet export --int8`` ONNX file does. Its logits come out at the last stage's
 resolution (the exposure map at the input's): the Segmenter resizes them with its labels in one compiled pass
 (``labels.py``); files written before that gave full-size logits, which the Segmenter takes as they are.
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 
 PT2_SUFFIX = ".pt2"
 FLOAT_MODULES = ("encoder.0", "segmentation_head", "exposure_head")  # left in float (see the module docstring)
+STEM = ("encoder.0",)  # of FLOAT_MODULES, what runs in bf16 with the kept blocks when they do
 CHECK_FRAMES = 4  # calibration frames the guard compares on (the first ones)
 _QUANTIZER = "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer"  # importing it registers Inductor's fusions
 
@@ -70,7 +73,7 @@ _QUANTIZER = "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer"  # imp
 class Int8Model:
     path: Path  # the .pt2 file
     float_modules: tuple[str, ...]  # out of int8: FLOAT_MODULES (fp32) and the blocks kept (selected or asked for)
-    kept_precision: str | None  # fp32 or bf16, that of the blocks kept; None when every block is int8
+    kept_precision: str | None  # fp32 or bf16, that of the blocks kept and the stem; None: every block int8
     selection: Selection | None  # the trials that chose them; None when quantized without a guard
 
 
@@ -134,7 +137,8 @@ def quantize_pt2e(
             if key[1] == "fp32":
                 latest[key] = calibrated(network(), quantizer, inputs, ranges)
             else:  # its own export and calibration: the kept blocks' bf16 outputs are other nodes
-                latest[key] = calibrated(export_network(with_blocks_in(model, float_blocks, key[1]), example),
+                in_bf16 = float_blocks + tuple(name for name in STEM if name in dict(model.named_modules()))
+                latest[key] = calibrated(export_network(with_blocks_in(model, in_bf16, key[1]), example),
                                          quantizer, inputs)
         return latest[key]
 
