@@ -117,6 +117,7 @@ class _Counted(list):
 
 def test_a_trial_reuses_the_ranges_of_the_whole_int8_calibration_and_gets_what_a_full_pass_gets(network):
     torch.manual_seed(1)
+    _Counted.runs = 0
     frames = _Counted(torch.rand(1, 3, 64, 64) * (1 + i) / 3 for i in range(3))  # ranges grow frame by frame
     graph = export_network(network, frames[0])
     module = require_torchao()
@@ -136,3 +137,23 @@ def test_a_trial_reuses_the_ranges_of_the_whole_int8_calibration_and_gets_what_a
     before = _Counted.runs
     calibrated(other, kept, frames, ranges)
     assert _Counted.runs - before == 3
+
+
+def test_observers_shared_by_several_nodes_are_never_given_recorded_ranges():
+    """The concat EGL's cat shares one observer between its inputs and output: the group's range is not each
+    node's, and the group changes when a block is kept out of int8, so such a trial calibrates in full."""
+    torch.manual_seed(0)
+    network = fuse_conv_bn(EGNet(backbone="resnet18", output_stride=32, variant="concat").eval())
+    _Counted.runs = 0
+    frames = _Counted(torch.rand(1, 3, 64, 64) * (1 + i) / 3 for i in range(3))
+    graph = export_network(network, frames[0])
+    module = require_torchao()
+    ranges = ObservedRanges()
+    calibrated(graph, int8_quantizer(module, FLOAT_MODULES), frames, ranges)
+    kept = int8_quantizer(module, FLOAT_MODULES + ("guidance.0",))
+    reused = calibrated(graph, kept, frames, ranges)
+    assert _Counted.runs == 3 + 3  # a full pass: the shared observers have no range of their own to take
+    full = calibrated(graph, kept, frames)
+    with torch.no_grad():
+        for x in frames:
+            assert all(torch.equal(a, b) for a, b in zip(reused(x), full(x), strict=True))

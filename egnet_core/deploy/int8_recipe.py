@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import itertools
 import logging
@@ -126,16 +127,20 @@ class ObservedRanges:
 
 def _activation_observers(prepared: torch.fx.GraphModule):
     """(observed node's name, observer) for each observer of an activation; the name is None where the observer
-    keeps no plain running min-max (it cannot be given a range)."""
+    keeps no plain running min-max of that node alone (it cannot be given that node's range): another kind of
+    observer, or one the quantizer shares between several nodes (a cat's or a pool's inputs and output), whose
+    range is the group's and the group differs from trial to trial."""
     from torchao.quantization.pt2e import MinMaxObserver
 
-    for node in prepared.graph.nodes:
-        if node.op != "call_module" or not node.args or node.args[0].op == "get_attr":
-            continue
+    calls = [node for node in prepared.graph.nodes
+             if node.op == "call_module" and node.args and node.args[0].op != "get_attr"]
+    # A shared observer is one instance, under one name or several.
+    uses = collections.Counter(id(prepared.get_submodule(node.target)) for node in calls)
+    for node in calls:
         observer = prepared.get_submodule(node.target)
         if hasattr(observer, "min_val"):
-            plain = type(observer) is MinMaxObserver
-            yield (node.args[0].name if plain else None), observer
+            alone = type(observer) is MinMaxObserver and uses[id(observer)] == 1
+            yield (node.args[0].name if alone else None), observer
 
 
 def agreement(outputs: Iterable[tuple[torch.Tensor, torch.Tensor]], references: Iterable) -> tuple[float, float]:
