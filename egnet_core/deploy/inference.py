@@ -359,10 +359,10 @@ class Segmenter:
             output = self.model(x)
         else:
             output = _forward_windows(self.model, x, self.sliding_window)
-        logits = output.logits  # at x's size, or at the network's last stage's (see __init__)
+        logits = output.logits.float()  # at x's size, or at the network's last stage's (see __init__)
         if logits_at_input_size:
-            logits = resize(logits.float(), tuple(x.shape[-2:]))
-        return EGNetOutput(logits=logits.float(), exposure=output.exposure.float())
+            logits = resize(logits, tuple(x.shape[-2:]))
+        return EGNetOutput(logits=logits, exposure=output.exposure.float())
 
 
 def _options(options: InferenceOptions | None, keywords: dict) -> InferenceOptions:

@@ -127,19 +127,20 @@ def quantize_pt2e(
         return export_network(model, example)
 
     ranges = ObservedRanges()  # recorded by the first calibration of ``network``, reused by the next ones
+    stem = tuple(name for name in STEM if name in dict(model.named_modules()))  # run with the blocks in bf16
     latest: dict[tuple[tuple[str, ...], str], torch.fx.GraphModule] = {}  # the last trial's model only
 
     def quantized(float_blocks: tuple[str, ...], kept_in: str = "fp32") -> torch.fx.GraphModule:
-        key = (float_blocks, kept_in if float_blocks else "fp32")
+        in_bf16 = bool(float_blocks) and kept_in == "bf16"
+        key = (float_blocks, "bf16" if in_bf16 else "fp32")
         if key not in latest:
             latest.clear()
             quantizer = int8_quantizer(quantizer_module, FLOAT_MODULES + float_blocks)
-            if key[1] == "fp32":
+            if not in_bf16:
                 latest[key] = calibrated(network(), quantizer, inputs, ranges)
             else:  # its own export and calibration: the kept blocks' bf16 outputs are other nodes
-                in_bf16 = float_blocks + tuple(name for name in STEM if name in dict(model.named_modules()))
-                latest[key] = calibrated(export_network(with_blocks_in(model, in_bf16, key[1]), example),
-                                         quantizer, inputs)
+                graph = export_network(with_blocks_in(model, float_blocks + stem, "bf16"), example)
+                latest[key] = calibrated(graph, quantizer, inputs)
         return latest[key]
 
     def trial(float_blocks: tuple[str, ...], kept_in: str = "fp32") -> Trial:
