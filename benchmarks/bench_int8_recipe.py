@@ -18,6 +18,7 @@ OUT/int8_recipe.json and OUT/int8_recipe.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -39,7 +40,7 @@ from egnet_core.deploy.int8_recipe import (
     int8_quantizer,
     with_blocks_in,
 )
-from egnet_core.deploy.timing import timed
+from egnet_core.deploy.timing import interleaved
 from egnet_core.model.checkpoint import load_model
 
 
@@ -76,7 +77,7 @@ def main() -> None:
             outputs = [networks[name](x) for x in frames]  # the first call compiles
         labels, exposure = agreement(outputs, reference)
         rows[name] = {"variant": name, "kept_out_of_int8": list(kept), "kept_precision": precision,
-                      "float_sums": float_sums, "labels_equal": labels, "exposure_mad": exposure, "seconds": []}
+                      "float_sums": float_sums, "labels_equal": labels, "exposure_mad": exposure}
         print(f"{name}: labels {rows[name]['labels_equal']:.4f}, exposure {rows[name]['exposure_mad']:.4f}",
               flush=True)
     with torch.no_grad():
@@ -84,9 +85,10 @@ def main() -> None:
         # (seconds, measured), which would otherwise land in the first round.
         for network in networks.values():
             network(frames[0])
-        for _ in range(args.rounds):
-            for name, network in networks.items():
-                rows[name]["seconds"] += timed(lambda: network(frames[0]), 1)
+        seconds = interleaved({name: functools.partial(network, frames[0]) for name, network in networks.items()},
+                              args.rounds)
+    for name, row in rows.items():
+        row["seconds"] = seconds[name]
     first = next(iter(rows.values()))
     for row in rows.values():
         row["median_ms"] = 1e3 * statistics.median(row["seconds"])

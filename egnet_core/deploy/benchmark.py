@@ -11,13 +11,18 @@ fp32 (labels equal on at least 99.5% of pixels, exposure within 1e-2 mean absolu
 
 The guards are judged on trained weights: each configuration is trained briefly with the demo's recipe and
 cached (``bench_weights.py``); a near-random network's tied logits would make any path look wrong or right.
-The paths are ranked per configuration, fastest first, and the fastest that passes the guard is marked.
-torchvision's DeepLabV3-ResNet101 and FCN-ResNet101 are timed as references.
+The paths are ranked per configuration, fastest first, and the fastest that passes the guard is marked. Each
+configuration's int8 and bf16 paths are judged against issue 15's targets (``bench_targets.py``) on timings taken
+again side by side, in rotating rounds: the fastest passing int8 path head to head against the passing paths of
+another precision nearly as fast as the fastest of them, and the fastest passing int8 and bf16 paths beside their
+precision's GEMM, whose speed drifts with the machine's as theirs does. torchvision's DeepLabV3-ResNet101 and
+FCN-ResNet101 are timed as references.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import json
 import logging
@@ -35,23 +40,28 @@ from torch.utils.flop_counter import FlopCounterMode
 from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.bench_targets import (
     BF16_PEAK_SHARE,
+    CONTENDER_MARGIN,
     INT8_PEAK_SHARE,
     INT8_SPEEDUP,
-    SPEEDUP,
     HeadToHead,
+    PeakShare,
     TargetCheck,
+    duel_paths,
+    head_to_heads,
     path_precision,
+    peak_share,
+    share_paths,
     target_checks,
 )
 from egnet_core.deploy.bench_weights import bench_weights
 from egnet_core.deploy.cpu_features import this_cpu_features
-from egnet_core.deploy.export import OPSET, export_onnx, require_onnx
+from egnet_core.deploy.export import export_onnx
+from egnet_core.deploy.gemm_peaks import GEMM_OPS, GEMM_SIDE, GemmPeak, gemm_peaks, peak_gemm
 from egnet_core.deploy.inference import Segmentation, Segmenter, to_network_input
 from egnet_core.deploy.int8_pt2e import quantize_pt2e
-from egnet_core.deploy.onnx_runtime import require_onnxruntime
 from egnet_core.deploy.precision_choice import EXPOSURE_MAE_CEILING, LABEL_AGREEMENT_FLOOR
 from egnet_core.deploy.quantize import quantize_onnx
-from egnet_core.deploy.timing import timed
+from egnet_core.deploy.timing import interleaved, synchronized, timed
 from egnet_core.engine.scene_training import DEMO_TRAINING, SceneRecipe
 from egnet_core.model.checkpoint import load_model, save_checkpoint
 from egnet_core.model.egnet import EGNet
@@ -59,7 +69,6 @@ from egnet_core.model.egnet import EGNet
 log = logging.getLogger(__name__)
 
 SIZE = (1024, 512)  # (width, height)
-GEMM_SIDE = 4096
 # int8 calibration frames, generated apart from the timed ones. Quick mode keeps them all but for ResNet-101 (1 frame):
 # calibrated on 1 frame, the ResNet-18 int8 selection kept slower blocks (206 against 180 ms a frame, interleaved).
 BENCH_CALIBRATION_FRAMES = 8
@@ -70,15 +79,8 @@ CONFIGURATIONS = {
     "EGNet-ResNet18 OS16 (real-time)": SceneRecipe(),  # the demo's own model
 }
 CONFIGURATION_NAMES = {"resnet101-os8": PAPER, "resnet18-os16": "EGNet-ResNet18 OS16 (real-time)"}
-HEAD_TO_HEAD_MIN_ROUNDS = 5  # int8 against the fastest passing path of another precision, alternating
+SIDE_BY_SIDE_MIN_ROUNDS = 5  # of the paths the targets judge, timed again in rotating rounds (_side_by_side)
 LONG_FIRST_RUN_S = 30.0  # a first run (compilation) longer than this is logged as a warning
-
-
-@dataclass(frozen=True)
-class GemmPeak:
-    gflops: float  # GOP/s for int8
-    kernel: str  # which measured kernel reached it
-    measured: dict[str, float]  # every kernel tried for this precision, by name
 
 
 @dataclass(frozen=True)
@@ -136,28 +138,36 @@ def run_benchmark(
     gflops_peaks = {name: peak.gflops for name, peak in peaks.items()}
     rows: list[PathResult] = []
     duels: list[HeadToHead] = []
+    shares: list[PeakShare] = []
     with tempfile.TemporaryDirectory() as scratch:
         for index, (name, (model, weights)) in enumerate(models.items()):
-            # ResNet-101 runs at batch 1, once after its warm-up, and is calibrated on 1 frame in quick mode.
+            # In quick mode ResNet-101's paths run at batch 1 and once after their warm-up, and its int8 is
+            # calibrated on 1 frame; the side-by-side rounds still take SIDE_BY_SIDE_MIN_ROUNDS.
             heavy = quick and model.config.backbone == "resnet101"
             runs, sizes = (heavy_repeats, (1,)) if heavy else (repeats, batches)
             work = Path(scratch) / str(index)
-            config_rows, duel = _bench_config(name, model, weights, frames, calibration[:1] if heavy else calibration,
-                                              device, runs, sizes, gflops_peaks, work)
+            config_calibration = calibration[:1] if heavy else calibration
+            gflop = model_gflop(model)
+            config_rows = _bench_config(name, model, gflop, weights, frames, config_calibration, device, runs, sizes,
+                                        gflops_peaks, work)
             rows += config_rows
-            duels += [duel] if duel else []
-    paths = [asdict(r) for r in rows]
-    head_to_head = [asdict(duel) for duel in duels]
+            config_duels, config_shares = _side_by_side(config_rows, model, gflop, device, work, config_calibration,
+                                                        frames[0], peaks, max(runs, SIDE_BY_SIDE_MIN_ROUNDS))
+            duels += config_duels
+            shares += config_shares
+    ranked = ranked_paths([asdict(r) for r in rows])
+    paths = [row for config_rows in ranked.values() for row in config_rows]
     return {
         "date": time.strftime("%Y-%m-%d"), "device": _device_name(device), "threads": torch.get_num_threads(),
         "features": _features(device), "torch": torch.__version__, "size": list(SIZE), "quick": quick,
         "reference_runs": heavy_repeats, "gemm_peak_gflops": gflops_peaks,
         "gemm_peak_kernels": {name: peak.kernel for name, peak in peaks.items()},
         "gemm_measured": {name: peak.measured for name, peak in peaks.items()},
-        "paths": [row for ranked in ranked_paths(paths).values() for row in ranked],
+        "paths": paths,
         "fastest_passing": {config: row and row["path"] for config, row in fastest_passing(paths).items()},
-        "head_to_head": head_to_head,
-        "targets": [asdict(check) for check in target_checks(ranked_paths(paths), head_to_head)],
+        "head_to_head": [asdict(duel) for duel in duels],
+        "peak_shares": [asdict(share) for share in shares],
+        "targets": [asdict(check) for check in target_checks(ranked, duels, shares)],
         "references": [asdict(r) for r in _references(frames[0], device, heavy_repeats, rows)],
     }
 
@@ -193,80 +203,6 @@ def _features(device: torch.device) -> list[str]:
     return list(this_cpu_features())
 
 
-def gemm_peaks(device: torch.device) -> dict[str, GemmPeak]:
-    """GFLOP/s (GOP/s for int8) of a 4096×4096 matmul in each precision the paths use, best of a few; for int8 the
-    best of the int8 kernels the paths can run on (ONNX Runtime's, torch's and oneDNN's), naming the one."""
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    if device.type == "cuda":
-        dtypes["fp16"] = torch.float16
-    peaks = {}
-    for name, dtype in dtypes.items():
-        a = torch.rand(GEMM_SIDE, GEMM_SIDE, device=device).to(dtype)
-        b = torch.rand(GEMM_SIDE, GEMM_SIDE, device=device).to(dtype)
-        seconds = timed(lambda: _synchronized(a @ b, device), 4)
-        kernel, gflops = f"torch.matmul {name}", 2 * GEMM_SIDE**3 / min(seconds) / 1e9
-        peaks[name] = GemmPeak(gflops=gflops, kernel=kernel, measured={kernel: gflops})
-    if device.type == "cpu":
-        int8 = int8_gemm_peaks(4)
-        if int8:
-            kernel = max(int8, key=int8.get)
-            peaks["int8"] = GemmPeak(gflops=int8[kernel], kernel=kernel, measured=int8)
-    return peaks
-
-
-def int8_gemm_peaks(repeats: int) -> dict[str, float]:
-    """GOP/s of each int8 GEMM kernel that runs here, by kernel; one that cannot run is logged and left out."""
-    kernels = {"onnxruntime MatMulInteger": _int8_gemm_seconds, "torch._int_mm": _int_mm_seconds,
-               "oneDNN qlinear (torch.ops.onednn)": _onednn_qlinear_seconds}
-    peaks = {}
-    for kernel, seconds in kernels.items():
-        try:
-            peaks[kernel] = 2 * GEMM_SIDE**3 / min(seconds(repeats)) / 1e9
-        except ValueError as error:  # no ONNX Runtime: its paths are skipped too
-            log.warning("int8 GEMM %s skipped: %s", kernel, error)
-        except (RuntimeError, AttributeError) as error:  # a torch built without this CPU kernel or operator
-            log.warning("int8 GEMM %s skipped: this torch cannot run it (%s)", kernel, error)
-    return peaks
-
-
-def _int_mm_seconds(repeats: int) -> list[float]:
-    """torch's int8 × int8 → int32 matmul."""
-    a = torch.randint(-128, 128, (GEMM_SIDE, GEMM_SIDE), dtype=torch.int8)
-    b = torch.randint(-128, 128, (GEMM_SIDE, GEMM_SIDE), dtype=torch.int8)
-    return timed(lambda: torch._int_mm(a, b), repeats, warm_up=True)
-
-
-def _onednn_qlinear_seconds(repeats: int) -> list[float]:
-    """A uint8 × int8 linear layer through oneDNN (AMX or VNNI), the kernel that PT2E's x86 Inductor quantizer
-    lowers int8 matmuls to; its weights are prepacked once, as a frozen model's are."""
-    a = torch.randint(0, 256, (GEMM_SIDE, GEMM_SIDE), dtype=torch.uint8)
-    weights = torch.randint(-128, 128, (GEMM_SIDE, GEMM_SIDE), dtype=torch.int8)
-    packed = torch.ops.onednn.qlinear_prepack(weights, [GEMM_SIDE, GEMM_SIDE])
-    scales, zero_points = torch.ones(GEMM_SIDE), torch.zeros(GEMM_SIDE, dtype=torch.int32)
-    return timed(lambda: torch.ops.onednn.qlinear_pointwise(
-        a, 1.0, 0, packed, scales, zero_points, None, 1.0, 0, None, "none", [], ""), repeats, warm_up=True)
-
-
-def _int8_gemm_seconds(repeats: int) -> list[float]:
-    """A uint8 × int8 matmul in ONNX Runtime (``MatMulInteger``), the kernels its int8 convolutions run on."""
-    ort = require_onnxruntime()
-    onnx = require_onnx()
-    rng = np.random.default_rng(0)
-    weights = onnx.numpy_helper.from_array(rng.integers(-128, 128, (GEMM_SIDE, GEMM_SIDE), dtype=np.int8), "b")
-    shape = [GEMM_SIDE, GEMM_SIDE]
-    graph = onnx.helper.make_graph(
-        [onnx.helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "gemm",
-        [onnx.helper.make_tensor_value_info("a", onnx.TensorProto.UINT8, shape)],
-        [onnx.helper.make_tensor_value_info("c", onnx.TensorProto.INT32, shape)], [weights])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(
-        onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)]).SerializeToString(),
-        options, providers=["CPUExecutionProvider"])
-    a = rng.integers(0, 256, shape, dtype=np.uint8)
-    return timed(lambda: session.run(None, {"a": a}), repeats, warm_up=True)
-
-
 def model_gflop(model: torch.nn.Module) -> float:
     """FLOPs of one 1024×512 frame, counted on the meta device (shapes only, no arithmetic)."""
     counter = FlopCounterMode(display=False)
@@ -293,10 +229,9 @@ def _paths(device: torch.device) -> dict[str, dict]:
 
 
 def _bench_config(
-    name: str, model: EGNet, weights: str, frames: list[np.ndarray], calibration: list[np.ndarray],
+    name: str, model: EGNet, gflop: float, weights: str, frames: list[np.ndarray], calibration: list[np.ndarray],
     device: torch.device, repeats: int, batches: tuple[int, ...], peaks: dict[str, float], work: Path,
-) -> tuple[list[PathResult], HeadToHead | None]:
-    gflop = model_gflop(model)
+) -> list[PathResult]:
     rows: list[PathResult] = []
     reference: Segmentation | None = None
     for path, options in _paths(device).items():
@@ -331,56 +266,63 @@ def _bench_config(
         ))
         log.info("%s / %s: %.1f ms, ×%.2f, %.0f GFLOP/s, labels %.4f", name, path, median * 1e3,
                  rows[-1].speedup, gflop / median, agreement)
-    duel = _head_to_head(rows, model, device, work, calibration, frames[0], max(repeats, HEAD_TO_HEAD_MIN_ROUNDS))
-    return rows, duel
+    return rows
 
 
-def _head_to_head(
-    rows: list[PathResult], model: EGNet, device: torch.device, work: Path, calibration: list[np.ndarray],
-    frame: np.ndarray, rounds: int,
-) -> HeadToHead | None:
-    """The fastest passing int8 path and the fastest passing path of another precision, rebuilt (the int8 files
-    are reused) and timed in alternating order on one frame; None where either is missing."""
-    passing = sorted((r for r in rows if r.guard_passed), key=lambda r: r.median_ms)
-    int8 = next((r for r in passing if path_precision(r.path) == "int8"), None)
-    other = next((r for r in passing if path_precision(r.path) != "int8"), None)
-    if int8 is None or other is None:
-        return None
+def _side_by_side(
+    rows: list[PathResult], model: EGNet, gflop: float, device: torch.device, work: Path,
+    calibration: list[np.ndarray], frame: np.ndarray, peaks: dict[str, GemmPeak], rounds: int,
+) -> tuple[list[HeadToHead], list[PeakShare]]:
+    """The paths the targets judge, rebuilt (the int8 files are reused) and timed again in rotating rounds on one
+    frame, with the GEMM of each precision whose share is judged: the fastest passing int8 path against each of its
+    opponents (``bench_targets.duel_paths``), one record per opponent, and the fastest passing int8 and bf16 paths
+    beside their GEMM (``bench_targets.share_paths``)."""
+    if not rows:
+        return [], []
+    config = rows[0].config
+    ranked = ranked_paths([asdict(row) for row in rows])[config]
+    duel = duel_paths(ranked)
+    judged = [path for path in share_paths(ranked) if path_precision(path) in peaks]
+    paths = list(dict.fromkeys(([duel[0], *duel[1]] if duel else []) + judged))  # each once, in that order
+    if not paths:
+        return [], []
     options = _paths(device)
-    pair = {row.path: _segmenter(model, options[row.path], device, work, calibration) for row in (int8, other)}
-    for segmenter in pair.values():
+    segmenters = {path: _segmenter(model, options[path], device, work, calibration) for path in paths}
+    for segmenter in segmenters.values():
         segmenter.predict(frame)  # compiles, for the compiled paths
-    seconds: dict[str, list[float]] = {path: [] for path in pair}
-    for index in range(rounds):
-        for path in (list(pair) if index % 2 == 0 else list(pair)[::-1]):
-            seconds[path] += timed(lambda: pair[path].predict(frame), 1)
-    ratios = [o / i for i, o in zip(seconds[int8.path], seconds[other.path])]
-    duel = HeadToHead(config=int8.config, int8_path=int8.path, other_path=other.path, rounds=rounds,
-                      int8_ms=statistics.median(seconds[int8.path]) * 1e3,
-                      other_ms=statistics.median(seconds[other.path]) * 1e3, speedup=statistics.median(ratios))
-    log.info("%s: head to head over %d rounds, %s %.1f ms against %s %.1f ms: ×%.2f", int8.config, rounds,
-             int8.path, duel.int8_ms, other.path, duel.other_ms, duel.speedup)
-    return duel
+    gemms = {f"GEMM {precision}": peak_gemm(precision, peaks[precision], device)
+             for precision in dict.fromkeys(path_precision(path) for path in judged)}
+    seconds = interleaved({**{path: functools.partial(segmenter.predict, frame)
+                              for path, segmenter in segmenters.items()}, **gemms}, rounds)
+    duels = head_to_heads(config, duel[0], duel[1], seconds) if duel else []
+    shares = [peak_share(config, path, gflop, seconds[path], GEMM_OPS / 1e9, seconds[f"GEMM {path_precision(path)}"],
+                         peaks[path_precision(path)].gflops) for path in judged]
+    for d in duels:
+        log.info("%s: head to head over %d rounds, %s %.1f ms against %s %.1f ms: ×%.2f", config, rounds,
+                 d.int8_path, d.int8_ms, d.other_path, d.other_ms, d.speedup)
+    for share in shares:
+        log.info("%s: %s %.1f ms beside its GEMM at %.0f G/s over %d rounds (peak %.0f): %.2f of the peak", config,
+                 share.path, share.median_ms, share.gemm_gflops, rounds, share.peak_gflops, share.share)
+    return duels, shares
 
 
 def _segmenter(
     model: EGNet, options: dict, device: torch.device, work: Path, calibration: list[np.ndarray]
 ) -> Segmenter:
-    if options.get("pt2"):  # quantized once per configuration, and reused by the head-to-head timing
+    if options.get("pt2"):  # quantized once per configuration, and reused by the side-by-side timing
         quantized = work / "int8.pt2"
         if not quantized.exists():
             quantize_pt2e(save_checkpoint(work / "model.pt", model), quantized, calibration, size=SIZE)
         return Segmenter.from_checkpoint(quantized, device=device, input_size=SIZE)
     if not options.get("onnx"):
         return Segmenter(model, device=device, **options)
-    exported = work / "fp32.onnx"
-    if not exported.exists():  # one export per configuration, for the fp32 and the int8 path
-        exported = export_onnx(save_checkpoint(work / "model.pt", model), exported, size=SIZE)
-    if options.get("int8") and not (work / "int8.onnx").exists():
-        exported = quantize_onnx(exported, work / "int8.onnx", calibration, size=SIZE)
-    elif options.get("int8"):
-        exported = work / "int8.onnx"
-    return Segmenter.from_checkpoint(exported, device=device, input_size=SIZE)
+    # One export per configuration, for the fp32 and the int8 path, and one quantization, reused side by side.
+    exported, quantized = work / "fp32.onnx", work / "int8.onnx"
+    if not exported.exists():
+        export_onnx(save_checkpoint(work / "model.pt", model), exported, size=SIZE)
+    if options.get("int8") and not quantized.exists():
+        quantize_onnx(exported, quantized, calibration, size=SIZE)
+    return Segmenter.from_checkpoint(quantized if options.get("int8") else exported, device=device, input_size=SIZE)
 
 
 def _reference_medians(frame: np.ndarray, device: torch.device, repeats: int) -> dict[str, float]:
@@ -393,14 +335,8 @@ def _reference_medians(frame: np.ndarray, device: torch.device, repeats: int) ->
         model = build(weights=None, weights_backbone=None, num_classes=19, aux_loss=False).to(device).eval()
         with torch.inference_mode():
             medians[name] = statistics.median(
-                timed(lambda: _synchronized(model(images)["out"], device), repeats, warm_up=True)) * 1e3
+                timed(lambda: synchronized(model(images)["out"], device), repeats, warm_up=True)) * 1e3
     return medians
-
-
-def _synchronized(value, device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return value
 
 
 def _reset_peak_memory(device: torch.device) -> None:
@@ -480,25 +416,43 @@ def format_benchmark(result: dict) -> str:
 
 
 def _format_targets(result: dict) -> list[str]:
-    """The targets table (``bench_targets.py``), or nothing where the run had no int8 or bf16 path."""
+    """The targets table (``bench_targets.py``) and the head-to-head timings behind its speed-ups, or nothing
+    where the run had no int8 or bf16 path."""
     checks = [TargetCheck(**check) for check in result["targets"]]
     if not checks:
         return []
     lines = ["", f"Targets: int8 at least {INT8_SPEEDUP}× as fast as the fastest passing path of another precision "
              f"and at least {INT8_PEAK_SHARE} of the int8 GEMM peak; bf16 at least {BF16_PEAK_SHARE} of the bf16 GEMM "
              "peak; each judged on the fastest path of its precision that passes the guard (else its fastest), and "
-             "met only with the guard passed.", "",
+             "met only with the guard passed. After the table, the judged paths are timed again side by side in "
+             "rotating rounds: int8 head to head against every passing path of another precision within "
+             f"{CONTENDER_MARGIN}× of the fastest one's median (the smallest ratio counts), and each beside its "
+             "precision's GEMM (its share is its median speed there over the best its GEMM reached in the run, "
+             "before the paths or in a round). PT2E int8 keeps the stem, the "
+             "heads and the blocks its selection chose out of int8 (in bf16 where bf16 is the faster float, else "
+             "fp32); its share of the int8 peak counts all of the model's operations.", "",
              "| configuration | target | path | measured | timed | floor | guard | met |",
              "|---|---|---|---:|---|---:|---|---|"]
     for c in checks:
-        ratio = c.target == SPEEDUP
-        value = "–" if c.value is None else f"{c.value:.2f}" + ("×" if ratio else "")
+        unit = "×" if c.ratio else ""
+        value = "–" if c.value is None else f"{c.value:.2f}{unit}"
+        side_by_side = "head to head" if c.ratio else "beside its GEMM"
+        timing = (f"{side_by_side}, {c.rounds} rounds" if c.rounds else "–" if c.value is None
+                  else "the table's medians")
         target = f"{c.target} ({c.against})" if c.against else c.target
-        lines.append(f"| {c.config} | {target} | {c.path} | {value} | {c.timing} | "
-                     f"{c.floor:.2f}{'×' if ratio else ''} | {'pass' if c.guard_passed else 'FAIL'} | "
-                     f"{'yes' if c.met else 'no'} |")
-    lines += [""] + [
-        f"- {d['config']}: head to head, {d['rounds']} rounds in alternating order on one frame: {d['int8_path']} "
-        f"{d['int8_ms']:.1f} ms, {d['other_path']} {d['other_ms']:.1f} ms (medians), ×{d['speedup']:.2f} (the "
-        "median of the rounds' ratios)" for d in result.get("head_to_head", [])]
+        lines.append(f"| {c.config} | {target} | {c.path} | {value} | {timing} | {c.floor:.2f}{unit} | "
+                     f"{'pass' if c.guard_passed else 'FAIL'} | {'yes' if c.met else 'no'} |")
+    duels = [HeadToHead(**duel) for duel in result["head_to_head"]]
+    shares = [PeakShare(**share) for share in result["peak_shares"]]
+    if duels or shares:
+        lines.append("")
+    lines += [
+        f"- {d.config}: head to head, {d.rounds} rounds in rotating order on one frame: {d.int8_path} "
+        f"{d.int8_ms:.1f} ms, {d.other_path} {d.other_ms:.1f} ms (medians), ×{d.speedup:.2f} (the median of the "
+        "rounds' ratios)" for d in duels]
+    for p in shares:
+        unit = "GOP/s" if path_precision(p.path) == "int8" else "GFLOP/s"
+        lines.append(f"- {p.config}: {p.path} beside its GEMM, {p.rounds} rounds: {p.median_ms:.1f} ms, the GEMM "
+                     f"{p.gemm_gflops:.0f} {unit} (medians; its best in the run {p.peak_gflops:.0f}): {p.share:.2f} "
+                     "of that best")
     return lines
