@@ -26,6 +26,7 @@ import functools
 import importlib.util
 import json
 import logging
+import math
 import statistics
 import tempfile
 import time
@@ -435,7 +436,8 @@ def _format_targets(result: dict) -> list[str]:
              "|---|---|---|---:|---|---:|---|---|"]
     for c in checks:
         unit = "×" if c.ratio else ""
-        value = "–" if c.value is None else f"{c.value:.2f}{unit}"
+        # Rounded down, so that a value under its floor never reads as the floor (1.4996 as 1.49, not 1.50).
+        value = "–" if c.value is None else f"{math.floor(c.value * 100) / 100:.2f}{unit}"
         side_by_side = "head to head" if c.ratio else "beside its GEMM"
         timing = (f"{side_by_side}, {c.rounds} rounds" if c.rounds else "–" if c.value is None
                   else "the table's medians")
