@@ -107,11 +107,13 @@ def test_bench_md_shows_the_targets_the_timing_behind_them_and_the_head_to_head(
             "324.0 ms (medians), ×1.62 (the median of the rounds' ratios)") in text
     assert f"{INT8} 200.0 ms, compiled fp32 340.0 ms (medians), ×1.70" in text
     table = format_benchmark(bench_result(_paths()))
-    assert (f"| {REAL_TIME} | {SPEEDUP} (compiled bf16) | {INT8} | 1.58× | the table's medians | 1.50× | pass | "
+    assert (f"| {REAL_TIME} | {SPEEDUP} (compiled bf16) | {INT8} | 1.57× | the table's medians | 1.50× | pass | "
             "yes |") in table
     assert "head to head, 5 rounds" not in table and "rounds in rotating order" not in table
     just_under = format_benchmark(bench_result(_paths(), [_duel("compiled bf16", 1.4996)]))
     assert f"| {INT8} | 1.49× | head to head, 5 rounds | 1.50× | pass | no |" in just_under
+    exact = format_benchmark(bench_result(_paths(), [_duel("compiled bf16", 0.29)]))  # 0.29 × 100 is 28.999...
+    assert f"| {INT8} | 0.29× | head to head, 5 rounds | 1.50× | pass | no |" in exact
 
 
 def test_a_precision_that_only_fails_the_guard_misses_its_target_and_a_run_without_one_has_no_targets():

@@ -437,7 +437,7 @@ def _format_targets(result: dict) -> list[str]:
     for c in checks:
         unit = "×" if c.ratio else ""
         # Rounded down, so that a value under its floor never reads as the floor (1.4996 as 1.49, not 1.50).
-        value = "–" if c.value is None else f"{math.floor(c.value * 100) / 100:.2f}{unit}"
+        value = "–" if c.value is None else f"{math.floor(c.value * 100 + 1e-9) / 100:.2f}{unit}"
         side_by_side = "head to head" if c.ratio else "beside its GEMM"
         timing = (f"{side_by_side}, {c.rounds} rounds" if c.rounds else "–" if c.value is None
                   else "the table's medians")
