@@ -436,8 +436,7 @@ def _format_targets(result: dict) -> list[str]:
              "|---|---|---|---:|---|---:|---|---|"]
     for c in checks:
         unit = "×" if c.ratio else ""
-        # Rounded down, so that a value under its floor never reads as the floor (1.4996 as 1.49, not 1.50).
-        value = "–" if c.value is None else f"{math.floor(c.value * 100 + 1e-9) / 100:.2f}{unit}"
+        value = "–" if c.value is None else f"{_down(c.value)}{unit}"
         side_by_side = "head to head" if c.ratio else "beside its GEMM"
         timing = (f"{side_by_side}, {c.rounds} rounds" if c.rounds else "–" if c.value is None
                   else "the table's medians")
@@ -450,11 +449,17 @@ def _format_targets(result: dict) -> list[str]:
         lines.append("")
     lines += [
         f"- {d.config}: head to head, {d.rounds} rounds in rotating order on one frame: {d.int8_path} "
-        f"{d.int8_ms:.1f} ms, {d.other_path} {d.other_ms:.1f} ms (medians), ×{d.speedup:.2f} (the median of the "
+        f"{d.int8_ms:.1f} ms, {d.other_path} {d.other_ms:.1f} ms (medians), ×{_down(d.speedup)} (the median of the "
         "rounds' ratios)" for d in duels]
     for p in shares:
         unit = "GOP/s" if path_precision(p.path) == "int8" else "GFLOP/s"
         lines.append(f"- {p.config}: {p.path} beside its GEMM, {p.rounds} rounds: {p.median_ms:.1f} ms, the GEMM "
-                     f"{p.gemm_gflops:.0f} {unit} (medians; its best in the run {p.peak_gflops:.0f}): {p.share:.2f} "
+                     f"{p.gemm_gflops:.0f} {unit} (medians; its best in the run {p.peak_gflops:.0f}): {_down(p.share)} "
                      "of that best")
     return lines
+
+
+def _down(value: float) -> str:
+    """``value`` with two decimals, rounded down, so that a value under its floor never reads as the floor (1.4996
+    as 1.49, not 1.50); the tolerance keeps 0.29, whose float times 100 is 28.999..., as 0.29."""
+    return f"{math.floor(value * 100 + 1e-9) / 100:.2f}"
