@@ -1,6 +1,8 @@
 """egnet_core.deploy.bench_targets: which rows of a bench run its targets judge, which paths int8 is timed against,
 and how bench.md shows them (rows built by hand: no timing is asserted)."""
 
+import json
+
 import pytest
 from helpers_bench import PAPER, REAL_TIME, bench_result, bench_row
 
@@ -31,7 +33,7 @@ def _paths() -> list[dict]:
 
 def _duel(other: str, speedup: float, int8: str = INT8) -> HeadToHead:
     return HeadToHead(config=REAL_TIME, int8_path=int8, other_path=other, rounds=5, int8_ms=200.0,
-                      other_ms=200.0 * speedup, speedup=speedup)
+                      other_ms=200.0 * speedup, speedup=speedup, speedup_range=(speedup - 0.2, speedup + 0.1))
 
 
 def test_each_precision_is_judged_on_its_fastest_path_that_passes_the_guard():
@@ -60,9 +62,9 @@ def test_side_by_side_records_take_medians_of_the_rounds_ratios():
                "compiled fp32": [0.1875, 0.625, 0.125]}
     assert head_to_heads(REAL_TIME, INT8, ["compiled bf16", "compiled fp32"], seconds) == [
         HeadToHead(config=REAL_TIME, int8_path=INT8, other_path="compiled bf16", rounds=3, int8_ms=125.0,
-                   other_ms=250.0, speedup=2.0),
+                   other_ms=250.0, speedup=2.0, speedup_range=(1.0, 3.0)),
         HeadToHead(config=REAL_TIME, int8_path=INT8, other_path="compiled fp32", rounds=3, int8_ms=125.0,
-                   other_ms=187.5, speedup=1.5)]
+                   other_ms=187.5, speedup=1.5, speedup_range=(1.0, 2.5))]
     # 10 GFLOP frames at 100 GFLOP/s (the median) beside a 100 GOP GEMM at 100, 100 and 200 GOP/s: the best GEMM of
     # the run is the rounds' 200 where the peak measured before them was lower, and that before them where higher.
     share = peak_share(REAL_TIME, INT8, 10.0, [0.1, 0.2, 0.1], 100.0, [1.0, 1.0, 0.5], peak_gflops=150.0)
@@ -98,13 +100,15 @@ def test_shares_taken_beside_the_gemm_replace_the_table_ones_for_the_fastest_pas
 
 
 def test_bench_md_shows_the_targets_the_timing_behind_them_and_the_head_to_head():
-    text = format_benchmark(bench_result(_paths(), [_duel("compiled bf16", 1.62), _duel("compiled fp32", 1.7)]))
+    result = bench_result(_paths(), [_duel("compiled bf16", 1.62), _duel("compiled fp32", 1.7)])
+    text = format_benchmark(result)
+    assert format_benchmark(json.loads(json.dumps(result))) == text  # as `egnet bench` writes and reads bench.json
     assert (f"| {REAL_TIME} | {SPEEDUP} (compiled bf16) | {INT8} | 1.62× | head to head, 5 rounds | 1.50× | pass | "
             "yes |") in text
     assert (f"| {REAL_TIME} | int8 share of the int8 GEMM peak | {INT8} | 0.45 | the table's medians | 0.50 | pass | "
             "no |") in text
     assert (f"- {REAL_TIME}: head to head, 5 rounds in rotating order on one frame: {INT8} 200.0 ms, compiled bf16 "
-            "324.0 ms (medians), ×1.62 (the median of the rounds' ratios)") in text
+            "324.0 ms (medians), ×1.62 (the median of the rounds' ratios, which ran from 1.42 to 1.72)") in text
     assert f"{INT8} 200.0 ms, compiled fp32 340.0 ms (medians), ×1.70" in text
     table = format_benchmark(bench_result(_paths()))
     assert (f"| {REAL_TIME} | {SPEEDUP} (compiled bf16) | {INT8} | 1.57× | the table's medians | 1.50× | pass | "

@@ -36,6 +36,7 @@ class HeadToHead:
     int8_ms: float  # medians over the rounds
     other_ms: float
     speedup: float  # median over the rounds of other / int8
+    speedup_range: tuple[float, float]  # the lowest and the highest round's, how much the machine moved
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,14 @@ def share_paths(rows: list[dict]) -> list[str]:
 
 def head_to_heads(config: str, int8: str, others: list[str], seconds: dict[str, list[float]]) -> list[HeadToHead]:
     """``int8`` against each of ``others`` from ``seconds``: each path's seconds in the same rounds, in order."""
-    return [HeadToHead(config=config, int8_path=int8, other_path=other, rounds=len(seconds[int8]),
-                       int8_ms=statistics.median(seconds[int8]) * 1e3, other_ms=statistics.median(seconds[other]) * 1e3,
-                       speedup=statistics.median(o / i for i, o in zip(seconds[int8], seconds[other], strict=True)))
-            for other in others]
+    duels = []
+    for other in others:
+        ratios = [o / i for i, o in zip(seconds[int8], seconds[other], strict=True)]
+        duels.append(HeadToHead(
+            config=config, int8_path=int8, other_path=other, rounds=len(ratios),
+            int8_ms=statistics.median(seconds[int8]) * 1e3, other_ms=statistics.median(seconds[other]) * 1e3,
+            speedup=statistics.median(ratios), speedup_range=(min(ratios), max(ratios))))
+    return duels
 
 
 def peak_share(config: str, path: str, gflop: float, seconds: list[float], gemm_gop: float,

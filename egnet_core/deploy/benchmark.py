@@ -443,14 +443,14 @@ def _format_targets(result: dict) -> list[str]:
         target = f"{c.target} ({c.against})" if c.against else c.target
         lines.append(f"| {c.config} | {target} | {c.path} | {value} | {timing} | {c.floor:.2f}{unit} | "
                      f"{'pass' if c.guard_passed else 'FAIL'} | {'yes' if c.met else 'no'} |")
-    duels = [HeadToHead(**duel) for duel in result["head_to_head"]]
+    duels = [HeadToHead(**duel | {"speedup_range": tuple(duel["speedup_range"])}) for duel in result["head_to_head"]]
     shares = [PeakShare(**share) for share in result["peak_shares"]]
     if duels or shares:
         lines.append("")
     lines += [
         f"- {d.config}: head to head, {d.rounds} rounds in rotating order on one frame: {d.int8_path} "
         f"{d.int8_ms:.1f} ms, {d.other_path} {d.other_ms:.1f} ms (medians), ×{_down(d.speedup)} (the median of the "
-        "rounds' ratios)" for d in duels]
+        f"rounds' ratios, which ran from {_down(d.speedup_range[0])} to {_down(d.speedup_range[1])})" for d in duels]
     for p in shares:
         unit = "GOP/s" if path_precision(p.path) == "int8" else "GFLOP/s"
         lines.append(f"- {p.config}: {p.path} beside its GEMM, {p.rounds} rounds: {p.median_ms:.1f} ms, the GEMM "
