@@ -11,11 +11,13 @@ import importlib
 import signal
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 
@@ -36,6 +38,12 @@ def message_class(msgtype: str) -> type:
         raise BagError(f"cannot publish {msgtype}: its Python message package is not installed ({error})") from None
 
 
+@dataclass(frozen=True)
+class Played:
+    sent: int  # messages published
+    last: dict[str, bytes]  # topic -> its last message as published (serialized), for what waits on its outputs
+
+
 def play_bag(
     node: Node,
     path: str | Path,
@@ -45,9 +53,9 @@ def play_bag(
     topics: Sequence[str] | None = None,
     clock: bool = False,
     delay: float = 5.0,
-) -> int:
+) -> Played:
     """Publish the bag's image topics (or ``topics``, of any installed type) from ``node``, once every topic
-    has a subscriber or after ``delay`` seconds; the messages sent."""
+    has a subscriber or after ``delay`` seconds; what was sent."""
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate!r}")
     with open_bag(path) as reader:
@@ -57,12 +65,12 @@ def play_bag(
         # DDS sends nothing to peers it has not discovered yet: frames published before discovery would be lost.
         everyone = [*publishers.values(), *([clock_publisher] if clock_publisher else [])]
         wait_until(lambda: all(p.get_subscription_count() for p in everyone), delay)
-        sent = 0
+        sent, last = 0, {}
         while True:
-            sent_now = _play_once(reader, connections, path, publishers, clock_publisher, rate)
+            sent_now = _play_once(reader, connections, path, publishers, clock_publisher, rate, last)
             sent += sent_now
             if not loop or sent_now == 0:  # an empty selection would otherwise loop at full speed
-                return sent
+                return Played(sent=sent, last=last)
 
 
 def wait_until(condition, timeout: float, poll_s: float = 0.05) -> None:
@@ -82,7 +90,13 @@ def _connections(reader, topics: Sequence[str] | None, path: str | Path) -> list
     return [c for c in reader.connections if c.topic in topics]
 
 
-def _play_once(reader, connections, path, publishers, clock_publisher, rate: float) -> int:
+def header_stamp(data: bytes, msgtype: str) -> int:
+    """Nanoseconds of the header stamp of a serialized message of ``msgtype`` (one with a ``header``)."""
+    stamp = deserialize_message(data, message_class(msgtype)).header.stamp
+    return stamp.sec * 10**9 + stamp.nanosec
+
+
+def _play_once(reader, connections, path, publishers, clock_publisher, rate: float, last: dict[str, bytes]) -> int:
     start_wall = start_bag = None
     sent = 0
     for record in read_records(reader, connections, path):
@@ -97,6 +111,7 @@ def _play_once(reader, connections, path, publishers, clock_publisher, rate: flo
         if clock_publisher is not None:
             _publish_clock(clock_publisher, record.log_time)
         publishers[record.topic].publish(record.data)
+        last[record.topic] = record.data
         sent += 1
     return sent
 
@@ -118,8 +133,8 @@ def main(path: Path, *, rate: float, loop: bool, topics: Sequence[str] | None, c
         signal.signal(stop_signal, signal.default_int_handler)
     node = rclpy.create_node("egnet_bag_player")
     try:
-        sent = play_bag(node, path, rate=rate, loop=loop, topics=topics, clock=clock, delay=delay)
-        print(f"played {sent} messages from {path}")
+        played = play_bag(node, path, rate=rate, loop=loop, topics=topics, clock=clock, delay=delay)
+        print(f"played {played.sent} messages from {path}")
     except KeyboardInterrupt:
         pass
     finally:

@@ -28,6 +28,7 @@ class BagRecorder:
         self._node = node
         self._writer = BagWriter(path, storage, overwrite=overwrite).__enter__()
         self.counts = dict.fromkeys(topics, 0)
+        self.last: dict[str, bytes] = {}  # topic -> its last message received (serialized), written or pending
         self._pending: list[tuple[str, str, bytes]] = []  # received before the clock started (use_sim_time)
         self._subscriptions = [
             node.create_subscription(message_class(msgtype), topic, self._writer_for(topic, msgtype), RECORD_QOS,
@@ -37,6 +38,7 @@ class BagRecorder:
 
     def _writer_for(self, topic: str, msgtype: str):
         def write(data: bytes) -> None:
+            self.last[topic] = data
             self._pending.append((topic, msgtype, data))
             self._flush()
 

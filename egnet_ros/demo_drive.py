@@ -66,7 +66,10 @@ def _append_section(markdown: Path, result: NightDrive) -> None:
         + ", ".join(f"{count} on `{topic}`" for topic, count in live.recorded.items()) + f" | `{live.output}` |",
         "", "The live node keeps only the newest frame: one that arrives while the model is busy replaces the one "
         "waiting, so on a slow CPU it publishes for fewer frames than were played, each with its own frame's "
-        f"stamp. Its log, with the counts: `{live.node_log}`.",
+        "stamp, but never skips the last one; "
+        + ("the last frame's outputs were recorded" if live.complete else
+           "**the last frame's outputs did not arrive** (see the node's log)")
+        + f". Its log, with the counts: `{live.node_log}`.",
     ]
     with markdown.open("a", encoding="utf-8") as file:
         file.write("\n".join(lines) + "\n")

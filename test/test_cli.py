@@ -185,8 +185,9 @@ def test_the_demo_pipeline_at_a_tiny_size_then_again_over_its_own_output_but_not
     assert list(report.steps) == ["night_drive"] and not report.skipped  # the ROS side's step, found by entry point
     drive = report.steps["night_drive"].result
     assert drive.offline.frames == 6 and not drive.offline.skipped and drive.offline.damage is None
-    assert drive.live.played == 6
-    assert all(count >= 5 for count in drive.live.recorded.values()), drive.live.recorded  # 10 Hz, a tiny model
+    # The node keeps the newest frame only (it may skip some when the machine is busy), never the last one.
+    assert drive.live.played == 6 and drive.live.complete
+    assert all(1 <= count <= 6 for count in drive.live.recorded.values()), drive.live.recorded
     assert "## The night drive as a rosbag2" in report.pictures["report"].read_text()
     assert 0.0 <= report.miou <= 1.0 and 0.0 <= report.mef1 <= 1.0
     for path in report.pictures.values():
