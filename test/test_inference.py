@@ -211,6 +211,8 @@ def test_label_map_compiled_resizes_and_takes_the_first_of_tied_maxima_as_eager(
     for labels in (eager(logits, (64, 128), (50, 100)), compiled(logits, (64, 128), (50, 100))):
         assert labels.dtype == torch.uint8 and torch.equal(labels.long(), expected) and (labels == 3).all()
     assert torch.equal(compiled(logits.bfloat16(), (8, 16), (8, 16)).long(), logits.bfloat16().float().argmax(1))
+    channels_last = logits.contiguous(memory_format=torch.channels_last)  # as a channels-last network returns them
+    assert torch.equal(compiled(channels_last, (64, 128), (50, 100)).long(), expected)
 
 
 @pytest.mark.slow
