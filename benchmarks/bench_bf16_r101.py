@@ -1,58 +1,60 @@
-"""EGNet-ResNet101 OS8 at 1024x512: eager vs compiled (freezing) bf16, each round timing both once and the bf16
-GEMM peak once; random weights (speed only). Writes bench-out/bf16_r101.json and .md.
+"""EGNet-ResNet101 OS8 at 1024x512: eager against compiled (freezing) bf16 beside the bf16 GEMM, each timed once a
+round in rotating order (as ``egnet bench`` takes its targets); random weights (speed only). A path's share is its
+median speed over the best the GEMM reached in the rounds. Writes bf16_r101.json and .md into --out.
 
-    python benchmarks/bench_bf16_r101.py
+    python benchmarks/bench_bf16_r101.py [--out bench-out] [--rounds 3]
 """
+
+import argparse
+import functools
 import json
 import logging
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.benchmark import model_gflop
+from egnet_core.deploy.gemm_peaks import GEMM_OPS, float_gemm
 from egnet_core.deploy.inference import Segmenter
-from egnet_core.deploy.timing import timed
+from egnet_core.deploy.timing import interleaved, timed
 from egnet_core.model.egnet import EGNet
+
+GEMM = "bf16 GEMM"
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for the JSON and Markdown")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: 3)")
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     logging.basicConfig(level=logging.WARNING)
-    N = 4096
-    a, b = torch.rand(N, N).bfloat16(), torch.rand(N, N).bfloat16()
     torch.manual_seed(0)
     model = EGNet(backbone="resnet101", output_stride=8).eval()
     gflop = model_gflop(model)
     frame = render_night_frames(0, 1, width=1024, height=512)[0]
     paths = {"eager bf16": dict(precision="bf16"), "compiled bf16": dict(precision="bf16", compile=True)}
-    segs, first = {}, {}
-    for name, options in paths.items():
-        segs[name] = Segmenter(model, device="cpu", **options)
-        start = time.perf_counter()
-        segs[name].predict(frame)
-        first[name] = time.perf_counter() - start
-    times = {name: [] for name in paths}
-    peaks = []
-    for r in range(3):
-        peaks.append(2 * N**3 / min(timed(lambda: a @ b, 3, warm_up=True)) / 1e9)
-        for name, seg in segs.items():
-            times[name].append(timed(lambda: seg.predict(frame), 1)[0])
-    out = {"threads": torch.get_num_threads(), "model_gflop": gflop, "bf16_peak_gflops": peaks, "paths": {}}
-    for name in paths:
-        shares = [gflop / t / pk for t, pk in zip(times[name], peaks)]
-        out["paths"][name] = {"first_run_s": first[name], "ms": [t * 1e3 for t in times[name]],
-                              "share_of_peak_per_round": shares, "median_share": statistics.median(shares)}
+    segmenters = {name: Segmenter(model, device="cpu", **options) for name, options in paths.items()}
+    first = {name: timed(functools.partial(s.predict, frame), 1)[0] for name, s in segmenters.items()}  # compiles
+    seconds = interleaved({**{name: functools.partial(s.predict, frame) for name, s in segmenters.items()},
+                           GEMM: float_gemm("bf16", torch.device("cpu"))}, args.rounds)
+    peak = GEMM_OPS / 1e9 / min(seconds[GEMM])
+    out = {"threads": torch.get_num_threads(), "model_gflop": gflop, "rounds": args.rounds,
+           "bf16_gemm_gflops": [GEMM_OPS / 1e9 / s for s in seconds[GEMM]], "bf16_peak_gflops": peak, "paths": {
+               name: {"first_run_s": first[name], "ms": [s * 1e3 for s in seconds[name]],
+                      "share_of_peak": gflop / statistics.median(seconds[name]) / peak} for name in paths}}
     text = json.dumps(out, indent=1)
     print(text)
-    lines = ["| path | ms per round | share of that round's bf16 matmul peak | first run s |", "|---|---|---|---:|"]
-    lines += [f"| {name} | {', '.join(f'{ms:.0f}' for ms in row['ms'])} | "
-              f"{', '.join(f'{share:.2f}' for share in row['share_of_peak_per_round'])} | {row['first_run_s']:.1f} |"
-              for name, row in out["paths"].items()]
-    Path("bench-out").mkdir(exist_ok=True)
-    Path("bench-out/bf16_r101.json").write_text(text + "\n")
-    Path("bench-out/bf16_r101.md").write_text("\n".join(lines) + "\n")
+    lines = [f"bf16 GEMM per round: {', '.join(f'{g:.0f}' for g in out['bf16_gemm_gflops'])} GFLOP/s (best {peak:.0f})",
+             "", "| path | ms per round | share of the best bf16 GEMM (median) | first run s |", "|---|---|---:|---:|"]
+    lines += [f"| {name} | {', '.join(f'{ms:.0f}' for ms in row['ms'])} | {row['share_of_peak']:.2f} | "
+              f"{row['first_run_s']:.1f} |" for name, row in out["paths"].items()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bf16_r101.json").write_text(text + "\n")
+    (args.out / "bf16_r101.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
