@@ -11,7 +11,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.benchmark import (
     SIZE,
-    PathResult,
     _side_by_side,
     fastest_passing,
     format_benchmark,
@@ -83,11 +82,14 @@ def test_the_judged_paths_are_timed_again_side_by_side_with_their_gemm_reusing_t
     frames = render_night_frames(0, 2, width=SIZE[0], height=SIZE[1])
     timings = (("eager fp32", 1000.0, True), ("bf16", 300.0, False), ("onnxruntime int8", 400.0, True),
                ("folded + channels-last fp32", 800.0, True), ("onnxruntime fp32", 880.0, True))
-    rows = [PathResult(**bench_row("tiny", path, ms, 1.0 if passed else 0.9)) for path, ms, passed in timings]
+    rows = [bench_row("tiny", path, ms, 1.0 if passed else 0.9) for path, ms, passed in timings]
+    ranked = ranked_paths(rows)["tiny"]
     peaks = {"int8": GemmPeak(gflops=1000.0, kernel="torch._int_mm", measured={"torch._int_mm": 1000.0})}
     cpu, gflop = torch.device("cpu"), model_gflop(model)
-    assert _side_by_side(rows[:2], model, gflop, cpu, tmp_path, frames[1:], frames[0], peaks, 3) == ([], [])
-    duels, shares = _side_by_side(rows, model, gflop, cpu, tmp_path, frames[1:], frame=frames[0], peaks=peaks, rounds=3)
+    no_int8 = ranked_paths(rows[:2])["tiny"]
+    assert _side_by_side(no_int8, model, gflop, cpu, tmp_path, frames[1:], frames[0], peaks, 3) == ([], [])
+    duels, shares = _side_by_side(ranked, model, gflop, cpu, tmp_path, frames[1:], frame=frames[0], peaks=peaks,
+                                  rounds=3)
     # eager fp32 is more than 15% slower than the fastest passing other path (800 ms): not an opponent.
     assert [(d.config, d.int8_path, d.other_path, d.rounds) for d in duels] == [
         ("tiny", "onnxruntime int8", "folded + channels-last fp32", 3),
@@ -103,5 +105,5 @@ def test_the_judged_paths_are_timed_again_side_by_side_with_their_gemm_reusing_t
     assert share.share == pytest.approx(model_gflop(model) / (share.median_ms / 1e3) / share.peak_gflops)
     quantized = tmp_path / "int8.onnx"
     written = quantized.stat().st_mtime_ns
-    _side_by_side(rows, model, gflop, cpu, tmp_path, frames[1:], frames[0], peaks, 1)
+    _side_by_side(ranked, model, gflop, cpu, tmp_path, frames[1:], frames[0], peaks, 1)
     assert quantized.stat().st_mtime_ns == written  # the bench's int8 file, quantized once per configuration

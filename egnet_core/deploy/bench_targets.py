@@ -74,9 +74,8 @@ def duel_paths(rows: list[dict]) -> tuple[str, list[str]] | None:
     """One configuration's rows (bench.json's ``paths``), fastest first: its fastest int8 path that passes the
     guard, and the passing paths of another precision within CONTENDER_MARGIN of the fastest of them, fastest
     first; None where either kind is missing."""
-    passing = [row for row in rows if row["guard_passed"]]
-    int8 = next((row for row in passing if path_precision(row["path"]) == "int8"), None)
-    others = [row for row in passing if path_precision(row["path"]) != "int8"]
+    int8 = _fastest_passing(rows, "int8")
+    others = [row for row in rows if row["guard_passed"] and path_precision(row["path"]) != "int8"]
     if int8 is None or not others:
         return None
     return int8["path"], [row["path"] for row in others
@@ -86,9 +85,7 @@ def duel_paths(rows: list[dict]) -> tuple[str, list[str]] | None:
 def share_paths(rows: list[dict]) -> list[str]:
     """One configuration's rows, fastest first: its fastest passing int8 and bf16 paths, whose shares of their
     GEMM peak are judged (a precision none of whose paths passes misses its target whatever its speed)."""
-    passing = [row["path"] for row in rows if row["guard_passed"]]
-    return [path for precision in ("int8", "bf16")
-            for path in [next((p for p in passing if path_precision(p) == precision), None)] if path]
+    return [row["path"] for row in (_fastest_passing(rows, "int8"), _fastest_passing(rows, "bf16")) if row]
 
 
 def head_to_heads(config: str, int8: str, others: list[str], seconds: dict[str, list[float]]) -> list[HeadToHead]:
@@ -148,8 +145,12 @@ def _share_check(config: str, precision: str, row: dict, floor: float, shares: S
 
 def _judged(rows: list[dict], precision: str) -> dict | None:
     """The fastest row of ``precision`` that passes the guard, else its fastest row; None without one."""
-    own = [row for row in rows if path_precision(row["path"]) == precision]
-    return next((row for row in own if row["guard_passed"]), own[0] if own else None)
+    return _fastest_passing(rows, precision) or next((r for r in rows if path_precision(r["path"]) == precision), None)
+
+
+def _fastest_passing(rows: list[dict], precision: str) -> dict | None:
+    """The first row (rows fastest first) of ``precision`` that passes the guard; None without one."""
+    return next((r for r in rows if r["guard_passed"] and path_precision(r["path"]) == precision), None)
 
 
 def _check(config: str, target: str, row: dict, value: float | None, floor: float, *, ratio: bool = False,

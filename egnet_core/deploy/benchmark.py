@@ -138,6 +138,7 @@ def run_benchmark(
     log.info("GEMM peak on %s: %s", device, {k: f"{p.gflops:.0f} ({p.kernel})" for k, p in peaks.items()})
     gflops_peaks = {name: peak.gflops for name, peak in peaks.items()}
     rows: list[PathResult] = []
+    ranked: dict[str, list[dict]] = {}  # each configuration's rows as bench.json holds them, fastest first
     duels: list[HeadToHead] = []
     shares: list[PeakShare] = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -152,11 +153,12 @@ def run_benchmark(
             config_rows = _bench_config(name, model, gflop, weights, frames, config_calibration, device, runs, sizes,
                                         gflops_peaks, work)
             rows += config_rows
-            config_duels, config_shares = _side_by_side(config_rows, model, gflop, device, work, config_calibration,
-                                                        frames[0], peaks, max(runs, SIDE_BY_SIDE_MIN_ROUNDS))
+            ranked |= ranked_paths([asdict(r) for r in config_rows])
+            config_duels, config_shares = _side_by_side(ranked.get(name, []), model, gflop, device, work,
+                                                        config_calibration, frames[0], peaks,
+                                                        max(runs, SIDE_BY_SIDE_MIN_ROUNDS))
             duels += config_duels
             shares += config_shares
-    ranked = ranked_paths([asdict(r) for r in rows])
     paths = [row for config_rows in ranked.values() for row in config_rows]
     return {
         "date": time.strftime("%Y-%m-%d"), "device": _device_name(device), "threads": torch.get_num_threads(),
@@ -271,17 +273,16 @@ def _bench_config(
 
 
 def _side_by_side(
-    rows: list[PathResult], model: EGNet, gflop: float, device: torch.device, work: Path,
+    ranked: list[dict], model: EGNet, gflop: float, device: torch.device, work: Path,
     calibration: list[np.ndarray], frame: np.ndarray, peaks: dict[str, GemmPeak], rounds: int,
 ) -> tuple[list[HeadToHead], list[PeakShare]]:
     """The paths the targets judge, rebuilt (the int8 files are reused) and timed again in rotating rounds on one
     frame, with the GEMM of each precision whose share is judged: the fastest passing int8 path against each of its
     opponents (``bench_targets.duel_paths``), one record per opponent, and the fastest passing int8 and bf16 paths
-    beside their GEMM (``bench_targets.share_paths``)."""
-    if not rows:
+    beside their GEMM (``bench_targets.share_paths``). ``ranked``: one configuration's rows, fastest first."""
+    if not ranked:
         return [], []
-    config = rows[0].config
-    ranked = ranked_paths([asdict(row) for row in rows])[config]
+    config = ranked[0]["config"]
     duel = duel_paths(ranked)
     judged = [path for path in share_paths(ranked) if path_precision(path) in peaks]
     paths = list(dict.fromkeys(([duel[0], *duel[1]] if duel else []) + judged))  # each once, in that order
