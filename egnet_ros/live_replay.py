@@ -45,9 +45,11 @@ def replay_through_node(
     output = Path(output)
     log_path = output.with_name(f"{output.name}_node.log")
     use_fastdds_profile()
+    # Reliable input, as the player publishes: a best-effort subscription can lose the last frame in transport,
+    # and the replay waits for that frame's outputs (the node still keeps only the newest frame).
     node_process = start_segment_node(
         ["-p", f"checkpoint:={checkpoint}", "-p", f"device:={device}", "-p", "use_sim_time:=true",
-         "-r", f"image:={topic}"],
+         "-p", "input_reliability:=reliable", "-r", f"image:={topic}"],
         domain_id=domain_id, log=log_path, timeout=start_timeout,
     )
     try:

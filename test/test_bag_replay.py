@@ -47,8 +47,10 @@ def test_a_replayed_drive_is_segmented_once_per_frame_on_the_bag_clock(tmp_path,
         bag_start, bag_end = reader.start_time, reader.end_time
 
     domain_id = next_domain_id()
+    # Reliable input, as replay_through_node starts it: best effort could lose the last frame in transport.
     node = NodeProcess.script("egnet-segment", ["--ros-args", "-p", f"checkpoint:={tiny_checkpoint}",
-                                                "-p", "use_sim_time:=true", "-r", "image:=/camera/image_raw"],
+                                                "-p", "use_sim_time:=true", "-p", "input_reliability:=reliable",
+                                                "-r", "image:=/camera/image_raw"],
                               domain_id=domain_id, log=tmp_path / "node.log")
     peer = Peer(domain_id)
     peer.node.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])  # record at bag time
