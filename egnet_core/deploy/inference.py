@@ -36,6 +36,7 @@ from egnet_core.data.labels import IGNORE_INDEX, PALETTE_LUT
 from egnet_core.deploy.compiled import CompiledNetwork
 from egnet_core.deploy.cuda_graphs import CudaGraphNetwork
 from egnet_core.deploy.errors import InferenceError
+from egnet_core.deploy.float_stream import with_float_stream
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.int8_pt2e import PT2_SUFFIX, Int8Network
 from egnet_core.deploy.labels import LabelMaps, resize
@@ -208,7 +209,7 @@ class Segmenter:
         output_hw = (height, width) if output_size is None else _check_output_size(output_size)[::-1]
         x = to_network_input(self._upload(batch))  # B×3×H×W
         base_w, base_h = self.input_size or (width, height)
-        x = resize(x, (base_h, base_w)).to(self.dtype, memory_format=self.memory_format)
+        x = resize(x, (base_h, base_w)).to(_network_input_dtype(self.dtype), memory_format=self.memory_format)
         stage2, stage3 = (resize(w_r.float(), output_hw).clamp_(0, 1)[:, 0].cpu().numpy()  # B×h×w
                           for w_r in self._eager.attention_maps(x))
         return [AttentionMaps(stage2=a, stage3=b) for a, b in zip(stage2, stage3)]
@@ -354,7 +355,7 @@ class Segmenter:
         return (self.input_size[1], self.input_size[0]) if self.input_size else (x.shape[-2], x.shape[-1])
 
     def _forward(self, x: torch.Tensor, *, logits_at_input_size: bool = True) -> EGNetOutput:
-        x = x.to(self.dtype, memory_format=self.memory_format)
+        x = x.to(_network_input_dtype(self.dtype), memory_format=self.memory_format)
         if self.sliding_window is None:
             output = self.model(x)
         else:
@@ -384,11 +385,19 @@ def _release_cuda_memory(device: torch.device) -> None:
 
 
 def _placed(model: Network, device: torch.device, dtype: torch.dtype, memory_format: torch.memory_format) -> Network:
+    """``model`` on ``device`` in ``dtype``; bf16 as ``float_stream`` makes it: the residual blocks' convolutions
+    in bf16, the residual stream and the rest of the network in fp32."""
     try:
-        return model.to(device, dtype, memory_format=memory_format).eval()
+        placed = model.to(device, _network_input_dtype(dtype), memory_format=memory_format).eval()
     except RuntimeError as error:  # CUDA out of memory, a driver error
         _release_cuda_memory(device)
         raise InferenceError(f"the model cannot be placed on {device}: {error}") from error
+    return with_float_stream(placed, dtype) if dtype == torch.bfloat16 else placed
+
+
+def _network_input_dtype(dtype: torch.dtype) -> torch.dtype:
+    """What a network placed in ``dtype`` takes: fp32 for bf16 (whose stem and stream are fp32), else ``dtype``."""
+    return torch.float32 if dtype == torch.bfloat16 else dtype
 
 
 def _accelerated(model: Network, *, compile: bool, cuda_graphs: bool):
