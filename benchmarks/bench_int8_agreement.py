@@ -20,7 +20,8 @@ Variants:
   rounding alone costs);
 - the same after cross-layer equalisation (Nagel et al. 2019) inside each block;
 - the same with the exposure stream's weights fp32;
-- bf16: the whole network in bf16, as the Segmenter's bf16 path; and with the two heads in fp32.
+- bf16: the whole network in bf16; with the two heads in fp32; and as the Segmenter's bf16 path runs it
+  (``float_stream``: the blocks' convolutions in bf16, the residual stream and the rest in fp32).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from egnet_core.cli import parse_size
 from egnet_core.data.synthetic import render_night_frames
+from egnet_core.deploy.float_stream import with_float_stream
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.inference import calibration_input
 from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, require_torchao
@@ -99,6 +101,9 @@ def main() -> None:
     if model.exposure_head is not None:  # the single-stream variants have none
         bf16.exposure_head = _Fp32(copy.deepcopy(model.exposure_head))
     rows.append(judged("bf16, heads fp32", lambda x: tuple(bf16(x.to(torch.bfloat16)))))
+    stream = with_float_stream(copy.deepcopy(model))
+    rows.append(judged("bf16 blocks, residual stream and the rest fp32 (the Segmenter's bf16)",
+                       lambda x: tuple(stream(x))))
 
     result = {"date": time.strftime("%Y-%m-%d"), "checkpoint": str(args.checkpoint),
               "backbone": model.config.backbone, "output_stride": model.config.output_stride,

@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.benchmark import (
     SIZE,
+    _onnx_calibration,
     _side_by_side,
     fastest_passing,
     format_benchmark,
@@ -19,6 +20,7 @@ from egnet_core.deploy.benchmark import (
     write_benchmark,
 )
 from egnet_core.deploy.gemm_peaks import GemmPeak, gemm_peaks, int8_gemm_peaks, peak_gemm
+from egnet_core.model.egnet import EGNet
 
 
 def test_flops_counted_on_the_meta_device_equal_a_real_forward():
@@ -107,3 +109,11 @@ def test_the_judged_paths_are_timed_again_side_by_side_with_their_gemm_reusing_t
     written = quantized.stat().st_mtime_ns
     _side_by_side(ranked, model, gflop, cpu, tmp_path, frames[1:], frames[0], peaks, 1)
     assert quantized.stat().st_mtime_ns == written  # the bench's int8 file, quantized once per configuration
+
+
+def test_onnx_runtime_calibrates_resnet101_on_one_frame_and_other_networks_on_all():
+    # ONNX Runtime's calibration of ResNet-101 at 1024×512 peaked at 15 GB for 1 frame and was killed at 24 GB on 8.
+    frames = render_night_frames(1, 3, width=64, height=32)
+    resnet101 = EGNet(num_classes=2, backbone="resnet101", output_stride=8)
+    assert [f is g for f, g in zip(_onnx_calibration(resnet101, frames), frames)] == [True]
+    assert _onnx_calibration(tiny_model(), frames) == frames
