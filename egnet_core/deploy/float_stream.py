@@ -5,7 +5,9 @@ bf16 every one of these sums is rounded to 8 significant bits, so a branch much 
 lost, and the losses add up over the blocks: on a ResNet-101 OS8 trained for 150 iterations from zero-initialised
 residual branches (so still small ones) the whole network in bf16 kept 97.9% of fp32's labels at 1024×512, and so
 did its blocks in bf16 with the stream in fp32 and the rest bf16; the blocks' convolutions in bf16 with the
-stream, the stem, the EGLs and the heads in fp32 kept 99.8% (benchmarks/RESULTS.md, 2026-12-02, AMD EPYC).
+stream, the stem, the EGLs and the heads in fp32 kept 99.8%. On the bench's ResNet-101 guard weights (default
+init) the same change brought the exposure map's error from 0.0103–0.0116 to 0.0036, under the guard's 0.01
+(benchmarks/RESULTS.md, 2026-12-02, AMD EPYC). It costs about 15% of compiled bf16's speed there.
 
 ``with_float_stream`` makes that network: each torchvision residual block's weights become bf16, the block casts
 the stream to bf16 for its convolutions and adds its branch (and its shortcut's projection) to the stream in
