@@ -114,6 +114,7 @@ def test_the_judged_paths_are_timed_again_side_by_side_with_their_gemm_reusing_t
 def test_onnx_runtime_calibrates_resnet101_on_one_frame_and_other_networks_on_all():
     # ONNX Runtime's calibration of ResNet-101 at 1024×512 peaked at 15 GB for 1 frame and was killed at 24 GB on 8.
     frames = render_night_frames(1, 3, width=64, height=32)
-    resnet101 = EGNet(num_classes=2, backbone="resnet101", output_stride=8)
+    with torch.device("meta"):  # the configuration is what counts, not the weights
+        resnet101 = EGNet(num_classes=2, backbone="resnet101", output_stride=8)
     assert [f is g for f, g in zip(_onnx_calibration(resnet101, frames), frames)] == [True]
     assert _onnx_calibration(tiny_model(), frames) == frames

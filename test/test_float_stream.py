@@ -44,7 +44,9 @@ def test_a_branch_much_smaller_than_the_stream_survives_in_the_fp32_stream():
         exact = block(stream)
         branch = exact - stream  # what the block adds
         whole_bf16 = copy.deepcopy(block).to(torch.bfloat16)(stream.bfloat16()).float()
-        float_stream = with_float_stream(copy.deepcopy(block))(stream)
+        swapped = with_float_stream(copy.deepcopy(block))
+        float_stream = swapped(stream)
+    assert swapped.conv1.weight.dtype == swapped.conv3.weight.dtype == torch.bfloat16
     assert float_stream.dtype == torch.float32
     error_bf16 = (whole_bf16 - exact).abs().mean() / branch.abs().mean()
     error_float_stream = (float_stream - exact).abs().mean() / branch.abs().mean()
@@ -63,3 +65,10 @@ def test_the_segmenters_bf16_path_keeps_the_stream_in_fp32_and_gives_attention_m
         assert (a.labels == b.labels).mean() >= 0.95
     maps = segmenter.attention_maps(frames)
     assert maps[0].stage2.shape == (96, 128) and np.isfinite(maps[0].stage3).all()
+
+
+def test_a_network_swapped_before_and_placed_in_fp32_again_gets_bf16_blocks_again():
+    model = with_float_stream(copy.deepcopy(tiny_model())).float()
+    assert model.segmentation_stages[0][0].conv1.weight.dtype == torch.float32
+    with_float_stream(model)
+    assert {p.dtype for name, p in model.named_parameters() if name in _block_parameters(model)} == {torch.bfloat16}

@@ -22,14 +22,22 @@ SIZE = (128, 64)  # (width, height)
 
 
 def tied_model():
-    """An EGNet whose logits tie two classes to within bf16's resolution: class 1 wins by 2⁻⁹ in fp32, a margin
-    that rounds away in bf16 (8 significant bits), where the tie goes to class 0. So its bf16 labels differ from
-    fp32's on every pixel."""
+    """An EGNet whose logits tie two classes to within bf16's resolution inside a residual block, which the bf16
+    path runs in bf16 (its stream and heads stay fp32): the last stage's first block outputs zeros, so the second
+    block outputs its last batch norm's bias, 1 for channel 0 and 1 + 2⁻⁹ for channel 1, which the head passes on
+    as the logits of classes 0 and 1. Class 1 wins by 2⁻⁹ in fp32, a margin that rounds away in bf16 (8 significant
+    bits), where the tie goes to class 0. So its bf16 labels differ from fp32's on every pixel."""
     model = tiny_model()
+    first, second = model.segmentation_stages[-1]
     with torch.no_grad():
+        for norm in (first.bn2, first.downsample[1], second.bn2):
+            norm.weight.zero_()
+            norm.bias.zero_()
+        second.bn2.bias[:2] = torch.tensor([1.0, 1.0 + 2**-9])
         model.segmentation_head.weight.zero_()
+        model.segmentation_head.weight[0, 0] = model.segmentation_head.weight[1, 1] = 1.0
         model.segmentation_head.bias.fill_(-10.0)
-        model.segmentation_head.bias[:2] = torch.tensor([1.0, 1.0 + 2**-9])
+        model.segmentation_head.bias[:2] = 0.0
     return model
 
 
@@ -59,8 +67,10 @@ def test_candidates_can_be_forced_and_only_the_chosen_paths_model_is_kept():
     assert [trial.precision for trial in choice.trials] == ["fp32", "bf16"]
     networks = [value for value in vars(segmenter).values() if isinstance(value, torch.nn.Module)]
     assert {id(network) for network in networks} == {id(segmenter.model)}  # one model (also the eager one)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[choice.chosen]
-    assert {parameter.dtype for parameter in segmenter.model.parameters()} == {dtype}
+    # bf16 runs the residual blocks in bf16 and the stem, the EGLs and the heads in fp32 (float_stream.py)
+    block_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[choice.chosen]
+    assert segmenter.model.segmentation_stages[0][0].conv1.weight.dtype == block_dtype
+    assert segmenter.model.encoder[0].weight.dtype == segmenter.model.segmentation_head.weight.dtype == torch.float32
 
 
 def test_a_path_whose_labels_disagree_with_fp32_is_refused_naming_the_agreement():

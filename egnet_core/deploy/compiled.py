@@ -1,10 +1,11 @@
 """The network through ``torch.compile`` with Inductor's freezing, for inference.
 
-Freezing treats the weights as constants (the Segmenter's network is its own copy and never trains), so
-Inductor folds them and, on the CPU, prepacks each convolution's weights once for oneDNN and fuses the ReLU and
-residual add that follow it into the convolution (``mkldnn::_convolution_pointwise``). Without it the compiled
-graph calls the same unfused convolutions as eager mode, and the elementwise passes over every feature map are
-a quarter of a bf16 ResNet-101's time on an AMX CPU.
+Freezing treats the weights as constants (the Segmenter's network is its own copy and never trains), so Inductor
+folds them and, on the CPU, prepacks each convolution's weights once for oneDNN and fuses the ReLU and residual add
+that follow it into the convolution (``mkldnn::_convolution_pointwise``; in the Segmenter's bf16 networks the
+residual add is fp32, after a cast of the convolution's bf16 output). Without it the compiled graph calls the same
+unfused convolutions as eager mode, and the elementwise passes over every feature map are a quarter of a bf16
+ResNet-101's time on an AMX CPU.
 """
 
 from __future__ import annotations

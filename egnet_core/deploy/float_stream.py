@@ -7,12 +7,14 @@ residual branches (so still small ones) the whole network in bf16 kept 97.9% of 
 did its blocks in bf16 with the stream in fp32 and the rest bf16; the blocks' convolutions in bf16 with the
 stream, the stem, the EGLs and the heads in fp32 kept 99.8%. On the bench's ResNet-101 guard weights (default
 init) the same change brought the exposure map's error from 0.0103–0.0116 to 0.0036, under the guard's 0.01
-(benchmarks/RESULTS.md, 2026-12-02, AMD EPYC). It costs about 15% of compiled bf16's speed there.
+(benchmarks/RESULTS.md, 2026-12-02, AMD EPYC). Compiled, it is about 15% slower than whole-network bf16 there.
 
 ``with_float_stream`` makes that network: each torchvision residual block's weights become bf16, the block casts
 the stream to bf16 for its convolutions and adds its branch (and its shortcut's projection) to the stream in
-fp32; every module outside the blocks keeps its fp32 weights. Nearly all of a ResNet's arithmetic is in its
-blocks (the stem, the EGLs and the heads are 0.3% of EGNet-ResNet101's FLOPs), so bf16 keeps its speed.
+fp32; every module outside the blocks keeps its fp32 weights. Nearly all of EGNet's arithmetic is in its blocks
+(the stem, the EGLs and the heads are under 0.3% of EGNet-ResNet101's FLOPs), so bf16 keeps its speed; the
+torchvision baselines' heads (ASPP: 27% of DeepLabV3-ResNet101's FLOPs, 18% of FCN's) stay fp32 too, so their
+bf16 gains less.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 def with_float_stream(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
     """``model`` (fp32) changed in place as the module docstring says, its blocks in ``dtype``; returned."""
     for module in model.modules():
-        if type(module) in _FLOAT_STREAM_BLOCKS:
-            module.to(dtype)
-            module.__class__ = _FLOAT_STREAM_BLOCKS[type(module)]
+        for block, float_stream in _FLOAT_STREAM_BLOCKS.items():
+            if isinstance(module, block):  # also a block swapped before, then placed in fp32 again
+                module.to(dtype)
+                module.__class__ = float_stream
     return model
 
 

@@ -87,17 +87,17 @@ class Segmenter:
     at the frame's own size. ``flip``, ``scales`` and ``sliding_window`` select the test-time protocol (see
     the module docstring); the defaults are a single whole-image pass.
 
-    Speed: ``optimize`` (default) folds every BatchNorm into its convolution and keeps feature maps
-    channels-last, the same function computed faster; ``precision`` ``bf16`` (CPU with AVX-512 BF16 or AMX,
-    or CUDA) or ``fp16`` (CUDA) runs the model in half-width floats. Logits and exposure come back to fp32
-    before they are averaged, resized and turned into labels. ``precision`` ``auto`` times the precisions the
-    device offers at start-up (``warm_up``, else the first batch) and keeps the fastest whose labels and exposure
-    agree with fp32's (``precision_choice`` says what was measured; ``precision`` becomes the one kept).
-    ``compile`` runs the network through ``torch.compile`` with freezing (the first call compiles: a minute or
-    more for a ResNet-101 on a CPU); ``cuda_graphs`` (CUDA) replays a captured CUDA graph
-    per input shape, and with ``compile`` too, torch.compile's own CUDA graphs are used. On CUDA, frames go up
-    as uint8 through a pinned buffer and only labels, exposure (and colours) come back. The caller's ``model``
-    is never changed.
+    Speed: ``optimize`` (default) folds every BatchNorm into its convolution and keeps feature maps channels-last,
+    the same function computed faster; ``precision`` ``bf16`` (CPU with AVX-512 BF16 or AMX, or CUDA) runs the
+    residual blocks' convolutions in bf16 and keeps the residual stream and the rest of the network in fp32
+    (``float_stream.py``), ``fp16`` (CUDA) runs the whole model in fp16. Logits and exposure come back to fp32
+    before they are averaged, resized and turned into labels. ``precision`` ``auto`` times the precisions the device
+    offers at start-up (``warm_up``, else the first batch) and keeps the fastest whose labels and exposure agree
+    with fp32's (``precision_choice`` says what was measured; ``precision`` becomes the one kept). ``compile`` runs
+    the network through ``torch.compile`` with freezing (the first call compiles: a minute or more for a ResNet-101
+    on a CPU); ``cuda_graphs`` (CUDA) replays a captured CUDA graph per input shape, and with ``compile`` too,
+    torch.compile's own CUDA graphs are used. On CUDA, frames go up as uint8 through a pinned buffer and only
+    labels, exposure (and colours) come back. The caller's ``model`` is never changed.
 
     ``attention_maps`` returns an EGNet's EGL attention maps W_r (the paper's Figure 9) for frames.
     """
@@ -389,10 +389,10 @@ def _placed(model: Network, device: torch.device, dtype: torch.dtype, memory_for
     in bf16, the residual stream and the rest of the network in fp32."""
     try:
         placed = model.to(device, _network_input_dtype(dtype), memory_format=memory_format).eval()
+        return with_float_stream(placed, dtype) if dtype == torch.bfloat16 else placed
     except RuntimeError as error:  # CUDA out of memory, a driver error
         _release_cuda_memory(device)
         raise InferenceError(f"the model cannot be placed on {device}: {error}") from error
-    return with_float_stream(placed, dtype) if dtype == torch.bfloat16 else placed
 
 
 def _network_input_dtype(dtype: torch.dtype) -> torch.dtype:
