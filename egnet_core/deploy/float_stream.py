@@ -6,7 +6,7 @@ lost, and the losses add up over the blocks: on a ResNet-101 OS8 trained for 150
 residual branches (so still small ones) the whole network in bf16 kept 97.9% of fp32's labels at 1024×512, and so
 did its blocks in bf16 with the stream in fp32 and the rest bf16; the blocks' convolutions in bf16 with the
 stream, the stem, the EGLs and the heads in fp32 kept 99.8%. On the bench's ResNet-101 guard weights (default
-init) the same change brought the exposure map's error from 0.0103–0.0116 to 0.0036, under the guard's 0.01
+init, 512×256) whole-network bf16 kept 99.59% with an exposure error of 0.0052, this 99.91% and 0.0037
 (benchmarks/RESULTS.md, 2026-12-02, AMD EPYC). Compiled, it is about 15% slower than whole-network bf16 there.
 
 ``with_float_stream`` makes that network: each torchvision residual block's weights become bf16, the block casts
