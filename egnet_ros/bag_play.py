@@ -2,12 +2,15 @@
 
 Messages are published as the bytes the bag holds (no decoding), at their log times scaled by ``rate``; with
 ``clock``, ``/clock`` follows the bag's time (every message, and 25 times a second between them) so that nodes
-with ``use_sim_time`` run on the recording's clock.
+with ``use_sim_time`` run on the recording's clock. The player returns once its reliable subscribers have
+acknowledged every message (at most ``ACK_TIMEOUT_S``): a writer destroyed before that loses what it still holds,
+which was the bag's last frame for a node busy with the one before (seen in 2 of 4 runs of a replay test).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import signal
 import time
 from collections.abc import Sequence
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import rclpy
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
@@ -24,7 +28,10 @@ from rosgraph_msgs.msg import Clock
 from .bags import BagError, image_connections, open_bag, read_records
 from .dds import use_fastdds_profile
 
+log = logging.getLogger(__name__)
+
 CLOCK_PERIOD_S = 0.04
+ACK_TIMEOUT_S = 10.0  # after the last message, how long the player waits for its subscribers' acknowledgements
 # Reliable publishers serve best-effort and reliable subscribers alike.
 PLAY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -70,7 +77,18 @@ def play_bag(
             sent_now = _play_once(reader, connections, path, publishers, clock_publisher, rate, last)
             sent += sent_now
             if not loop or sent_now == 0:  # an empty selection would otherwise loop at full speed
+                _wait_for_acknowledgements(everyone)
                 return Played(sent=sent, last=last)
+
+
+def _wait_for_acknowledgements(publishers, timeout_s: float = ACK_TIMEOUT_S) -> None:
+    """Until every reliable subscriber has acknowledged every message of ``publishers`` (bounded; logged when not)."""
+    deadline = time.monotonic() + timeout_s
+    for publisher in publishers:
+        left = max(deadline - time.monotonic(), 0.0)
+        if not publisher.wait_for_all_acked(Duration(nanoseconds=round(left * 1e9))):
+            log.warning("%s: not every subscriber acknowledged the last messages within %.0f s", publisher.topic_name,
+                        timeout_s)
 
 
 def wait_until(condition, timeout: float, poll_s: float = 0.05) -> None:
