@@ -16,12 +16,19 @@ Variants:
 - int8, residual sums in float (``int8_recipe``'s ``float_sums``);
 - int8, and the stream-reading convolutions in float: also every convolution whose input is a residual stream
   (each block's first and its downsample) left fp32, so the stream is never rounded to uint8;
+- int8, every block, with the weights rounded by GPTQ (``deploy/gptq.py``; ``egnet export --int8 --gptq``);
 - int8 weights only: convolution weights rounded to int8 per output channel, activations fp32 (what weight
   rounding alone costs);
 - the same after cross-layer equalisation (Nagel et al. 2019) inside each block;
 - the same with the exposure stream's weights fp32;
-- bf16: the whole network in bf16; with the two heads in fp32; and as the Segmenter's bf16 path runs it
-  (``float_stream``: the blocks' convolutions in bf16, the residual stream and the rest in fp32).
+- int8 weights rounded by GPTQ (``deploy/gptq.py``) instead of to nearest, their inputs' second moments measured
+  on the calibration frames (activations fp32);
+- per-pixel activations: every convolution's input rounded to uint8 (int8 where it has negative values) with a
+  scale of its own for each row of the convolution's matrix product (``gptq.convolution_rows``), taken from that
+  row's largest value when the frame is run (dynamic): a pixel's channels for a 1×1 convolution, an im2col patch
+  for the others; with weights rounded to nearest, and by GPTQ. These rows hold what a per-tensor uint8 range
+  cannot: a few pixels whose activations are 50-100× the typical one (benchmarks/RESULTS.md, 2026-12-02, third
+  session); ``bench_int8_dynamic.py`` times what they cost.
 """
 
 from __future__ import annotations
@@ -40,9 +47,10 @@ from egnet_core.cli import parse_size
 from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.float_stream import with_float_stream
 from egnet_core.deploy.fusion import fuse_conv_bn
+from egnet_core.deploy.gptq import convolution_rows, gptq_weights
 from egnet_core.deploy.inference import calibration_input
-from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, require_torchao
-from egnet_core.deploy.int8_recipe import agreement, calibrated, export_network, int8_quantizer
+from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, quantized_convolutions, require_torchao
+from egnet_core.deploy.int8_recipe import OUTPUTS_PREFIX, agreement, calibrated, export_network, int8_quantizer
 from egnet_core.model.checkpoint import load_model
 
 CONV = torch.ops.aten.conv2d.default
@@ -89,12 +97,22 @@ def main() -> None:
         if stream_convs:
             quantizer = _stream_convolutions_in_float(quantizer)
         rows.append(judged(name, calibrated(export_network(model, calibration[0]), quantizer, calibration)))
+    rounded = gptq_weights(model, quantized_convolutions(model), calibration)
+    rows.append(judged("int8, every block, weights rounded by GPTQ", calibrated(
+        export_network(model, calibration[0]), int8_quantizer(quantizer_module, FLOAT_MODULES), calibration,
+        weights={f"{OUTPUTS_PREFIX}{name}.weight": weight for name, weight in rounded.items()})))
     rows.append(judged("int8 weights only", float_model(_int8_weights(model))))
     rows.append(judged("int8 weights only, after cross-layer equalisation",
                        float_model(_int8_weights(_equalised(model)))))
     if model.exposure_stages is not None:
         rows.append(judged("int8 weights only, exposure stream fp32",
                            float_model(_int8_weights(model, also_float=("exposure_stages",)))))
+    gptq = _with_weights(model, rounded)
+    rows.append(judged("int8 weights only, rounded by GPTQ", float_model(gptq)))
+    rows.append(judged("int8 weights, per-pixel dynamic uint8 activations",
+                       float_model(_per_row_activations(_int8_weights(model)))))
+    rows.append(judged("int8 weights by GPTQ, per-pixel dynamic uint8 activations",
+                       float_model(_per_row_activations(gptq))))
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
     rows.append(judged("bf16", lambda x: tuple(bf16(x.to(torch.bfloat16)))))
     bf16.segmentation_head = _Fp32(copy.deepcopy(model.segmentation_head))
@@ -147,6 +165,44 @@ def _int8_weights(model: nn.Module, also_float: tuple[str, ...] = ()) -> nn.Modu
                 scale = module.weight.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(2**-12) / 127.5
                 module.weight.copy_((module.weight / scale).round().clamp(-128, 127) * scale)
     return model
+
+
+def _with_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``model`` with the convolutions named in ``weights`` given those weights."""
+    model = copy.deepcopy(model)
+    for name, weight in weights.items():
+        model.get_submodule(name).weight.data = weight
+    return model
+
+
+def _per_row_activations(model: nn.Module) -> nn.Module:
+    """``model`` (changed in place) with each quantized convolution's input rounded per row of its matrix product
+    (``convolution_rows``) on every call: uint8 where the input has no negative values, else int8, each row scaled
+    to its own largest magnitude."""
+    for name in quantized_convolutions(model):
+        owner, _, attribute = name.rpartition(".")
+        setattr(model.get_submodule(owner), attribute, _PerRowInt8Input(model.get_submodule(name)))
+    return model
+
+
+class _PerRowInt8Input(nn.Module):
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        rows = convolution_rows(conv, x).view(len(x), -1, conv.weight[0].numel())  # B×L×K
+        levels = 255 if bool((x >= 0).all()) else 127
+        scale = rows.abs().amax(dim=2, keepdim=True).clamp_min(2**-24) / levels
+        out = (rows / scale).round() * scale @ conv.weight.flatten(1).T  # B×L×O
+        if conv.bias is not None:
+            out = out + conv.bias
+        height, width = (
+            (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+            for size, pad, dilation, kernel, stride in zip(x.shape[-2:], conv.padding, conv.dilation,
+                                                           conv.kernel_size, conv.stride))
+        return out.transpose(1, 2).reshape(len(x), -1, height, width)
 
 
 def _equalised(model: nn.Module, rounds: int = 3) -> nn.Module:

@@ -153,12 +153,36 @@ def test_the_export_command_writes_a_pt2_that_the_segmenter_loads(trained_int8, 
      "--int8-keep is for .pt2 files"),
     (["--out", "{tmp}/m.pt2", "--int8", "--calibration", "{tmp}", "--int8-floor", "0", "--int8-kept-precision",
       "bf16"], "--int8-kept-precision has no block to apply to"),
+    (["--out", "{tmp}/m.onnx", "--int8", "--calibration", "{tmp}", "--gptq"], "--gptq is for .pt2 files"),
 ])
 def test_export_options_that_do_not_fit_a_pt2_are_refused(tmp_path, tiny_checkpoint, capsys, arguments, message):
     arguments = [argument.format(tmp=tmp_path) for argument in arguments]
     assert main(["export", "--checkpoint", str(tiny_checkpoint), *arguments]) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.glob("m.*"))
+
+
+def test_gptq_weights_keep_more_of_the_trained_models_labels_than_weights_rounded_to_nearest(trained_int8,
+                                                                                          tmp_path, capsys):
+    """Every block int8 (no selection), the int8 weights rounded to nearest or by GPTQ on the same calibration
+    images, judged on frames the calibration did not see."""
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for index, frame in enumerate(night_frames(8, seed=1)):
+        write_rgb(calibration / f"frame_{index}.png", frame)
+    frames = night_frames(4, width=128, height=64, seed=5)
+    reference = Segmenter.from_checkpoint(trained_int8["checkpoint"]).predict_batch(frames)
+    kept = {}
+    for name, options in (("nearest", []), ("gptq", ["--gptq"])):
+        out = tmp_path / f"{name}.pt2"
+        assert main(["export", "--checkpoint", str(trained_int8["checkpoint"]), "--out", str(out), "--size",
+                     "128x64", "--int8", "--calibration", str(calibration), "--int8-floor", "0", *options]) == 0
+        printed = capsys.readouterr().out
+        assert ("weights rounded by GPTQ" in printed) == (name == "gptq"), printed
+        results = Segmenter.from_checkpoint(out, input_size=INT8_SIZE).predict_batch(frames)
+        kept[name] = (np.mean([(a.labels == b.labels).mean() for a, b in zip(reference, results)]),
+                      np.mean([np.abs(a.exposure - b.exposure).mean() for a, b in zip(reference, results)]))
+    assert kept["gptq"][0] >= kept["nearest"][0] and kept["gptq"][1] <= kept["nearest"][1], kept
 
 
 def test_missing_corrupt_foreign_and_misused_files_are_errors_that_say_what_to_do(trained_int8, tmp_path):

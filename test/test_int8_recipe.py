@@ -12,6 +12,7 @@ from helpers import tiny_torchvision_model
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, require_torchao
 from egnet_core.deploy.int8_recipe import (
+    OUTPUTS_PREFIX,
     ObservedRanges,
     calibrated,
     export_network,
@@ -157,3 +158,43 @@ def test_observers_shared_by_several_nodes_are_never_given_recorded_ranges():
     with torch.no_grad():
         for x in frames:
             assert all(torch.equal(a, b) for a, b in zip(reused(x), full(x), strict=True))
+
+
+def _weights_of_convolutions(graph: torch.fx.GraphModule) -> list[torch.Tensor]:
+    """Each convolution's weight as the converted graph computes it: the float tensor, or its int8 values
+    dequantized."""
+    def value(arg):
+        return operator.attrgetter(arg.target)(graph) if isinstance(arg, torch.fx.Node) else arg
+
+    weights = []
+    for node in graph.graph.nodes:
+        if node.target == CONV:
+            source = node.args[1]
+            weights.append(source.target(*map(value, source.args)) if _is_dequantized(source) else value(source))
+    return weights
+
+
+def test_given_weights_become_the_int8_values_on_the_float_weights_steps_and_float_convolutions_keep_theirs(
+        network):
+    """What GPTQ's rounded weights go through: the quantizer's steps come from the float weights it observed, the
+    int8 values from the weights given; a float convolution (the stem) never takes a weight given for it."""
+    example = torch.rand(1, 3, 64, 64)
+    graph = export_network(network, example)
+    quantizer = int8_quantizer(require_torchao(), FLOAT_MODULES)
+    name = "encoder.4.0.conv1"
+    weight = network.get_submodule(name).weight.detach()
+    step = weight.abs().amax(dim=(1, 2, 3), keepdim=True) / 127.5
+    given = ((weight / step).round() - 1).clamp(-128, 127) * step  # a step under the nearest
+    stem = network.encoder[0].weight.detach()
+    converted = calibrated(graph, quantizer, [example], weights={
+        f"{OUTPUTS_PREFIX}{name}.weight": given, f"{OUTPUTS_PREFIX}encoder.0.weight": torch.zeros_like(stem)})
+    plain = _weights_of_convolutions(calibrated(graph, quantizer, [example]))
+    weights = _weights_of_convolutions(converted)
+    assert torch.equal(weights[0], stem) and torch.equal(plain[0], stem)
+    assert torch.allclose(weights[1], given, atol=1e-6) and not torch.allclose(plain[1], given, atol=1e-6)
+    assert ((plain[1] - weight).abs() <= step / 2 + 1e-6).all()  # without: the nearest steps
+    assert all(torch.equal(a, b) for a, b in zip(weights[2:], plain[2:], strict=True))
+    # The graph given stays as it was.
+    assert torch.equal(graph.get_parameter(f"{OUTPUTS_PREFIX}{name}.weight"), weight)
+    with pytest.raises(ValueError, match=rf"given for {OUTPUTS_PREFIX}{name}.weight is \(3,\)"):
+        calibrated(graph, quantizer, [example], weights={f"{OUTPUTS_PREFIX}{name}.weight": torch.zeros(3)})

@@ -41,8 +41,10 @@ from egnet_core.deploy.compiled import compile_frozen
 from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.export import CONFIG_KEY, PRECISION_KEY
 from egnet_core.deploy.fusion import fuse_conv_bn
+from egnet_core.deploy.gptq import gptq_weights
 from egnet_core.deploy.int8_recipe import (
     KEPT_PRECISION_KEY,
+    OUTPUTS_PREFIX,
     ObservedRanges,
     agreement,
     calibrated,
@@ -80,6 +82,7 @@ class Int8Model:
 def quantize_pt2e(
     checkpoint: str | os.PathLike, path: str | os.PathLike, frames: Sequence[np.ndarray], *, size: tuple[int, int],
     guard: Int8Guard | None = Int8Guard(), keep: Sequence[str] | None = None, float_precision: str = "auto",
+    gptq: bool = False,
 ) -> Int8Model:
     """Write the checkpoint's model quantized to int8 at ``path`` (a ``.pt2`` file), its activation ranges
     calibrated on ``frames`` (H×W×3 uint8 RGB) resized to ``size`` (width, height), the one size it runs at.
@@ -91,7 +94,8 @@ def quantize_pt2e(
     ``float_precision``: fp32, bf16, or auto, the faster of the two on this CPU
     (``int8_recipe.float_block_precision``). The selection's trials keep blocks in fp32, so that they share one
     export and one calibration pass (``int8_recipe.ObservedRanges``); where the kept blocks are to run in bf16, the
-    chosen ones are judged once more in bf16 and stay in fp32 if bf16 loses what the guard asks."""
+    chosen ones are judged once more in bf16 and stay in fp32 if bf16 loses what the guard asks. With ``gptq``, the
+    int8 convolutions' weights are rounded by GPTQ (``gptq.py``) on the calibration frames, once for every trial."""
     quantizer_module = require_torchao()
     path = Path(path)
     if path.suffix != PT2_SUFFIX:
@@ -126,6 +130,13 @@ def quantize_pt2e(
     def network() -> torch.fx.GraphModule:  # every trial's with its kept blocks in fp32
         return export_network(model, example)
 
+    @functools.cache
+    def weights() -> dict[str, torch.Tensor]:  # the int8 convolutions', by their parameter names in ``network``
+        if not gptq:
+            return {}
+        rounded = gptq_weights(model, quantized_convolutions(model), inputs)
+        return {f"{OUTPUTS_PREFIX}{name}.weight": weight for name, weight in rounded.items()}
+
     ranges = ObservedRanges()  # recorded by the first calibration of ``network``, reused by the next ones
     stem = tuple(name for name in STEM if name in dict(model.named_modules()))  # run with the blocks in bf16
     latest: dict[tuple[tuple[str, ...], str], torch.fx.GraphModule] = {}  # the last trial's model only
@@ -137,10 +148,10 @@ def quantize_pt2e(
             latest.clear()
             quantizer = int8_quantizer(quantizer_module, FLOAT_MODULES + float_blocks)
             if not in_bf16:
-                latest[key] = calibrated(network(), quantizer, inputs, ranges)
+                latest[key] = calibrated(network(), quantizer, inputs, ranges, weights())
             else:  # its own export and calibration: the kept blocks' bf16 outputs are other nodes
                 graph = export_network(with_blocks_in(model, float_blocks + stem, "bf16"), example)
-                latest[key] = calibrated(graph, quantizer, inputs)
+                latest[key] = calibrated(graph, quantizer, inputs, weights=weights())
         return latest[key]
 
     def trial(float_blocks: tuple[str, ...], kept_in: str = "fp32") -> Trial:
@@ -178,10 +189,16 @@ def quantize_pt2e(
         os.replace(partial, path)
     described = f"; {selection.chosen.describe()}" if selection else ""
     kept = f" in {kept_precision}" if float_blocks else ""
-    log.info("quantized %s to int8 (PT2E, x86 Inductor) at %s, calibrated on %d frames at %dx%d%s%s", checkpoint,
-             path, len(frames), *size, described, kept)
+    log.info("quantized %s to int8 (PT2E, x86 Inductor%s) at %s, calibrated on %d frames at %dx%d%s%s", checkpoint,
+             ", weights rounded by GPTQ" if gptq else "", path, len(frames), *size, described, kept)
     return Int8Model(path=path, float_modules=FLOAT_MODULES + float_blocks, kept_precision=kept_precision,
                      selection=selection)
+
+
+def quantized_convolutions(model: nn.Module) -> tuple[str, ...]:
+    """The names of ``model``'s convolutions that an int8 model may quantize: all but those of FLOAT_MODULES."""
+    return tuple(name for name, module in model.named_modules()
+                 if isinstance(module, nn.Conv2d) and not _is_float_module(name))
 
 
 def sensitive_blocks(model: nn.Module) -> tuple[str, ...]:
@@ -189,7 +206,7 @@ def sensitive_blocks(model: nn.Module) -> tuple[str, ...]:
     outside a block (an EGL's attention, say), less the always-float FLOAT_MODULES."""
     blocks: list[str] = []
     for name, module in model.named_modules():
-        if not isinstance(module, nn.Conv2d) or any(name == f or name.startswith(f"{f}.") for f in FLOAT_MODULES):
+        if not isinstance(module, nn.Conv2d) or _is_float_module(name):
             continue
         parts = name.split(".")
         owners = [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
@@ -198,6 +215,10 @@ def sensitive_blocks(model: nn.Module) -> tuple[str, ...]:
         if block not in blocks:
             blocks.append(block)
     return tuple(blocks)
+
+
+def _is_float_module(name: str) -> bool:
+    return any(name == f or name.startswith(f"{f}.") for f in FLOAT_MODULES)
 
 
 def _compare(quantized: torch.fx.GraphModule, checks: list[tuple[torch.Tensor, EGNetOutput]],

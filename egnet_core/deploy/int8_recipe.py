@@ -24,7 +24,7 @@ import itertools
 import logging
 import statistics
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 FLOAT_PRECISIONS = ("auto", "fp32", "bf16")  # float_block_precision's choices
 KEPT_PRECISION_KEY = "egnet_int8_kept_precision"  # in a .pt2's extra files: fp32 or bf16, or none kept
 TIMED_RUNS = 3  # per precision, after one untimed run, when auto measures
+OUTPUTS_PREFIX = "model."  # of the EGNet's parameter names in an ``export_network`` graph (``_Outputs.model``)
 _SUMS = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
 _ANNOTATION = "quantization_annotation"  # where PT2E quantizers mark a node (torchao's Q_ANNOTATION_KEY)
 
@@ -81,13 +82,19 @@ def int8_quantizer(quantizer_module, float_modules: tuple[str, ...], *, float_su
 
 
 def calibrated(network: torch.fx.GraphModule, quantizer, inputs: Iterable[torch.Tensor],
-               ranges: ObservedRanges | None = None) -> torch.fx.GraphModule:
+               ranges: ObservedRanges | None = None, weights: Mapping[str, torch.Tensor] | None = None,
+               ) -> torch.fx.GraphModule:
     """``network`` (an ``export_network`` graph, left as it is) quantized by ``quantizer``, its ranges observed on
     ``inputs`` one at a time: the PT2E reference graph, which ``exported`` saves and Inductor compiles.
 
     With ``ranges`` (of this same ``network`` and ``inputs``), a calibration records its activation ranges there,
     and a later one that observes no node they lack takes them and runs only the first input (for the weights):
-    the same ranges as a full pass, since min-max ranges are the union of the frames'."""
+    the same ranges as a full pass, since min-max ranges are the union of the frames'.
+
+    ``weights`` (parameter name in ``network``, e.g. ``model.encoder.4.0.conv1.weight`` -> tensor) replace the
+    float weights of the convolutions the quantizer quantizes once their observers have seen the float ones, so
+    that the int8 steps are those of the float weights and the values those given (``gptq.gptq_rounded``'s, on
+    that grid); the weights of convolutions left in float are never replaced."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     with torch.no_grad(), warnings.catch_warnings():
@@ -99,7 +106,23 @@ def calibrated(network: torch.fx.GraphModule, quantizer, inputs: Iterable[torch.
             prepared(x)
         if ranges is not None and not reused:
             ranges.record(prepared)
+        _replace_observed_weights(prepared, weights or {})
         return convert_pt2e(prepared)
+
+
+def _replace_observed_weights(prepared: torch.fx.GraphModule, weights: Mapping[str, torch.Tensor]) -> None:
+    """Each of ``weights`` whose parameter an observer watches (it is to be quantized) set to the value given."""
+    for node in prepared.graph.nodes:
+        if node.op != "get_attr" or node.target not in weights:
+            continue
+        if any(user.op == "call_module" and hasattr(prepared.get_submodule(user.target), "min_val")
+               for user in node.users):
+            parameter = prepared.get_parameter(node.target)
+            replacement = weights[node.target]
+            if replacement.shape != parameter.shape:
+                raise ValueError(f"the weight given for {node.target} is {tuple(replacement.shape)}, the network's "
+                                 f"is {tuple(parameter.shape)}")
+            parameter.data = replacement.to(parameter.dtype)
 
 
 class ObservedRanges:
