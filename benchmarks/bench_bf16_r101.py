@@ -5,14 +5,13 @@ median speed over the best the GEMM reached in the rounds. Writes bf16_r101.json
     python benchmarks/bench_bf16_r101.py [--out bench-out] [--rounds 3]
 """
 
-import argparse
 import functools
 import json
 import logging
 import statistics
-from pathlib import Path
 
 import torch
+from bench_args import timing_parser
 
 from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.benchmark import model_gflop
@@ -25,12 +24,7 @@ GEMM = "bf16 GEMM"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for the JSON and Markdown")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: 3)")
-    args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    args = timing_parser(__doc__, rounds=3).parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
     model = EGNet(backbone="resnet101", output_stride=8).eval()

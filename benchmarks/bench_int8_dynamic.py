@@ -14,14 +14,13 @@ scale), summed. Beside it: the bf16 convolution (channels-last, oneDNN) and the 
 already-rounded input (what a fused kernel could approach).
 """
 
-import argparse
 import functools
 import json
 import statistics
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_args import timing_parser
 
 from egnet_core.deploy.timing import interleaved
 
@@ -31,12 +30,7 @@ TAPS = [(dy, dx) for dy in (0, DILATION, 2 * DILATION) for dx in (0, DILATION, 2
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for the JSON and Markdown")
-    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default: 10)")
-    args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    args = timing_parser(__doc__, rounds=10).parse_args()
     torch.manual_seed(0)
     rows = []
     with torch.no_grad():
