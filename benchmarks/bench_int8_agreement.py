@@ -26,9 +26,10 @@ Variants:
 - per-pixel activations: every convolution's input rounded to uint8 (int8 where it has negative values) with a
   scale of its own for each row of the convolution's matrix product (``gptq.convolution_rows``), taken from that
   row's largest value when the frame is run (dynamic): a pixel's channels for a 1×1 convolution, an im2col patch
-  for the others; with weights rounded to nearest, and by GPTQ. These rows hold what a per-tensor uint8 range
-  cannot: a few pixels whose activations are 50-100× the typical one (benchmarks/RESULTS.md, 2026-12-02, third
-  session); ``bench_int8_dynamic.py`` times what they cost.
+  for the others; with weights rounded to nearest, and by GPTQ; and with a scale per input pixel instead (one per
+  pixel's channels, which a 3×3 convolution's patch mixes: the form ``bench_int8_dynamic.py`` times). These rows
+  hold what a per-tensor uint8 range cannot: a few pixels whose activations are 50-100× the typical one
+  (benchmarks/RESULTS.md, 2026-12-02, third session).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from egnet_core.cli import parse_size
 from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.float_stream import with_float_stream
 from egnet_core.deploy.fusion import fuse_conv_bn
-from egnet_core.deploy.gptq import convolution_rows, gptq_weights
+from egnet_core.deploy.gptq import INT8_LEVELS, MIN_STEP, convolution_rows, gptq_weights
 from egnet_core.deploy.inference import calibration_input
 from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, quantized_convolutions, require_torchao
 from egnet_core.deploy.int8_recipe import OUTPUTS_PREFIX, agreement, calibrated, export_network, int8_quantizer
@@ -112,7 +113,9 @@ def main() -> None:
     rows.append(judged("int8 weights, per-pixel dynamic uint8 activations",
                        float_model(_per_row_activations(_int8_weights(model)))))
     rows.append(judged("int8 weights by GPTQ, per-pixel dynamic uint8 activations",
-                       float_model(_per_row_activations(gptq))))
+                       float_model(_per_row_activations(copy.deepcopy(gptq)))))
+    rows.append(judged("int8 weights by GPTQ, per-input-pixel dynamic uint8 activations",
+                       float_model(_per_row_activations(gptq, rows_of_input=False))))
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
     rows.append(judged("bf16", lambda x: tuple(bf16(x.to(torch.bfloat16)))))
     bf16.segmentation_head = _Fp32(copy.deepcopy(model.segmentation_head))
@@ -162,7 +165,7 @@ def _int8_weights(model: nn.Module, also_float: tuple[str, ...] = ()) -> nn.Modu
     with torch.no_grad():
         for name, module in model.named_modules():
             if isinstance(module, nn.Conv2d) and not any(name == k or name.startswith(f"{k}.") for k in kept):
-                scale = module.weight.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(2**-12) / 127.5
+                scale = (module.weight.abs().amax(dim=(1, 2, 3), keepdim=True) / INT8_LEVELS).clamp_min(MIN_STEP)
                 module.weight.copy_((module.weight / scale).round().clamp(-128, 127) * scale)
     return model
 
@@ -175,25 +178,29 @@ def _with_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Modu
     return model
 
 
-def _per_row_activations(model: nn.Module) -> nn.Module:
+def _per_row_activations(model: nn.Module, rows_of_input: bool = False) -> nn.Module:
     """``model`` (changed in place) with each quantized convolution's input rounded per row of its matrix product
-    (``convolution_rows``) on every call: uint8 where the input has no negative values, else int8, each row scaled
-    to its own largest magnitude."""
+    (``convolution_rows``: an output pixel's input patch), or with ``rows_of_input`` per input pixel (its channels),
+    on every call: uint8 where the input has no negative values, else int8, each row or pixel scaled to its own
+    largest magnitude. The two differ for the 3×3 convolutions only."""
     for name in quantized_convolutions(model):
         owner, _, attribute = name.rpartition(".")
-        setattr(model.get_submodule(owner), attribute, _PerRowInt8Input(model.get_submodule(name)))
+        setattr(model.get_submodule(owner), attribute, _PerRowInt8Input(model.get_submodule(name), rows_of_input))
     return model
 
 
 class _PerRowInt8Input(nn.Module):
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d, rows_of_input: bool) -> None:
         super().__init__()
-        self.conv = conv
+        self.conv, self.rows_of_input = conv, rows_of_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
-        rows = convolution_rows(conv, x).view(len(x), -1, conv.weight[0].numel())  # B×L×K
         levels = 255 if bool((x >= 0).all()) else 127
+        if self.rows_of_input:
+            scale = x.abs().amax(dim=1, keepdim=True).clamp_min(2**-24) / levels
+            return conv((x / scale).round() * scale)
+        rows = convolution_rows(conv, x).view(len(x), -1, conv.weight[0].numel())  # B×L×K
         scale = rows.abs().amax(dim=2, keepdim=True).clamp_min(2**-24) / levels
         out = (rows / scale).round() * scale @ conv.weight.flatten(1).T  # B×L×O
         if conv.bias is not None:

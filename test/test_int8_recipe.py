@@ -3,6 +3,7 @@ bf16."""
 
 from __future__ import annotations
 
+import copy
 import operator
 
 import pytest
@@ -10,7 +11,8 @@ import torch
 from helpers import tiny_torchvision_model
 
 from egnet_core.deploy.fusion import fuse_conv_bn
-from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, require_torchao
+from egnet_core.deploy.gptq import INT8_LEVELS, MIN_STEP
+from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, quantized_convolutions, require_torchao
 from egnet_core.deploy.int8_recipe import (
     OUTPUTS_PREFIX,
     ObservedRanges,
@@ -176,25 +178,34 @@ def _weights_of_convolutions(graph: torch.fx.GraphModule) -> list[torch.Tensor]:
 
 def test_given_weights_become_the_int8_values_on_the_float_weights_steps_and_float_convolutions_keep_theirs(
         network):
-    """What GPTQ's rounded weights go through: the quantizer's steps come from the float weights it observed, the
-    int8 values from the weights given; a float convolution (the stem) never takes a weight given for it."""
+    """What GPTQ's rounded weights go through: the quantizer's steps come from the float weights it observed
+    (at least 2⁻¹², its observer's eps, as GPTQ's grid), the int8 values from the weights given; a float
+    convolution (the stem) never takes a weight given for it, and every quantized one must be given."""
+    network = copy.deepcopy(network)
+    name = "encoder.4.0.conv1"
+    with torch.no_grad():
+        network.get_submodule(name).weight[0] *= 0.01 / network.get_submodule(name).weight[0].abs().max()
     example = torch.rand(1, 3, 64, 64)
     graph = export_network(network, example)
     quantizer = int8_quantizer(require_torchao(), FLOAT_MODULES)
-    name = "encoder.4.0.conv1"
     weight = network.get_submodule(name).weight.detach()
-    step = weight.abs().amax(dim=(1, 2, 3), keepdim=True) / 127.5
+    step = (weight.abs().amax(dim=(1, 2, 3), keepdim=True) / INT8_LEVELS).clamp_min(MIN_STEP)
+    assert step[0].item() == MIN_STEP  # a channel of small weights: the eps decides its step
     given = ((weight / step).round() - 1).clamp(-128, 127) * step  # a step under the nearest
     stem = network.encoder[0].weight.detach()
-    converted = calibrated(graph, quantizer, [example], weights={
-        f"{OUTPUTS_PREFIX}{name}.weight": given, f"{OUTPUTS_PREFIX}encoder.0.weight": torch.zeros_like(stem)})
+    weights = {f"{OUTPUTS_PREFIX}{conv}.weight": network.get_submodule(conv).weight.detach()
+               for conv in quantized_convolutions(network)}  # float weights: the quantizer's own rounding
+    weights |= {f"{OUTPUTS_PREFIX}{name}.weight": given, f"{OUTPUTS_PREFIX}encoder.0.weight": torch.zeros_like(stem)}
+    converted = _weights_of_convolutions(calibrated(graph, quantizer, [example], weights=weights))
     plain = _weights_of_convolutions(calibrated(graph, quantizer, [example]))
-    weights = _weights_of_convolutions(converted)
-    assert torch.equal(weights[0], stem) and torch.equal(plain[0], stem)
-    assert torch.allclose(weights[1], given, atol=1e-6) and not torch.allclose(plain[1], given, atol=1e-6)
-    assert ((plain[1] - weight).abs() <= step / 2 + 1e-6).all()  # without: the nearest steps
-    assert all(torch.equal(a, b) for a, b in zip(weights[2:], plain[2:], strict=True))
+    assert torch.equal(converted[0], stem) and torch.equal(plain[0], stem)
+    assert torch.allclose(converted[1], given, atol=1e-7) and not torch.allclose(plain[1], given, atol=1e-7)
+    assert ((plain[1] - weight).abs() <= step / 2 + 1e-7).all()  # without: the nearest steps
+    assert all(torch.equal(a, b) for a, b in zip(converted[2:], plain[2:], strict=True))
     # The graph given stays as it was.
     assert torch.equal(graph.get_parameter(f"{OUTPUTS_PREFIX}{name}.weight"), weight)
     with pytest.raises(ValueError, match=rf"given for {OUTPUTS_PREFIX}{name}.weight is \(3,\)"):
-        calibrated(graph, quantizer, [example], weights={f"{OUTPUTS_PREFIX}{name}.weight": torch.zeros(3)})
+        calibrated(graph, quantizer, [example], weights=weights | {f"{OUTPUTS_PREFIX}{name}.weight": torch.zeros(3)})
+    missing = {key: value for key, value in weights.items() if key != f"{OUTPUTS_PREFIX}{name}.weight"}
+    with pytest.raises(ValueError, match=rf"no weight given for {OUTPUTS_PREFIX}{name}.weight, which the quantizer"):
+        calibrated(graph, quantizer, [example], weights=missing)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_model, write_cityscapes
+from helpers import tiny_model, with_sigint_default, write_cityscapes
 
 from egnet_core.config import load_train_config
 from egnet_core.data.holdout import HOLDOUT_FILE, read_names
@@ -240,8 +240,9 @@ def test_sigint_stops_training_cleanly_and_names_the_checkpoint_to_resume_from(n
     checkpoints = tmp_path / "run" / "checkpoints"
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
         # A session of its own, so that the signal reaches the whole process group, as Ctrl-C in a terminal does.
-        trainer = subprocess.Popen([*command, *(f"--set={setting}" for setting in settings)], stdout=stdout,
-                                   stderr=stderr, start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        trainer = subprocess.Popen(with_sigint_default([*command, *(f"--set={setting}" for setting in settings)]),
+                                   stdout=stdout, stderr=stderr, start_new_session=True,
+                                   env=dict(os.environ, OMP_NUM_THREADS="1"))
         try:
             deadline = time.monotonic() + 300
             while not list(checkpoints.glob("iter_*.pt")):  # the loop runs: its first checkpoint is written

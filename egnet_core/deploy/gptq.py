@@ -6,9 +6,9 @@ roundings. GPTQ rounds a layer's K input columns one at a time and moves each co
 columns not yet rounded, through the inverse of the layer's input second moments H = E[x xᵀ] (x: a row of the
 convolution's matrix product, an im2col patch) measured on calibration frames, so that the errors cancel on the
 inputs the layer sees. The grid is unchanged: symmetric per output channel, step = the channel's largest magnitude
-over 127.5, values -128..127, as the x86 quantizer's weight observer (PerChannelMinMaxObserver, qint8) computes it
-from the float weights; so the rounded weights, given to the quantizer in place of the float ones after it has
-observed those, are exactly its int8 values.
+over 127.5 but at least 2⁻¹², values -128..127, as the x86 quantizer's weight observer (PerChannelMinMaxObserver,
+qint8, eps 2⁻¹²) computes it from the float weights; so the rounded weights, given to the quantizer in place of the
+float ones after it has observed those, are exactly its int8 values.
 
 Measured on the bench's trained EGNets (benchmarks/RESULTS.md, 2026-12-02, third session): with fp32
 activations, ResNet-101 OS8 keeps 99.94% of the float model's labels and moves the exposure map by 0.0037, where
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 INT8_LEVELS = 127.5  # a symmetric int8 channel's largest magnitude over its step, as torch's observers take it
+MIN_STEP = 2**-12  # the smallest step: the x86 quantizer's weight observer's eps (torchao's X86InductorQuantizer)
 BLOCK = 128  # columns rounded between two updates of the rest (the paper's lazy batch)
 DAMPING = 0.01  # of H's mean diagonal, added to its diagonal: H can be singular (ReLU inputs that never fire)
 
@@ -70,13 +71,13 @@ def input_moments(model: nn.Module, convolutions: Mapping[str, nn.Conv2d], input
 def gptq_rounded(weight: torch.Tensor, moment: torch.Tensor, *, block: int = BLOCK, damping: float = DAMPING,
                  ) -> torch.Tensor:
     """``weight`` (O×…, its K = numel / O columns in ``flatten(1)`` order) rounded onto its symmetric per-output-
-    channel int8 grid by GPTQ, given its input rows' K×K second ``moment``; same shape and dtype, every value
-    (an integer from -128 to 127) × its channel's step."""
-    columns = weight.detach().flatten(1).double()
+    channel int8 grid (the module docstring's) by GPTQ, given its input rows' K×K second ``moment``; same shape and
+    dtype, every value (an integer from -128 to 127) × its channel's step."""
+    columns = weight.detach().flatten(1).to(torch.float64, copy=True)  # never the caller's tensor
     if moment.shape != (columns.shape[1],) * 2:
         raise ValueError(f"a weight with {columns.shape[1]} input columns needs a {columns.shape[1]}² second moment, "
                          f"got {tuple(moment.shape)}")
-    step = columns.abs().amax(dim=1, keepdim=True).clamp_min(2**-24) / INT8_LEVELS
+    step = (columns.abs().amax(dim=1, keepdim=True) / INT8_LEVELS).clamp_min(MIN_STEP)
     moment = moment.double().clone()
     dead = moment.diagonal() == 0  # an input that is always zero: its column's error costs nothing
     moment[dead, dead] = 1.0  # (dead columns, rounded to nearest, then pass no error on)

@@ -94,7 +94,8 @@ def calibrated(network: torch.fx.GraphModule, quantizer, inputs: Iterable[torch.
     ``weights`` (parameter name in ``network``, e.g. ``model.encoder.4.0.conv1.weight`` -> tensor) replace the
     float weights of the convolutions the quantizer quantizes once their observers have seen the float ones, so
     that the int8 steps are those of the float weights and the values those given (``gptq.gptq_rounded``'s, on
-    that grid); the weights of convolutions left in float are never replaced."""
+    that grid). They must name every weight the quantizer quantizes (ValueError naming those missing); those of
+    convolutions left in float are never replaced."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     with torch.no_grad(), warnings.catch_warnings():
@@ -111,18 +112,30 @@ def calibrated(network: torch.fx.GraphModule, quantizer, inputs: Iterable[torch.
 
 
 def _replace_observed_weights(prepared: torch.fx.GraphModule, weights: Mapping[str, torch.Tensor]) -> None:
-    """Each of ``weights`` whose parameter an observer watches (it is to be quantized) set to the value given."""
-    for node in prepared.graph.nodes:
-        if node.op != "get_attr" or node.target not in weights:
-            continue
-        if any(user.op == "call_module" and hasattr(prepared.get_submodule(user.target), "min_val")
-               for user in node.users):
-            parameter = prepared.get_parameter(node.target)
-            replacement = weights[node.target]
-            if replacement.shape != parameter.shape:
-                raise ValueError(f"the weight given for {node.target} is {tuple(replacement.shape)}, the network's "
-                                 f"is {tuple(parameter.shape)}")
-            parameter.data = replacement.to(parameter.dtype)
+    """Each convolution weight an observer watches (it is to be quantized) set to its value in ``weights``."""
+    if not weights:
+        return
+    observed = [node.target for node in prepared.graph.nodes if _is_observed_weight(prepared, node)]
+    if missing := [name for name in observed if name not in weights]:
+        raise ValueError(f"no weight given for {', '.join(missing)}, which the quantizer quantizes")
+    for name in observed:
+        parameter, replacement = prepared.get_parameter(name), weights[name]
+        if replacement.shape != parameter.shape:
+            raise ValueError(f"the weight given for {name} is {tuple(replacement.shape)}, the network's is "
+                             f"{tuple(parameter.shape)}")
+        parameter.data = replacement.to(parameter.dtype)
+
+
+def _is_observed_weight(prepared: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
+    """Whether ``node`` reads a convolution's weight (a 4-D parameter) that an observer watches."""
+    if node.op != "get_attr":
+        return False
+    try:
+        parameter = prepared.get_parameter(node.target)
+    except AttributeError:  # a buffer or a constant, not a parameter
+        return False
+    return parameter.ndim == 4 and any(
+        user.op == "call_module" and hasattr(prepared.get_submodule(user.target), "min_val") for user in node.users)
 
 
 class ObservedRanges:
