@@ -11,9 +11,9 @@ qint8, eps 2⁻¹²) computes it from the float weights; so the rounded weights,
 float ones after it has observed those, are exactly its int8 values.
 
 Measured on the bench's trained EGNets (benchmarks/RESULTS.md, 2026-12-02, third session): with fp32
-activations, ResNet-101 OS8 keeps 99.94% of the float model's labels and moves the exposure map by 0.0037, where
-rounding to nearest keeps 99.67% and moves it by 0.0102; in the int8 .pt2 (``int8_pt2e``'s ``gptq``), ResNet-18
-OS16 with every block int8 keeps 99.57% and 0.0082 instead of 99.47% and 0.0091.
+activations, ResNet-101 OS8 keeps 99.93% of the float model's labels and moves the exposure map by 0.0038, where
+rounding to nearest keeps 99.66% and moves it by 0.0103; in the int8 .pt2 (``int8_pt2e``'s ``gptq``), ResNet-18
+OS16 with every block int8 keeps 99.56% and 0.0082 instead of 99.47% and 0.0091.
 """
 
 from __future__ import annotations
