@@ -115,7 +115,7 @@ def main() -> None:
     rows.append(judged("int8 weights by GPTQ, per-pixel dynamic uint8 activations",
                        float_model(_per_row_activations(copy.deepcopy(gptq)))))
     rows.append(judged("int8 weights by GPTQ, per-input-pixel dynamic uint8 activations",
-                       float_model(_per_row_activations(gptq, rows_of_input=False))))
+                       float_model(_per_row_activations(gptq, rows_of_input=True))))
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
     rows.append(judged("bf16", lambda x: tuple(bf16(x.to(torch.bfloat16)))))
     bf16.segmentation_head = _Fp32(copy.deepcopy(model.segmentation_head))
