@@ -48,7 +48,7 @@ from egnet_core.cli import parse_size
 from egnet_core.data.synthetic import render_night_frames
 from egnet_core.deploy.float_stream import with_float_stream
 from egnet_core.deploy.fusion import fuse_conv_bn
-from egnet_core.deploy.gptq import INT8_LEVELS, MIN_STEP, convolution_rows, gptq_weights
+from egnet_core.deploy.gptq import convolution_rows, gptq_weights, nearest_int8
 from egnet_core.deploy.inference import calibration_input
 from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, quantized_convolutions, require_torchao
 from egnet_core.deploy.int8_recipe import OUTPUTS_PREFIX, agreement, calibrated, export_network, int8_quantizer
@@ -165,8 +165,7 @@ def _int8_weights(model: nn.Module, also_float: tuple[str, ...] = ()) -> nn.Modu
     with torch.no_grad():
         for name, module in model.named_modules():
             if isinstance(module, nn.Conv2d) and not any(name == k or name.startswith(f"{k}.") for k in kept):
-                scale = (module.weight.abs().amax(dim=(1, 2, 3), keepdim=True) / INT8_LEVELS).clamp_min(MIN_STEP)
-                module.weight.copy_((module.weight / scale).round().clamp(-128, 127) * scale)
+                module.weight.copy_(nearest_int8(module.weight))
     return model
 
 

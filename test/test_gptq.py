@@ -10,12 +10,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from egnet_core.deploy.gptq import INT8_LEVELS, MIN_STEP, convolution_rows, gptq_rounded, gptq_weights, input_moments
+from egnet_core.deploy.gptq import (
+    INT8_LEVELS,
+    MIN_STEP,
+    convolution_rows,
+    gptq_rounded,
+    gptq_weights,
+    input_moments,
+    nearest_int8,
+)
 
 
-def _nearest(weight: torch.Tensor) -> torch.Tensor:
-    step = (weight.abs().amax(dim=(1, 2, 3), keepdim=True) / INT8_LEVELS).clamp_min(MIN_STEP)
-    return (weight / step).round().clamp(-128, 127) * step
+def test_nearest_int8_is_what_torchs_per_channel_weight_observer_and_fake_quantizer_make():
+    """The oracle is torch's own: the observer the x86 quantizer gives weights (per channel, symmetric, qint8,
+    eps 2⁻¹²) and the fake quantizer on its scales, over ordinary and tiny channels."""
+    torch.manual_seed(7)
+    weight = torch.randn(6, 5, 3, 3)
+    weight[2] *= 1e-4  # a channel whose step is the observer's eps
+    observer = torch.ao.quantization.PerChannelMinMaxObserver(
+        ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric, eps=MIN_STEP)
+    observer(weight)
+    scale, zero_point = observer.calculate_qparams()
+    expected = torch.fake_quantize_per_channel_affine(weight, scale.float(), zero_point.int(), 0, -128, 127)
+    assert torch.equal(scale[2], torch.tensor(MIN_STEP, dtype=scale.dtype))
+    assert torch.allclose(nearest_int8(weight), expected, atol=1e-7, rtol=0)
+    assert nearest_int8(weight.double()).dtype == torch.float64
 
 
 @pytest.mark.parametrize("conv", [
@@ -49,7 +68,7 @@ def test_the_rounded_weights_lie_on_the_per_channel_int8_grid_of_the_float_weigh
     steps = (rounded / (weight.abs().amax(dim=(1, 2, 3), keepdim=True) / INT8_LEVELS)).double()
     assert torch.allclose(steps, steps.round(), atol=1e-4)
     assert steps.min() >= -128 and steps.max() <= 127
-    assert not torch.equal(rounded, _nearest(weight))
+    assert not torch.equal(rounded, nearest_int8(weight))
 
 
 def test_a_channel_of_small_weights_takes_the_quantizers_smallest_step():
@@ -68,7 +87,7 @@ def test_uncorrelated_inputs_make_gptq_round_to_nearest():
     torch.manual_seed(2)
     weight = torch.randn(8, 16, 1, 1)
     moment = torch.diag(torch.rand(16) + 0.5)
-    rounded, nearest = gptq_rounded(weight, moment), _nearest(weight)
+    rounded, nearest = gptq_rounded(weight, moment), nearest_int8(weight)
     # Each channel's largest weight lies half way between two steps (±127.5): either is the nearest.
     ties = weight.abs() == weight.abs().amax(dim=(1, 2, 3), keepdim=True)
     step = weight.abs().amax(dim=(1, 2, 3), keepdim=True) / INT8_LEVELS
@@ -87,7 +106,7 @@ def test_correlated_inputs_lose_less_through_gptq_than_through_rounding_to_neare
         return ((x @ (weight - rounded).flatten(1).T) ** 2).mean().item()
 
     # Measured here: about a fifth of round-to-nearest's squared error.
-    assert error(gptq_rounded(weight, moment)) < 0.5 * error(_nearest(weight))
+    assert error(gptq_rounded(weight, moment)) < 0.5 * error(nearest_int8(weight))
 
 
 def test_a_moment_of_the_wrong_size_is_refused_with_both_sizes():
@@ -132,7 +151,7 @@ def test_gptq_weights_bring_a_network_closer_to_its_float_outputs_than_rounding_
                           nn.ReLU(), nn.Conv2d(16, 8, 1)).eval()
     frames = [F.avg_pool2d(torch.rand(1, 3, 24, 24), 3, 1, 1) for _ in range(4)]  # smooth: neighbours correlate
     rounded = gptq_weights(model, ["2", "4"], frames)
-    nearest = {name: _nearest(model.get_submodule(name).weight.detach()) for name in rounded}
+    nearest = {name: nearest_int8(model.get_submodule(name).weight.detach()) for name in rounded}
     test = F.avg_pool2d(torch.rand(1, 3, 24, 24), 3, 1, 1)  # a frame the moments did not see
 
     def error(weights: dict[str, torch.Tensor]) -> float:

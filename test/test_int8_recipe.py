@@ -11,7 +11,7 @@ import torch
 from helpers import tiny_torchvision_model
 
 from egnet_core.deploy.fusion import fuse_conv_bn
-from egnet_core.deploy.gptq import INT8_LEVELS, MIN_STEP
+from egnet_core.deploy.gptq import MIN_STEP, int8_steps
 from egnet_core.deploy.int8_pt2e import FLOAT_MODULES, quantized_convolutions, require_torchao
 from egnet_core.deploy.int8_recipe import (
     OUTPUTS_PREFIX,
@@ -189,7 +189,7 @@ def test_given_weights_become_the_int8_values_on_the_float_weights_steps_and_flo
     graph = export_network(network, example)
     quantizer = int8_quantizer(require_torchao(), FLOAT_MODULES)
     weight = network.get_submodule(name).weight.detach()
-    step = (weight.abs().amax(dim=(1, 2, 3), keepdim=True) / INT8_LEVELS).clamp_min(MIN_STEP)
+    step = int8_steps(weight.flatten(1)).view(-1, 1, 1, 1)
     assert step[0].item() == MIN_STEP  # a channel of small weights: the eps decides its step
     given = ((weight / step).round() - 1).clamp(-128, 127) * step  # a step under the nearest
     stem = network.encoder[0].weight.detach()

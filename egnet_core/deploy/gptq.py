@@ -77,7 +77,7 @@ def gptq_rounded(weight: torch.Tensor, moment: torch.Tensor, *, block: int = BLO
     if moment.shape != (columns.shape[1],) * 2:
         raise ValueError(f"a weight with {columns.shape[1]} input columns needs a {columns.shape[1]}² second moment, "
                          f"got {tuple(moment.shape)}")
-    step = (columns.abs().amax(dim=1, keepdim=True) / INT8_LEVELS).clamp_min(MIN_STEP)
+    step = int8_steps(columns)
     moment = moment.double().clone()
     dead = moment.diagonal() == 0  # an input that is always zero: its column's error costs nothing
     moment[dead, dead] = 1.0  # (dead columns, rounded to nearest, then pass no error on)
@@ -90,7 +90,7 @@ def gptq_rounded(weight: torch.Tensor, moment: torch.Tensor, *, block: int = BLO
         part, local = columns[:, start:end].clone(), factor[start:end, start:end]
         errors = torch.empty_like(part)
         for i in range(end - start):
-            rounded[:, start + i] = _nearest(part[:, i : i + 1], step).squeeze(1)
+            rounded[:, start + i] = _on_grid(part[:, i : i + 1], step).squeeze(1)
             errors[:, i] = (part[:, i] - rounded[:, start + i]) / local[i, i]
             part[:, i:] -= errors[:, i : i + 1] * local[i : i + 1, i:]
         columns[:, end:] -= errors @ factor[start:end, end:]
@@ -108,5 +108,18 @@ def gptq_weights(model: nn.Module, names: Iterable[str], inputs: Iterable[torch.
     return {name: gptq_rounded(conv.weight, moments.pop(name)) for name, conv in convolutions.items()}
 
 
-def _nearest(columns: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+def int8_steps(columns: torch.Tensor) -> torch.Tensor:
+    """Each row's int8 step (O×1) of ``columns`` (O×K: a weight's ``flatten(1)``), as the module docstring's grid
+    takes it from the float weights."""
+    return (columns.abs().amax(dim=1, keepdim=True) / INT8_LEVELS).clamp_min(MIN_STEP)
+
+
+def nearest_int8(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` (O×…) rounded to the nearest value of its per-output-channel int8 grid (the module docstring's):
+    what the x86 quantizer's int8 weights are, given back in ``weight``'s dtype."""
+    columns = weight.detach().flatten(1)
+    return _on_grid(columns, int8_steps(columns)).view_as(weight)
+
+
+def _on_grid(columns: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     return (columns / step).round().clamp(-128, 127) * step
