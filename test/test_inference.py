@@ -200,6 +200,24 @@ def test_compiled_cpu_labels_come_from_the_last_stages_logits_in_one_pass_and_eq
     assert Segmenter(model, compile=True, scales=(0.5, 1.0))._eager.logits_at_input_size is True
 
 
+@pytest.mark.slow
+def test_frames_at_the_input_size_take_the_whole_factor_labels_pass_with_eager_labels():
+    """A 128×64 frame at a 128×64 input: the logits (4×2 at output stride 32) are enlarged 32× straight to the
+    frame, the compiled pass's whole-factor blend (labels.upsampled_label_map)."""
+    model = with_running_statistics(tiny_model())
+    frames = random_frames(2, width=128, height=64)
+    compiled = Segmenter(model, input_size=(128, 64), compile=True)
+    assert compiled._labels.upsamples((2, 4), (64, 128), (64, 128))
+    results = compiled.predict_batch(frames)
+    network_input = to_network_input(torch.from_numpy(np.stack(frames))).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        logits = compiled.model(network_input).logits
+    expected = LabelMaps(compiled=False)(logits, (64, 128), (64, 128))
+    np.testing.assert_array_equal(np.stack([r.labels for r in results]), expected.numpy())
+    for a, b in zip(Segmenter(model).predict_batch(frames), results):  # compiled convolutions round apart
+        assert (a.labels == b.labels).mean() >= 0.995
+
+
 def test_label_map_compiled_resizes_and_takes_the_first_of_tied_maxima_as_eager():
     torch.manual_seed(0)
     logits = torch.randn(2, 19, 8, 16)
