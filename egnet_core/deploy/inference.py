@@ -38,6 +38,7 @@ from egnet_core.deploy.cuda_graphs import CudaGraphNetwork
 from egnet_core.deploy.errors import InferenceError
 from egnet_core.deploy.float_stream import with_float_stream
 from egnet_core.deploy.fusion import fuse_conv_bn
+from egnet_core.deploy.host_memory import keep_freed_memory
 from egnet_core.deploy.int8_pt2e import PT2_SUFFIX, Int8Network
 from egnet_core.deploy.labels import LabelMaps, resize
 from egnet_core.deploy.onnx_runtime import OnnxNetwork
@@ -110,6 +111,8 @@ class Segmenter:
         self.options = options
         self.device = options.device
         self.threads = _apply_threads(options)
+        if self.device.type == "cpu":  # process-wide, as the threads: frames reuse the heap (host_memory.py)
+            keep_freed_memory()
         self.precision = options.precision
         self.dtype = PRECISIONS.get(options.precision, torch.float32)  # auto: fp32 until it has chosen
         self.precision_choice: PrecisionChoice | None = None
