@@ -58,7 +58,7 @@ from egnet_core.deploy.bench_weights import bench_weights
 from egnet_core.deploy.cpu_features import this_cpu_features
 from egnet_core.deploy.export import export_onnx
 from egnet_core.deploy.gemm_peaks import GEMM_OPS, GEMM_SIDE, GemmPeak, gemm_peaks, peak_gemm
-from egnet_core.deploy.host_memory import keep_freed_memory
+from egnet_core.deploy.host_memory import keep_freed_memory, release_freed_memory
 from egnet_core.deploy.inference import Segmentation, Segmenter, to_network_input
 from egnet_core.deploy.int8_pt2e import quantize_pt2e
 from egnet_core.deploy.precision_choice import EXPOSURE_MAE_CEILING, LABEL_AGREEMENT_FLOOR
@@ -362,6 +362,7 @@ def _reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     else:  # Linux: writing 5 to clear_refs resets the process's resident high-water mark (VmHWM)
+        release_freed_memory()  # the blocks earlier paths freed (host_memory.py keeps them) are not this path's
         Path("/proc/self/clear_refs").write_text("5")
 
 

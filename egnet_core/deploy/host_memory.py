@@ -12,8 +12,9 @@ sixth of the others' rate while their output pages faulted in.
 ``keep_freed_memory`` raises glibc's mmap threshold to 1 GiB (32 MiB, the ceiling older glibc accepts, where it
 refuses that) and its trim threshold to 2 GiB - 1 through ``mallopt``, once per process: freed blocks stay in the
 heap for the next frame, as PyTorch's recommended jemalloc or tcmalloc would keep them. The process's resident size
-then stays at its high-water mark instead of falling between frames; its peak is unchanged. Other C libraries (no
-``mallopt``) are left as they are.
+then stays at its high-water mark instead of falling between frames; ``release_freed_memory`` (``malloc_trim``)
+gives the free blocks back, as ``egnet bench`` does before each path whose peak it reports, so that a path's peak
+is not an earlier one's. Other C libraries (no ``mallopt``) are left as they are.
 """
 
 from __future__ import annotations
@@ -57,3 +58,13 @@ def _raise_thresholds() -> int:
             return threshold
     log.info("mallopt refused every mmap threshold of %s bytes", MMAP_THRESHOLDS)
     return 0
+
+
+def release_freed_memory() -> None:
+    """Give the heap's free blocks back to the system (glibc's ``malloc_trim(0)``); nothing where there is none."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return
+    trim.argtypes, trim.restype = (ctypes.c_size_t,), ctypes.c_int
+    trim(0)
