@@ -46,7 +46,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from egnet_core.cli import parse_size
 from egnet_core.data.synthetic import render_night_frames
-from egnet_core.deploy.float_stream import with_float_stream
+from egnet_core.deploy.bf16_stages import with_bf16_stages
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.gptq import convolution_rows, gptq_weights, nearest_int8
 from egnet_core.deploy.inference import calibration_input
@@ -122,8 +122,8 @@ def main() -> None:
     if model.exposure_head is not None:  # the single-stream variants have none
         bf16.exposure_head = _Fp32(copy.deepcopy(model.exposure_head))
     rows.append(judged("bf16, heads fp32", lambda x: tuple(bf16(x.to(torch.bfloat16)))))
-    stream = with_float_stream(copy.deepcopy(model))
-    rows.append(judged("bf16 blocks, residual stream and the rest fp32 (the Segmenter's bf16)",
+    stream = with_bf16_stages(copy.deepcopy(model))
+    rows.append(judged("bf16 stages, stem, EGLs and heads fp32 (the Segmenter's bf16)",
                        lambda x: tuple(stream(x))))
 
     result = {"date": time.strftime("%Y-%m-%d"), "checkpoint": str(args.checkpoint),

@@ -67,7 +67,7 @@ def test_candidates_can_be_forced_and_only_the_chosen_paths_model_is_kept():
     assert [trial.precision for trial in choice.trials] == ["fp32", "bf16"]
     networks = [value for value in vars(segmenter).values() if isinstance(value, torch.nn.Module)]
     assert {id(network) for network in networks} == {id(segmenter.model)}  # one model (also the eager one)
-    # bf16 runs the residual blocks in bf16 and the stem, the EGLs and the heads in fp32 (float_stream.py)
+    # bf16 runs the ResNet stages in bf16 and the stem, the EGLs and the heads in fp32 (bf16_stages.py)
     block_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[choice.chosen]
     assert segmenter.model.segmentation_stages[0][0].conv1.weight.dtype == block_dtype
     assert segmenter.model.encoder[0].weight.dtype == segmenter.model.segmentation_head.weight.dtype == torch.float32

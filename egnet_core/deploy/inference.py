@@ -33,10 +33,10 @@ import torch
 
 from egnet_core.config import ModelConfig
 from egnet_core.data.labels import IGNORE_INDEX, PALETTE_LUT
+from egnet_core.deploy.bf16_stages import with_bf16_stages
 from egnet_core.deploy.compiled import CompiledNetwork
 from egnet_core.deploy.cuda_graphs import CudaGraphNetwork
 from egnet_core.deploy.errors import InferenceError
-from egnet_core.deploy.float_stream import with_float_stream
 from egnet_core.deploy.fusion import fuse_conv_bn
 from egnet_core.deploy.host_memory import keep_freed_memory
 from egnet_core.deploy.int8_pt2e import PT2_SUFFIX, Int8Network
@@ -90,8 +90,8 @@ class Segmenter:
 
     Speed: ``optimize`` (default) folds every BatchNorm into its convolution and keeps feature maps channels-last,
     the same function computed faster; ``precision`` ``bf16`` (CPU with AVX-512 BF16 or AMX, or CUDA) runs the
-    residual blocks' convolutions in bf16 and keeps the residual stream and the rest of the network in fp32
-    (``float_stream.py``), ``fp16`` (CUDA) runs the whole model in fp16. Logits and exposure come back to fp32
+    ResNet stages (their residual sums included) in bf16 and keeps the stem, the EGLs and the heads in fp32
+    (``bf16_stages.py``), ``fp16`` (CUDA) runs the whole model in fp16. Logits and exposure come back to fp32
     before they are averaged, resized and turned into labels. ``precision`` ``auto`` times the precisions the device
     offers at start-up (``warm_up``, else the first batch) and keeps the fastest whose labels and exposure agree
     with fp32's (``precision_choice`` says what was measured; ``precision`` becomes the one kept). ``compile`` runs
@@ -388,11 +388,11 @@ def _release_cuda_memory(device: torch.device) -> None:
 
 
 def _placed(model: Network, device: torch.device, dtype: torch.dtype, memory_format: torch.memory_format) -> Network:
-    """``model`` on ``device`` in ``dtype``; bf16 as ``float_stream`` makes it: the residual blocks' convolutions
-    in bf16, the residual stream and the rest of the network in fp32."""
+    """``model`` on ``device`` in ``dtype``; bf16 as ``bf16_stages`` makes it: the ResNet stages in bf16, the
+    rest of the network in fp32."""
     try:
         placed = model.to(device, _network_input_dtype(dtype), memory_format=memory_format).eval()
-        return with_float_stream(placed, dtype) if dtype == torch.bfloat16 else placed
+        return with_bf16_stages(placed, dtype) if dtype == torch.bfloat16 else placed
     except RuntimeError as error:  # CUDA out of memory, a driver error
         _release_cuda_memory(device)
         raise InferenceError(f"the model cannot be placed on {device}: {error}") from error
